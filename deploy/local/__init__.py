@@ -1,0 +1,1 @@
+"""Running refdesk on one machine: embedded servers, the five services, demo data."""

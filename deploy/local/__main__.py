@@ -1,0 +1,95 @@
+"""`make run`: the whole system with demo data on this machine. Ctrl-C stops everything.
+
+Set REFDESK_MONGODB_URI to use a MongoDB server of your own instead of the embedded one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from deploy.local import demo_data
+from deploy.local.processes import port_open
+from deploy.local.system import ROOT, SERVICES, LocalSystem, Ports
+from shared import store
+
+
+def _check_free(ports: Ports, own_mongodb: bool) -> None:
+    wanted = {"NATS": ports.nats, "gateway": ports.gateway}
+    if own_mongodb:
+        wanted["MongoDB"] = ports.mongodb
+    for name, port in {**wanted, **ports.ops}.items():
+        if port_open(port):
+            sys.exit(f"port {port} ({name}) is already in use: is refdesk already running?")
+
+
+async def _load_demo(uri: str) -> int:
+    client = store.connect(uri, "launcher")
+    try:
+        return await demo_data.load(
+            store.database(client, os.environ.get("REFDESK_MONGODB_DB", "refdesk"))
+        )
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    data = Path(os.environ.get("REFDESK_DATA_DIR", ROOT / ".data"))
+    ports = Ports(
+        nats=int(os.environ.get("REFDESK_NATS_PORT", 4222)),
+        mongodb=int(os.environ.get("REFDESK_MONGODB_PORT", 27017)),
+        gateway=int(os.environ.get("REFDESK_PORT", 8000)),
+    )
+    uri = os.environ.get("REFDESK_MONGODB_URI") or None
+    _check_free(ports, uri is None)
+    system = LocalSystem(data=data, ports=ports, mongodb_uri=uri)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(
+            f"starting nats-server on :{ports.nats} and MongoDB on "
+            f"{uri or f':{ports.mongodb} (embedded)'} ...",
+            flush=True,
+        )
+        system.start_infra()
+        assert system.mongodb_uri is not None
+        added = asyncio.run(_load_demo(system.mongodb_uri))
+        print(f"demo data loaded ({added} documents added)", flush=True)
+        print(f"starting services: {', '.join(SERVICES)} ...", flush=True)
+        system.start_services()
+        url = system.gateway_url
+        password = os.environ.get("REFDESK_DEMO_PASSWORD", demo_data.DEFAULT_PASSWORD)
+        print(
+            f"""
+refdesk is running.
+  Operator client  {url}/operator   (sign in as demo-hill-ann, password {password})
+  Demo page        {url}/demo       (the patron widget of Hill Library)
+  API docs         {url}/docs
+  Logs             {system.logs}/
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        while not stopping:
+            for name, child in system.services.items():
+                if not child.alive():
+                    print(f"{name} stopped unexpectedly:\n{child.tail()}", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("stopping ...", flush=True)
+        system.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

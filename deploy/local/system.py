@@ -1,0 +1,151 @@
+"""The whole of refdesk on one machine, as processes: nats-server with JetStream, a MongoDB
+wire-protocol server, and the five services. `make run` and the end-to-end tests both use
+this, so what the tests start is what an operator runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
+
+SERVICES = ("presence", "routing", "transcripts", "tickets", "gateway")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Ports:
+    nats: int = 4222
+    mongodb: int = 27017
+    gateway: int = 8000
+    ops: dict[str, int] = field(
+        default_factory=lambda: {
+            "routing": 9101,
+            "presence": 9102,
+            "transcripts": 9103,
+            "tickets": 9104,
+        }
+    )
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES[:-1]})
+
+
+def start_nats(data: Path, port: int, logs: Path) -> Child:
+    store_dir = data / "nats"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    child = spawn(
+        "nats-server",
+        [tool("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        logs,
+    )
+    wait_listening(child, port)
+    return child
+
+
+def start_mongodb(data: Path, port: int, logs: Path) -> Child:
+    db_dir = data / "mongodb"
+    db_dir.mkdir(parents=True, exist_ok=True)
+    child = spawn(
+        "mongodb",
+        [
+            tool("nx-27017"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--data-dir",
+            str(db_dir),
+            "--log-file",
+            str(logs / "mongodb-server.log"),
+            "--pid-file",
+            str(data / "mongodb.pid"),
+        ],
+        logs,
+    )
+    wait_listening(child, port)
+    return child
+
+
+@dataclass
+class LocalSystem:
+    data: Path
+    ports: Ports
+    mongodb_uri: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    infra: list[Child] = field(default_factory=list)
+    services: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "REFDESK_NATS_URL": self.nats_url,
+            "REFDESK_MONGODB_URI": self.mongodb_uri or "",
+            "PYTHONPATH": str(ROOT),
+            **self.extra_env,
+        }
+
+    def start_infra(self) -> None:
+        self.infra.append(start_nats(self.data, self.ports.nats, self.logs))
+        if self.mongodb_uri is None:
+            self.infra.append(start_mongodb(self.data, self.ports.mongodb, self.logs))
+            self.mongodb_uri = f"mongodb://127.0.0.1:{self.ports.mongodb}"
+
+    def start_service(self, name: str) -> Child:
+        env = self.env()
+        if name == "gateway":
+            env["REFDESK_PORT"] = str(self.ports.gateway)
+            env["REFDESK_PUBLIC_URL"] = self.gateway_url
+        else:
+            env["REFDESK_OPS_PORT"] = str(self.ports.ops[name])
+        child = spawn(name, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
+        self.services[name] = child
+        return child
+
+    def ops_url(self, name: str) -> str:
+        port = self.ports.gateway if name == "gateway" else self.ports.ops[name]
+        return f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, name: str, timeout: float = 30.0) -> None:
+        child = self.services[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise RuntimeError(f"{name} exited:\n{child.tail(40)}")
+            try:
+                with urllib.request.urlopen(f"{self.ops_url(name)}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} not ready in {timeout}s:\n{child.tail(40)}")
+
+    def start_services(self) -> None:
+        for name in SERVICES:
+            self.start_service(name)
+        for name in SERVICES:
+            self.wait_ready(name)
+
+    def stop(self) -> None:
+        for child in reversed(list(self.services.values())):
+            child.stop()
+        self.services.clear()
+        for child in reversed(self.infra):
+            child.stop()
+        self.infra.clear()

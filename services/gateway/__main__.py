@@ -1,0 +1,11 @@
+"""Start the gateway: `python -m services.gateway`."""
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from shared import telemetry
+from shared.runtime import serve
+
+if __name__ == "__main__":
+    settings = GatewaySettings()
+    telemetry.setup("gateway", settings.log_level, settings.log_json, settings.otel_console)
+    serve(create_app(settings), settings.host, settings.port)

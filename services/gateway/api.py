@@ -1,0 +1,228 @@
+"""The REST API of PROTOCOL.md (the part that exists so far).
+
+No `from __future__ import annotations` here: FastAPI reads the dependency annotations of
+these closures at definition time.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+
+from services.gateway import domain, metrics
+from services.gateway.auth import StaffClaims
+from services.gateway.handlers import Gateway
+from shared import subjects
+from shared.errors import Refusal
+from shared.passwords import verify_password
+from shared.schemas.base import Model
+from shared.schemas.records import Queue
+from shared.schemas.requests import CreateTicket, GetTicket, GetTranscript, Ticket, Transcript
+
+STATUS = {
+    "invalid": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "gone": 410,
+    "unavailable": 503,
+    "rate_limited": 429,
+    "too_large": 413,
+    "internal": 500,
+}
+
+
+def refusal_response(refusal: Refusal) -> JSONResponse:
+    body: dict[str, str] = {"code": refusal.code, "message": refusal.message}
+    if refusal.owner:
+        body["owner"] = refusal.owner
+    return JSONResponse(body, status_code=STATUS[refusal.code])
+
+
+class LoginRequest(Model):
+    username: str = Field(min_length=1, max_length=120)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserView(Model):
+    username: str
+    role: str
+    institution: str
+    display_name: str
+
+
+class LoginResponse(Model):
+    token: str
+    user: UserView
+
+
+class TicketRequest(Model):
+    chat_id: str | None = Field(default=None, max_length=64)
+    email: str = Field(max_length=254)
+    subject: str = Field(max_length=200)
+    body: str = Field(max_length=10_000)
+
+
+class OfflineMessage(Model):
+    name: str | None = Field(default=None, max_length=80)
+    email: str = Field(max_length=254)
+    question: str = Field(min_length=1, max_length=4000)
+
+
+class OfflineReceipt(Model):
+    ticket_id: str
+
+
+class WidgetStatusView(Model):
+    online: bool
+    queue: str | None
+    reason: str
+
+
+def build_router(get: Callable[[], Gateway]) -> APIRouter:
+    """REST routes; `get` returns the process's Gateway once its lifespan has started."""
+    router = APIRouter(prefix="/api")
+    attempts: dict[str, domain.TokenBucket] = {}
+
+    def staff(authorization: Annotated[str | None, Header()] = None) -> StaffClaims:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Refusal("unauthorized", "send Authorization: Bearer <token>")
+        return get().tokens.staff(authorization.split(" ", 1)[1].strip())
+
+    Staff = Annotated[StaffClaims, Depends(staff)]
+
+    def scope(claims: StaffClaims, institution: str | None) -> str:
+        if institution is None or institution == claims.institution:
+            return claims.institution
+        if claims.role != "consortium_admin":
+            raise Refusal("forbidden", "you can only see your own institution")
+        return institution
+
+    def throttle(key: str) -> None:
+        if len(attempts) > 10_000:
+            attempts.clear()
+        per_minute = get().settings.login_attempts_per_minute
+        bucket = attempts.setdefault(
+            key, domain.TokenBucket(per_minute / 60.0, per_minute, time.monotonic())
+        )
+        if not bucket.take(time.monotonic()):
+            raise Refusal("rate_limited", "too many sign-in attempts; wait a minute")
+
+    @router.post("/auth/login", response_model=LoginResponse)
+    async def login(body: LoginRequest, request: Request) -> LoginResponse:
+        client = request.client.host if request.client else "?"
+        throttle(f"{client}|{body.username}")
+        user = await get().config.user(body.username)
+        if user is None or not verify_password(user.password_hash, body.password):
+            metrics.LOGINS.labels("refused").inc()
+            raise Refusal("unauthorized", "wrong user name or password")
+        metrics.LOGINS.labels("ok").inc()
+        claims = StaffClaims(user.username, user.institution, user.role, user.display_name)
+        token = get().tokens.issue_staff(claims, get().clock.now())
+        view = UserView(
+            username=user.username,
+            role=user.role,
+            institution=user.institution,
+            display_name=user.display_name,
+        )
+        return LoginResponse(token=token, user=view)
+
+    @router.get("/me", response_model=UserView)
+    async def me(claims: Staff) -> UserView:
+        return UserView(
+            username=claims.username,
+            role=claims.role,
+            institution=claims.institution,
+            display_name=claims.name,
+        )
+
+    @router.get("/queues", response_model=list[Queue])
+    async def list_queues(claims: Staff) -> list[Queue]:
+        everyone = claims.role == "consortium_admin"
+        return await get().config.queues_of(None if everyone else claims.institution)
+
+    @router.get("/transcripts/{chat_id}", response_model=Transcript)
+    async def transcript(
+        chat_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
+    ) -> Transcript:
+        inst = scope(claims, institution)
+        return await get().bus.request(
+            subjects.transcripts(inst, "get"),
+            GetTranscript(institution=inst, chat_id=chat_id),
+            Transcript,
+        )
+
+    @router.post("/tickets", response_model=Ticket, status_code=201)
+    async def create_ticket(body: TicketRequest, claims: Staff) -> Ticket:
+        return await get().bus.request(
+            subjects.tickets(claims.institution, "create"),
+            CreateTicket(
+                institution=claims.institution,
+                chat_id=body.chat_id,
+                email=body.email,
+                subject=body.subject,
+                body=body.body,
+                created_by=claims.username,
+            ),
+            Ticket,
+        )
+
+    @router.get("/tickets/{ticket_id}", response_model=Ticket)
+    async def get_ticket(
+        ticket_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
+    ) -> Ticket:
+        inst = scope(claims, institution)
+        return await get().bus.request(
+            subjects.tickets(inst, "get"), GetTicket(institution=inst, ticket_id=ticket_id), Ticket
+        )
+
+    def cors(request: Request, response: Response, allowed: list[str]) -> None:
+        origin = request.headers.get("origin")
+        if origin and origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+
+    @router.get("/widgets/{widget_id}/status", response_model=WidgetStatusView)
+    async def widget_status(
+        widget_id: str, request: Request, response: Response
+    ) -> WidgetStatusView:
+        widget = await get().config.widget(widget_id)
+        if widget is None:
+            raise Refusal("not_found", f"no widget {widget_id}")
+        cors(request, response, widget.allowed_origins)
+        online = await get().staffed(widget.institution, widget.queue)
+        return WidgetStatusView(
+            online=online,
+            queue=widget.queue if online else None,
+            reason="staffed" if online else "unstaffed",
+        )
+
+    @router.post(
+        "/widgets/{widget_id}/offline-message", response_model=OfflineReceipt, status_code=201
+    )
+    async def offline_message(
+        widget_id: str, body: OfflineMessage, request: Request, response: Response
+    ) -> OfflineReceipt:
+        widget = await get().config.widget(widget_id)
+        if widget is None:
+            raise Refusal("not_found", f"no widget {widget_id}")
+        cors(request, response, widget.allowed_origins)
+        throttle(f"offline|{request.client.host if request.client else '?'}")
+        ticket = await get().bus.request(
+            subjects.tickets(widget.institution, "create"),
+            CreateTicket(
+                institution=widget.institution,
+                email=body.email,
+                subject=f"Offline question from {body.name or 'a patron'}",
+                body=body.question,
+                created_by=f"widget:{widget.id}",
+            ),
+            Ticket,
+        )
+        return OfflineReceipt(ticket_id=ticket.id)
+
+    return router

@@ -1,0 +1,140 @@
+"""The gateway's FastAPI application: REST, WebSockets, the web client, and ops endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.gateway import metrics
+from services.gateway.api import build_router, refusal_response
+from services.gateway.auth import Tokens
+from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
+from services.gateway.hub import Outbox
+from services.gateway.settings import DEV_SECRET, GatewaySettings
+from services.gateway.store import ConfigStore
+from shared.errors import Refusal
+from shared.ops import ReadinessCheck, ops_routes
+from shared.runtime import open_runtime
+from shared.schemas.protocol import Error
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    checks: dict[str, ReadinessCheck] = {}
+    holder: dict[str, Gateway] = {}
+
+    def gateway() -> Gateway:
+        return holder["gw"]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.jwt_secret == DEV_SECRET:
+            log.warning("REFDESK_JWT_SECRET is the development default; set it in production")
+        async with open_runtime("gateway", settings) as runtime:
+            checks.update(runtime.checks)
+            config = ConfigStore(runtime.db, settings.config_cache_s)
+            tokens = Tokens(
+                settings.jwt_secret, settings.operator_token_ttl_s, settings.guest_token_ttl_s
+            )
+            gw = Gateway(settings, runtime.bus, config, tokens, runtime.clock)
+            holder["gw"] = gw
+            await gw.subscribe()
+            beat = asyncio.create_task(_heartbeats(gw))
+            try:
+                yield
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+
+    app = FastAPI(
+        title="refdesk gateway",
+        version="0.1.0",
+        description="REST API of refdesk; WebSocket frames are described in docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.include_router(build_router(gateway))
+    for route in ops_routes(checks):
+        app.router.routes.append(route)
+
+    @app.exception_handler(Refusal)
+    async def on_refusal(_: Request, exc: Refusal) -> JSONResponse:
+        return refusal_response(exc)
+
+    @app.websocket("/ws/patron")
+    async def patron_socket(ws: WebSocket, widget: str = "") -> None:
+        await ws.accept()
+        gw = gateway()
+        outbox = Outbox(ws, "patron", settings.outbox_limit)
+        config = await gw.config.widget(widget) if widget else None
+        if config is None:
+            outbox.send(Error(code="not_found", message=f"no widget {widget!r}"))
+            await outbox.finish(4404)
+            return
+        socket = PatronSocket(gw, outbox, config)
+        metrics.CONNECTIONS.labels("patron").inc()
+        try:
+            await socket.run(ws)
+        finally:
+            metrics.CONNECTIONS.labels("patron").dec()
+            socket.closed()
+            await outbox.stop()
+
+    @app.websocket("/ws/operator")
+    async def operator_socket(ws: WebSocket) -> None:
+        await ws.accept()
+        gw = gateway()
+        outbox = Outbox(ws, "operator", settings.outbox_limit)
+        socket = OperatorSocket(gw, outbox)
+        metrics.CONNECTIONS.labels("operator").inc()
+        try:
+            await socket.run(ws)
+        finally:
+            metrics.CONNECTIONS.labels("operator").dec()
+            await socket.closed()
+            await outbox.stop()
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/operator")
+
+    for page in ("operator", "widget", "demo"):
+        app.add_api_route(
+            f"/{page}",
+            _page(STATIC / f"{page}.html"),
+            include_in_schema=False,
+            methods=["GET"],
+        )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _page(path: Path):  # type: ignore[no-untyped-def]
+    async def serve() -> FileResponse:
+        return FileResponse(path, media_type="text/html")
+
+    return serve
+
+
+async def _heartbeats(gw: Gateway) -> None:
+    """Keep this replica's operator sessions alive in presence; end those it says are gone."""
+    while True:
+        await asyncio.sleep(gw.settings.heartbeat_s)
+        for link in list(gw.hub.sessions.values()):
+            try:
+                alive = await gw.heartbeat(link)
+            except Exception:
+                log.exception("heartbeat failed for %s", link.username)
+                continue
+            if not alive:
+                gw.end_session(link, "expired")

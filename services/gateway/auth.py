@@ -1,0 +1,83 @@
+"""Signed tokens (JWT): short-lived for staff, per-widget for guests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import jwt
+
+from shared.errors import Refusal
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class StaffClaims:
+    username: str
+    institution: str
+    role: str
+    name: str
+
+
+@dataclass(frozen=True)
+class GuestClaims:
+    guest_id: str
+    widget: str
+
+
+class Tokens:
+    def __init__(self, secret: str, staff_ttl_s: int, guest_ttl_s: int) -> None:
+        self.secret = secret
+        self.staff_ttl = timedelta(seconds=staff_ttl_s)
+        self.guest_ttl = timedelta(seconds=guest_ttl_s)
+
+    def _encode(
+        self,
+        claims: dict[str, object],
+        kind: Literal["staff", "guest"],
+        now: datetime,
+        ttl: timedelta,
+    ) -> str:
+        payload = {**claims, "kind": kind, "iat": now, "exp": now + ttl}
+        return jwt.encode(payload, self.secret, algorithm=ALGORITHM)
+
+    def _decode(self, token: str, kind: str) -> dict[str, object]:
+        try:
+            payload: dict[str, object] = jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], options={"require": ["exp", "kind"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Refusal("unauthorized", "token expired; sign in again") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Refusal("unauthorized", "invalid token") from exc
+        if payload.get("kind") != kind:
+            raise Refusal("unauthorized", "wrong kind of token")
+        return payload
+
+    def issue_staff(self, claims: StaffClaims, now: datetime) -> str:
+        return self._encode(
+            {
+                "sub": claims.username,
+                "inst": claims.institution,
+                "role": claims.role,
+                "name": claims.name,
+            },
+            "staff",
+            now,
+            self.staff_ttl,
+        )
+
+    def staff(self, token: str) -> StaffClaims:
+        p = self._decode(token, "staff")
+        return StaffClaims(str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]))
+
+    def issue_guest(self, claims: GuestClaims, now: datetime) -> str:
+        return self._encode(
+            {"sub": claims.guest_id, "wid": claims.widget}, "guest", now, self.guest_ttl
+        )
+
+    def guest(self, token: str) -> GuestClaims:
+        p = self._decode(token, "guest")
+        return GuestClaims(str(p["sub"]), str(p["wid"]))

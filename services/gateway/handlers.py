@@ -1,0 +1,581 @@
+"""Binds the gateway's two kinds of input to the rest of the system: client frames on the
+WebSockets (validated, limited, turned into requests to routing and presence) and events
+from NATS (turned into frames for the sockets that should see them)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+from pydantic import TypeAdapter, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from services.gateway import domain, metrics
+from services.gateway.auth import GuestClaims, Tokens
+from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
+from services.gateway.settings import GatewaySettings
+from services.gateway.store import ConfigStore
+from shared import subjects
+from shared.bus import Bus, describe_validation
+from shared.clock import Clock
+from shared.errors import Refusal
+from shared.schemas.base import Model
+from shared.schemas.chat import Message, Sender
+from shared.schemas.events import parse_chat_event
+from shared.schemas.protocol import (
+    OPERATOR_FRAME,
+    PATRON_FRAME,
+    Ack,
+    Auth,
+    ChatClaim,
+    ChatClose,
+    ChatQueuedFrame,
+    ChatTag,
+    Error,
+    Hello,
+    MonitorSet,
+    PatronChatEnd,
+    PatronChatStart,
+    QueueSnapshot,
+    SendMessage,
+    SessionEndedFrame,
+    SessionFrame,
+    StatusSet,
+    Typing,
+    TypingFrame,
+    WaitingChatView,
+    Welcome,
+    WidgetInfo,
+)
+from shared.schemas.records import Widget
+from shared.schemas.requests import (
+    ChatResult,
+    ClaimChat,
+    CloseChat,
+    Done,
+    ListQueues,
+    MessageResult,
+    OpenSession,
+    PostMessage,
+    QueueListing,
+    Session,
+    SessionEnded,
+    SessionRef,
+    SetMonitoring,
+    SetStatus,
+    Staffing,
+    StaffingQuery,
+    StartChat,
+    StartChatResult,
+    TagChat,
+    TypingNotice,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """What a frame handler answers: fields for the ack, then frames that follow it."""
+
+    ack: dict[str, Any] = field(default_factory=dict)
+    then: list[Model] = field(default_factory=list)
+
+
+FrameHandler = Callable[[Any], Awaitable[Reply]]
+
+
+@dataclass
+class Gateway:
+    """Everything a socket handler needs, built once per process."""
+
+    settings: GatewaySettings
+    bus: Bus
+    config: ConfigStore
+    tokens: Tokens
+    clock: Clock
+    hub: Hub = field(default_factory=Hub)
+
+    async def staffed(self, institution: str, queue: str) -> bool:
+        try:
+            staffing = await self.bus.request(
+                subjects.presence(institution, "staffing"),
+                StaffingQuery(institution=institution, queue=queue),
+                Staffing,
+            )
+        except Refusal:
+            return False
+        return bool(staffing.operators)
+
+    async def chat_messages(self, institution: str, chat_id: str) -> list[Message]:
+        events = await self.bus.chat_history(institution, chat_id)
+        return [e.message for e in events if e.type == "message"]
+
+    async def heartbeat(self, link: OperatorLink) -> bool:
+        """Refresh a session in presence; False when presence says it has ended."""
+        ref = _session_ref(link)
+        try:
+            await self.bus.request(subjects.presence(ref.institution, "heartbeat"), ref, Session)
+        except Refusal as refusal:
+            return refusal.code != "gone"
+        return True
+
+    def end_session(self, link: OperatorLink, reason: str) -> None:
+        link.outbox.send(SessionEndedFrame(reason=reason))
+        link.outbox.close(4001)
+        self.hub.remove_operator(link)
+
+    # --- events from NATS ------------------------------------------------------------------
+
+    async def subscribe(self) -> None:
+        await self.bus.subscribe(subjects.chat_events_all(), self.on_chat_event)
+        await self.bus.subscribe(subjects.chat_typing_all(), self.on_typing)
+        await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
+
+    async def on_chat_event(self, msg: Msg) -> None:
+        try:
+            event = parse_chat_event(msg.data)
+        except ValidationError:
+            log.warning("unreadable chat event on %s", msg.subject)
+            return
+        chat = event.chat
+        self.hub.track_owner(
+            chat.id, chat.owner if chat.state in ("active", "transferring") else None
+        )
+        patron_frames = domain.patron_frames(event)
+        if patron_frames:
+            for link in self.hub.patrons_by_chat.get(chat.id, ()):
+                for frame in patron_frames:
+                    link.outbox.send(frame)
+        owner = self.hub.owner(chat.owner)
+        if owner is not None:
+            for frame in domain.owner_frames(event):
+                owner.outbox.send(frame)
+        queue_frames = domain.queue_frames(event)
+        if queue_frames:
+            for watcher in self.hub.watchers.get(chat.queue, ()):
+                for frame in queue_frames:
+                    watcher.outbox.send(frame)
+
+    async def on_typing(self, msg: Msg) -> None:
+        try:
+            notice = TypingNotice.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        frame = TypingFrame(chat_id=notice.chat_id, from_=notice.from_)
+        if notice.from_.kind == "patron":
+            owner = self.hub.owner(self.hub.chat_owners.get(notice.chat_id))
+            if owner is not None:
+                owner.outbox.send(frame)
+        else:
+            for link in self.hub.patrons_by_chat.get(notice.chat_id, ()):
+                link.outbox.send(frame)
+
+    async def on_presence_event(self, msg: Msg) -> None:
+        try:
+            ended = SessionEnded.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        link = self.hub.sessions.get(ended.session_id)
+        if link is not None:
+            self.end_session(link, ended.reason)
+
+
+class FrameLoop:
+    """The read loop shared by both socket kinds: limits, parsing, dispatch, ack or error."""
+
+    kind = "client"
+    adapter: TypeAdapter[Any]
+
+    def __init__(self, gw: Gateway, outbox: Outbox) -> None:
+        self.gw = gw
+        self.outbox = outbox
+        s = gw.settings
+        self.bucket = domain.TokenBucket(s.frames_per_second, s.frame_burst, time.monotonic())
+        self.handlers: dict[str, FrameHandler] = {}
+
+    async def run(self, ws: WebSocket) -> None:
+        try:
+            while True:
+                raw = await ws.receive_text()
+                await self.handle(raw)
+        except WebSocketDisconnect:
+            pass
+
+    async def handle(self, raw: str) -> None:
+        started = time.perf_counter()
+        ref: str | None = None
+        try:
+            if not self.bucket.take(time.monotonic()):
+                raise Refusal("rate_limited", "too many frames; slow down")
+            domain.check_frame_size(raw, self.gw.settings.max_frame_bytes)
+            data = _parse_json(raw)
+            ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+            kind = data.get("type")
+            if not isinstance(kind, str) or kind not in self.handlers:
+                raise Refusal("invalid", f"unknown frame type {kind!r}")
+            frame = self.adapter.validate_python(data)
+            metrics.FRAMES_IN.labels(self.kind, frame.type).inc()
+            reply = await self.handlers[frame.type](frame)
+            if frame.ref is not None:
+                self.outbox.send(Ack(ref=frame.ref, **reply.ack))
+            for follow in reply.then:
+                self.outbox.send(follow)
+        except ValidationError as exc:
+            self._refuse(Refusal("invalid", describe_validation(exc)), ref)
+        except Refusal as refusal:
+            self._refuse(refusal, ref)
+        except Exception:
+            log.exception("frame failed")
+            self._refuse(Refusal("internal", "internal error"), ref)
+        finally:
+            metrics.FRAME_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
+
+    def _refuse(self, refusal: Refusal, ref: str | None) -> None:
+        metrics.FRAME_ERRORS.labels(self.kind, refusal.code).inc()
+        self.outbox.send(
+            Error(ref=ref, code=refusal.code, message=refusal.message, owner=refusal.owner)
+        )
+
+
+def _parse_json(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise Refusal("invalid", "frame is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise Refusal("invalid", "frame must be a JSON object")
+    return data
+
+
+def _dump(model: Model) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+class PatronSocket(FrameLoop):
+    kind = "patron"
+    adapter = PATRON_FRAME
+
+    def __init__(self, gw: Gateway, outbox: Outbox, widget: Widget) -> None:
+        super().__init__(gw, outbox)
+        self.widget = widget
+        self.link: PatronLink | None = None
+        self.handlers = {"hello": self.hello}
+
+    @property
+    def _link(self) -> PatronLink:
+        if self.link is None:
+            raise Refusal("unauthorized", "say hello first")
+        return self.link
+
+    def _sender(self) -> Sender:
+        return Sender(kind="patron", name=self._link.name, id=self._link.guest_id)
+
+    async def hello(self, frame: Hello) -> Reply:
+        if self.link is not None:
+            raise Refusal("invalid", "hello was already said on this socket")
+        guest_id = None
+        if frame.token:
+            try:
+                claims = self.gw.tokens.guest(frame.token)
+                if claims.widget == self.widget.id:
+                    guest_id = claims.guest_id
+            except Refusal:
+                guest_id = None
+        guest_id = guest_id or uuid.uuid4().hex
+        token = self.gw.tokens.issue_guest(
+            GuestClaims(guest_id, self.widget.id), self.gw.clock.now()
+        )
+        self.link = PatronLink(self.outbox, self.widget.institution, self.widget.id, guest_id)
+        self.handlers = {
+            "hello": self.hello,
+            "chat.start": self.start,
+            "message": self.message,
+            "typing": self.typing,
+            "chat.end": self.end,
+        }
+        online = await self.gw.staffed(self.widget.institution, self.widget.queue)
+        welcome = Welcome(guest_id=guest_id, token=token, widget=WidgetInfo(online=online))
+        return Reply(ack={"guest_id": guest_id}, then=[welcome])
+
+    async def start(self, frame: PatronChatStart) -> Reply:
+        link = self._link
+        if link.chats:
+            raise Refusal("conflict", "you already have an open chat")
+        domain.check_body(frame.question, self.gw.settings.max_body_bytes)
+        chat_id = uuid.uuid4().hex
+        if frame.name:
+            link.name = frame.name
+        self.gw.hub.follow_chat(link, chat_id)
+        try:
+            result = await self.gw.bus.request(
+                subjects.routing(link.institution, "start"),
+                StartChat(
+                    institution=link.institution,
+                    chat_id=chat_id,
+                    widget=link.widget,
+                    queue=self.widget.queue,
+                    guest_id=link.guest_id,
+                    question=frame.question,
+                    name=frame.name,
+                    email=frame.email,
+                ),
+                StartChatResult,
+            )
+        except Refusal:
+            self.gw.hub.unfollow_chat(link, chat_id)
+            raise
+        queued = ChatQueuedFrame(
+            chat_id=chat_id,
+            queue=result.chat.queue,
+            position=result.position,
+            estimated_wait_s=result.estimated_wait_s,
+        )
+        return Reply(ack={"chat_id": chat_id}, then=[queued])
+
+    def _own_chat(self, chat_id: str) -> None:
+        if chat_id not in self._link.chats:
+            raise Refusal("forbidden", "this is not your chat")
+
+    async def message(self, frame: SendMessage) -> Reply:
+        self._own_chat(frame.chat_id)
+        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
+        result = await self.gw.bus.request(
+            subjects.routing(self._link.institution, "message"),
+            PostMessage(
+                institution=self._link.institution,
+                chat_id=frame.chat_id,
+                sender=self._sender(),
+                body=body,
+            ),
+            MessageResult,
+        )
+        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
+
+    async def typing(self, frame: Typing) -> Reply:
+        self._own_chat(frame.chat_id)
+        inst = self._link.institution
+        notice = TypingNotice(institution=inst, chat_id=frame.chat_id, from_=self._sender())
+        await self.gw.bus.publish(subjects.chat_typing(inst, frame.chat_id), notice)
+        return Reply()
+
+    async def end(self, frame: PatronChatEnd) -> Reply:
+        self._own_chat(frame.chat_id)
+        result = await self.gw.bus.request(
+            subjects.routing(self._link.institution, "close"),
+            CloseChat(institution=self._link.institution, chat_id=frame.chat_id, by=self._sender()),
+            ChatResult,
+        )
+        return Reply(ack={"state": result.chat.state})
+
+    def closed(self) -> None:
+        if self.link is not None:
+            self.gw.hub.remove_patron(self.link)
+
+
+class OperatorSocket(FrameLoop):
+    kind = "operator"
+    adapter = OPERATOR_FRAME
+
+    def __init__(self, gw: Gateway, outbox: Outbox) -> None:
+        super().__init__(gw, outbox)
+        self.link: OperatorLink | None = None
+        self.handlers = {"auth": self.auth}
+
+    @property
+    def _link(self) -> OperatorLink:
+        if self.link is None:
+            raise Refusal("unauthorized", "authenticate first")
+        return self.link
+
+    def _ref(self) -> SessionRef:
+        return _session_ref(self._link)
+
+    def _sender(self) -> Sender:
+        return Sender(kind="operator", name=self._link.name, id=self._link.username)
+
+    async def auth(self, frame: Auth) -> Reply:
+        if self.link is not None:
+            raise Refusal("invalid", "already authenticated on this socket")
+        claims = self.gw.tokens.staff(frame.token)
+        session = await self.gw.bus.request(
+            subjects.presence(claims.institution, "open"),
+            OpenSession(
+                institution=claims.institution,
+                operator=claims.username,
+                name=claims.name,
+                session_id=uuid.uuid4().hex,
+            ),
+            Session,
+        )
+        self.link = OperatorLink(
+            self.outbox,
+            claims.institution,
+            claims.username,
+            claims.name,
+            claims.role,
+            session.session_id,
+            session.status,
+        )
+        self.gw.hub.add_operator(self.link)
+        self.handlers = {
+            "auth": self.auth,
+            "status.set": self.status,
+            "monitor.set": self.monitor,
+            "chat.claim": self.claim,
+            "message": self.message,
+            "typing": self.typing,
+            "chat.tag": self.tag,
+            "chat.close": self.close,
+        }
+        return Reply(ack={"session_id": session.session_id}, then=[_session_frame(session)])
+
+    async def status(self, frame: StatusSet) -> Reply:
+        ref = self._ref()
+        session = await self.gw.bus.request(
+            subjects.presence(ref.institution, "status"),
+            SetStatus(**ref.model_dump(), status=frame.status),
+            Session,
+        )
+        self._link.status = session.status
+        return Reply(ack={"status": session.status})
+
+    async def _check_monitorable(self, queue: str) -> None:
+        config = await self.gw.config.queue(queue)
+        if config is None:
+            raise Refusal("not_found", f"no queue {queue}")
+        link = self._link
+        if config.institution != link.institution and link.role != "consortium_admin":
+            raise Refusal("forbidden", f"{queue} belongs to another institution")
+
+    async def monitor(self, frame: MonitorSet) -> Reply:
+        for queue in frame.queues:
+            await self._check_monitorable(queue)
+        ref = self._ref()
+        session = await self.gw.bus.request(
+            subjects.presence(ref.institution, "monitor"),
+            SetMonitoring(**ref.model_dump(), queues=frame.queues),
+            Session,
+        )
+        self.gw.hub.set_monitoring(self._link, frozenset(session.monitoring))
+        snapshot = await self.snapshot()
+        return Reply(ack={"monitoring": session.monitoring}, then=[snapshot])
+
+    async def snapshot(self) -> QueueSnapshot:
+        by_institution: dict[str, list[str]] = {}
+        for queue in sorted(self._link.monitoring):
+            config = await self.gw.config.queue(queue)
+            if config is not None:
+                by_institution.setdefault(config.institution, []).append(queue)
+        chats: list[WaitingChatView] = []
+        for institution, queues in by_institution.items():
+            listing = await self.gw.bus.request(
+                subjects.routing(institution, "queue"),
+                ListQueues(institution=institution, queues=queues),
+                QueueListing,
+            )
+            chats.extend(
+                WaitingChatView(chat=w.chat, position=w.position, wait_s=w.wait_s)
+                for w in listing.chats
+            )
+        return QueueSnapshot(chats=chats)
+
+    async def claim(self, frame: ChatClaim) -> Reply:
+        link = self._link
+        if link.status != "online":
+            raise Refusal("forbidden", "set your status to online to claim chats")
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "claim"),
+            ClaimChat(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                operator=link.username,
+                operator_name=link.name,
+                monitoring=sorted(link.monitoring),
+            ),
+            ChatResult,
+        )
+        messages = await self.gw.chat_messages(link.institution, frame.chat_id)
+        return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
+
+    async def message(self, frame: SendMessage) -> Reply:
+        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "message"),
+            PostMessage(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                sender=self._sender(),
+                body=body,
+            ),
+            MessageResult,
+        )
+        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
+
+    async def typing(self, frame: Typing) -> Reply:
+        inst = self._link.institution
+        notice = TypingNotice(institution=inst, chat_id=frame.chat_id, from_=self._sender())
+        await self.gw.bus.publish(subjects.chat_typing(inst, frame.chat_id), notice)
+        return Reply()
+
+    async def tag(self, frame: ChatTag) -> Reply:
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "tag"),
+            TagChat(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                by=self._sender(),
+                tags=frame.tags,
+            ),
+            ChatResult,
+        )
+        return Reply(ack={"chat": _dump(result.chat)})
+
+    async def close(self, frame: ChatClose) -> Reply:
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "close"),
+            CloseChat(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                by=self._sender(),
+                tags=frame.tags,
+            ),
+            ChatResult,
+        )
+        return Reply(ack={"chat": _dump(result.chat), "changed": result.changed})
+
+    async def closed(self) -> None:
+        if self.link is None:
+            return
+        link = self.link
+        self.gw.hub.remove_operator(link)
+        try:
+            await self.gw.bus.request(
+                subjects.presence(link.institution, "close"), self._ref(), Done
+            )
+        except Refusal:
+            log.warning("could not close session of %s", link.username)
+
+
+def _session_ref(link: OperatorLink) -> SessionRef:
+    return SessionRef(
+        institution=link.institution, operator=link.username, session_id=link.session_id
+    )
+
+
+def _session_frame(session: Session) -> SessionFrame:
+    return SessionFrame(
+        operator=session.operator,
+        session_id=session.session_id,
+        status=session.status,
+        monitoring=session.monitoring,
+    )

@@ -1,0 +1,19 @@
+"""The gateway's Prometheus metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("refdesk_gateway_connections", "Open WebSockets", ["kind"])
+FRAMES_IN = Counter("refdesk_gateway_frames_total", "Client frames received", ["kind", "type"])
+FRAME_ERRORS = Counter(
+    "refdesk_gateway_frame_errors_total", "Client frames refused", ["kind", "code"]
+)
+FRAME_SECONDS = Histogram(
+    "refdesk_gateway_frame_seconds",
+    "Time to handle a client frame",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+LOGINS = Counter("refdesk_gateway_logins_total", "Sign-in attempts", ["outcome"])
+SLOW_CLIENTS = Counter(
+    "refdesk_gateway_slow_clients_total", "Sockets closed because they could not keep up"
+)

@@ -1,0 +1,22 @@
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+DEV_SECRET = "refdesk-local-development-secret-change-me"
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    jwt_secret: str = Field(default=DEV_SECRET, min_length=32)
+    operator_token_ttl_s: int = 12 * 3600
+    guest_token_ttl_s: int = 24 * 3600
+    max_frame_bytes: int = 16 * 1024
+    max_body_bytes: int = 4 * 1024
+    frames_per_second: float = 20.0
+    frame_burst: int = 40
+    login_attempts_per_minute: int = 10
+    heartbeat_s: float = 10.0
+    outbox_limit: int = 1000
+    config_cache_s: float = 5.0

@@ -1,0 +1,169 @@
+// refdesk operator client: sign in, choose status and queues, claim, reply, tag and close.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const state = { token: null, user: null, ws: null, refs: new Map(), nextRef: 1,
+                  waiting: new Map(), chats: new Map(), current: null };
+
+  function send(frame) {
+    return new Promise((resolve, reject) => {
+      const ref = String(state.nextRef++);
+      state.refs.set(ref, { resolve, reject });
+      state.ws.send(JSON.stringify({ ...frame, ref }));
+    });
+  }
+  function showError(text) { $("desk-error").textContent = text || ""; }
+  function el(tag, attrs = {}, text = "") {
+    const node = document.createElement(tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    node.textContent = text;
+    return node;
+  }
+
+  function renderWaiting() {
+    const list = $("waiting");
+    list.replaceChildren();
+    if (state.waiting.size === 0) { list.append(el("li", { class: "muted" }, "No one is waiting.")); return; }
+    for (const chat of state.waiting.values()) {
+      const item = el("li", { "data-chat": chat.id });
+      item.append(el("span", {}, `${chat.patron.name || "Patron"}: ${chat.question || ""}`));
+      const button = el("button", { "data-claim": chat.id }, "Claim");
+      button.addEventListener("click", () => claim(chat.id));
+      item.append(button);
+      list.append(item);
+    }
+  }
+  function renderMine() {
+    const list = $("mine");
+    list.replaceChildren();
+    for (const chat of state.chats.values()) {
+      const item = el("li", {}, `${chat.chat.patron.name || "Patron"} (${chat.chat.state})`);
+      item.addEventListener("click", () => select(chat.chat.id));
+      list.append(item);
+    }
+  }
+  function renderLog() {
+    const log = $("log");
+    log.replaceChildren();
+    const entry = state.chats.get(state.current);
+    const open = entry && ["active", "transferring"].includes(entry.chat.state);
+    $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
+    for (const id of ["body", "send", "tags", "close"]) $(id).disabled = !open;
+    if (!entry) return;
+    for (const m of entry.messages) {
+      const line = el("div", { class: `msg ${m.from.kind}` });
+      line.append(el("span", { class: "who" }, m.from.name + ":"), document.createTextNode(m.body));
+      log.append(line);
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+  function select(chatId) { state.current = chatId; renderLog(); }
+
+  async function claim(chatId) {
+    try {
+      const ack = await send({ type: "chat.claim", chat_id: chatId });
+      state.waiting.delete(chatId);
+      state.chats.set(chatId, { chat: ack.chat, messages: ack.messages });
+      renderWaiting(); renderMine(); select(chatId);
+    } catch (err) { showError(err.message); }
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "ack" || frame.type === "error") {
+      const pending = state.refs.get(frame.ref);
+      if (pending) {
+        state.refs.delete(frame.ref);
+        if (frame.type === "ack") pending.resolve(frame); else pending.reject(new Error(frame.message));
+      } else if (frame.type === "error") showError(frame.message);
+      return;
+    }
+    switch (frame.type) {
+      case "session":
+        $("status").value = frame.status; break;
+      case "queue.snapshot":
+        state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat])); renderWaiting(); break;
+      case "queue.chat_added":
+        state.waiting.set(frame.chat.id, frame.chat); renderWaiting(); break;
+      case "queue.chat_removed":
+        state.waiting.delete(frame.chat_id); renderWaiting(); break;
+      case "message": {
+        const entry = state.chats.get(frame.chat_id);
+        if (entry) { entry.messages.push(frame); if (state.current === frame.chat_id) renderLog(); }
+        break;
+      }
+      case "chat.closed": {
+        const entry = state.chats.get(frame.chat_id);
+        if (entry) { entry.chat.state = frame.state; renderMine(); renderLog(); }
+        break;
+      }
+      case "session.ended":
+        showError(`Your session ended: ${frame.reason.replaceAll("_", " ")}.`); break;
+    }
+  }
+
+  async function loadQueues() {
+    const response = await fetch("/api/queues", { headers: { Authorization: `Bearer ${state.token}` } });
+    const queues = await response.json();
+    const list = $("queues");
+    list.replaceChildren();
+    for (const q of queues) {
+      const item = el("li");
+      const label = el("label");
+      const box = el("input", { type: "checkbox", value: q.name });
+      box.addEventListener("change", updateMonitoring);
+      label.append(box, document.createTextNode(` ${q.display_name} (${q.name})`));
+      item.append(label);
+      list.append(item);
+    }
+  }
+  async function updateMonitoring() {
+    const queues = [...document.querySelectorAll("#queues input:checked")].map((b) => b.value);
+    try { await send({ type: "monitor.set", queues }); showError(""); } catch (err) { showError(err.message); }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    state.ws = new WebSocket(`${scheme}://${location.host}/ws/operator`);
+    state.ws.addEventListener("open", () => send({ type: "auth", token: state.token }).catch((e) => showError(e.message)));
+    state.ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
+    state.ws.addEventListener("close", () => { $("status").disabled = true; });
+  }
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("login-error").textContent = "";
+    const response = await fetch("/api/auth/login", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+    });
+    const body = await response.json();
+    if (!response.ok) { $("login-error").textContent = body.message || "Sign-in failed"; return; }
+    state.token = body.token; state.user = body.user;
+    $("whoami").textContent = `— ${body.user.display_name} (${body.user.username})`;
+    $("login").classList.add("hidden"); $("desk").classList.remove("hidden");
+    await loadQueues();
+    connect();
+  });
+  $("status").addEventListener("change", async () => {
+    try { await send({ type: "status.set", status: $("status").value }); showError(""); } catch (err) { showError(err.message); }
+  });
+  $("send-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = $("body").value.trim();
+    if (!body || !state.current) return;
+    try {
+      const ack = await send({ type: "message", chat_id: state.current, body });
+      state.chats.get(state.current).messages.push({ id: ack.id, seq: ack.seq, body, from: { kind: "operator", name: state.user.display_name } });
+      $("body").value = ""; renderLog();
+    } catch (err) { showError(err.message); }
+  });
+  $("close-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const tags = $("tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+    try {
+      const ack = await send({ type: "chat.close", chat_id: state.current, tags });
+      state.chats.get(state.current).chat = ack.chat; $("tags").value = ""; renderMine(); renderLog();
+    } catch (err) { showError(err.message); }
+  });
+  $("sign-out").addEventListener("click", () => { if (state.ws) state.ws.close(); location.reload(); });
+})();

@@ -1,0 +1,78 @@
+// The patron side of the widget: hello (with a remembered guest token), ask, chat, end.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const widget = new URLSearchParams(location.search).get("widget") || "";
+  const tokenKey = `refdesk-guest-${widget}`;
+  const refs = new Map();
+  let nextRef = 1, chatId = null, ws = null;
+
+  function send(frame) {
+    return new Promise((resolve, reject) => {
+      const ref = String(nextRef++);
+      refs.set(ref, { resolve, reject });
+      ws.send(JSON.stringify({ ...frame, ref }));
+    });
+  }
+  function line(who, text, kind) {
+    const row = document.createElement("div");
+    row.className = `msg ${kind}`;
+    const name = document.createElement("span");
+    name.className = "who"; name.textContent = who ? `${who}:` : "";
+    row.append(name, document.createTextNode(text));
+    $("log").append(row); $("log").scrollTop = $("log").scrollHeight;
+  }
+  function showChat() { $("start-form").classList.add("hidden"); $("chat").classList.remove("hidden"); }
+
+  function onFrame(f) {
+    if (f.type === "ack" || f.type === "error") {
+      const p = refs.get(f.ref);
+      if (p) { refs.delete(f.ref); f.type === "ack" ? p.resolve(f) : p.reject(new Error(f.message)); }
+      else if (f.type === "error") $("error").textContent = f.message;
+      return;
+    }
+    switch (f.type) {
+      case "welcome":
+        localStorage.setItem(tokenKey, f.token);
+        $("availability").textContent = f.widget.online ? "A librarian is available." : "No one is available right now.";
+        if (f.widget.online) $("start-form").classList.remove("hidden");
+        break;
+      case "chat.queued":
+        line("", `You are number ${f.position} in line.`, "system"); break;
+      case "chat.claimed":
+        line("", `${f.operator} joined the chat.`, "system"); break;
+      case "message":
+        line(f.from.name, f.body, f.from.kind); break;
+      case "chat.closed":
+        line("", "The chat has ended.", "system"); chatId = null; $("send-form").classList.add("hidden"); break;
+      case "widget.status":
+        $("availability").textContent = f.online ? "A librarian is available." : "No one is available right now."; break;
+    }
+  }
+
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(`${scheme}://${location.host}/ws/patron?widget=${encodeURIComponent(widget)}`);
+  ws.addEventListener("open", () => send({ type: "hello", token: localStorage.getItem(tokenKey) }).catch((e) => { $("error").textContent = e.message; }));
+  ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
+
+  $("start-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const question = $("question").value.trim();
+    if (!question) return;
+    try {
+      const ack = await send({ type: "chat.start", question, name: $("name").value.trim() || null });
+      chatId = ack.chat_id; showChat(); line($("name").value.trim() || "You", question, "patron");
+    } catch (err) { $("error").textContent = err.message; }
+  });
+  $("send-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = $("body").value.trim();
+    if (!body || !chatId) return;
+    try { await send({ type: "message", chat_id: chatId, body }); line("You", body, "patron"); $("body").value = ""; }
+    catch (err) { $("error").textContent = err.message; }
+  });
+  $("end").addEventListener("click", async () => {
+    if (!chatId) return;
+    try { await send({ type: "chat.end", chat_id: chatId }); } catch (err) { $("error").textContent = err.message; }
+  });
+})();

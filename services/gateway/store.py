@@ -1,0 +1,62 @@
+"""Configuration the gateway serves and checks: institutions, users, queues and widgets.
+
+Widgets and queues are read on every patron connection, so they are cached for a few
+seconds; a change made through the admin API is visible everywhere within that time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.schemas.records import Institution, Queue, User, Widget
+from shared.store import Document, TenantCollection
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ConfigStore:
+    def __init__(self, db: AsyncDatabase[Document], cache_s: float) -> None:
+        self.db = db
+        self.cache_s = cache_s
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self.queues = TenantCollection(db.queues)
+
+    async def ensure_indexes(self) -> None:
+        await self.db.users.create_index("username", unique=True)
+        await self.db.widgets.create_index("id", unique=True)
+        await self.db.queues.create_index("name", unique=True)
+        await self.db.institutions.create_index("name", unique=True)
+
+    async def _cached(self, kind: str, key: str, model: type[T], query: dict[str, str]) -> T | None:
+        hit = self._cache.get((kind, key))
+        now = time.monotonic()
+        if hit and now - hit[0] < self.cache_s:
+            return hit[1]  # type: ignore[no-any-return]
+        doc = await self.db[kind].find_one(query, {"_id": 0})
+        value = None if doc is None else model.model_validate(doc)
+        self._cache[(kind, key)] = (now, value)
+        return value
+
+    async def user(self, username: str) -> User | None:
+        # Not cached: a changed password or role takes effect at the next sign-in.
+        doc = await self.db.users.find_one({"username": username}, {"_id": 0})
+        return None if doc is None else User.model_validate(doc)
+
+    async def widget(self, widget_id: str) -> Widget | None:
+        return await self._cached("widgets", widget_id, Widget, {"id": widget_id})
+
+    async def queue(self, name: str) -> Queue | None:
+        return await self._cached("queues", name, Queue, {"name": name})
+
+    async def institution(self, name: str) -> Institution | None:
+        return await self._cached("institutions", name, Institution, {"name": name})
+
+    async def queues_of(self, institution: str | None) -> list[Queue]:
+        """Queues of one institution, or of every institution when None."""
+        query = {} if institution is None else {"institution": institution}
+        docs = await self.db.queues.find(query, {"_id": 0}).sort("name", 1).to_list()
+        return [Queue.model_validate(d) for d in docs]

@@ -1,0 +1,1 @@
+"""Presence: operator sessions, status, monitored queues and queue staffing."""

@@ -1,0 +1,35 @@
+"""Start the presence service: `python -m services.presence`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from services.presence.handlers import PresenceHandlers
+from services.presence.settings import PresenceSettings
+from services.presence.store import SessionStore
+from shared import subjects
+from shared.runtime import Runtime, run_service
+
+VERSION = "0.1.0"
+
+
+@asynccontextmanager
+async def start(runtime: Runtime) -> AsyncIterator[None]:
+    settings = runtime.settings
+    assert isinstance(settings, PresenceSettings)
+    kv = await runtime.bus.key_value(
+        subjects.PRESENCE_BUCKET, replicas=settings.stream_replicas, ttl=settings.session_ttl_s
+    )
+    sessions = SessionStore(kv)
+    await sessions.start_watching()
+    handlers = PresenceHandlers(runtime.bus, sessions, runtime.clock)
+    await runtime.bus.serve("presence", VERSION, handlers.endpoints())
+    try:
+        yield
+    finally:
+        await sessions.stop()
+
+
+if __name__ == "__main__":
+    run_service("presence", PresenceSettings(), start)

@@ -1,0 +1,61 @@
+"""Operator sessions as pure rules: one active session per operator, who staffs a queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from shared.clock import iso
+from shared.errors import Refusal
+from shared.schemas.requests import (
+    OpenSession,
+    OperatorStatus,
+    Session,
+    SessionEnded,
+    SessionRef,
+)
+
+
+def open_session(
+    existing: Session | None, request: OpenSession, now: datetime
+) -> tuple[Session, SessionEnded | None]:
+    """A new sign-in replaces any older session of the same operator, which is told why.
+
+    A fresh session starts offline and monitoring nothing, as LibChat and LibraryH3lp
+    operators expect: they choose their status and queues after signing in.
+    """
+    session = Session(
+        institution=request.institution,
+        operator=request.operator,
+        name=request.name,
+        session_id=request.session_id,
+        started_at=iso(now),
+    )
+    ended = None
+    if existing is not None and existing.session_id != request.session_id:
+        ended = SessionEnded(
+            institution=existing.institution,
+            operator=existing.operator,
+            session_id=existing.session_id,
+            reason="signed_in_elsewhere",
+        )
+    return session, ended
+
+
+def require_current(existing: Session | None, ref: SessionRef) -> Session:
+    if existing is None or existing.session_id != ref.session_id:
+        raise Refusal("gone", "this session has ended; sign in again")
+    return existing
+
+
+def set_status(session: Session, status: OperatorStatus) -> Session:
+    return session.model_copy(update={"status": status})
+
+
+def set_monitoring(session: Session, queues: list[str]) -> Session:
+    return session.model_copy(update={"monitoring": sorted(set(queues))})
+
+
+def staffing(sessions: Iterable[Session], queue: str) -> list[str]:
+    """Operators online and monitoring the queue: they can take a new chat now."""
+    return sorted(s.operator for s in sessions if s.status == "online" and queue in s.monitoring)

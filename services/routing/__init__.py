@@ -1,0 +1,1 @@
+"""Routing: owner of every chat's lifecycle (queueing, claims, messages, closing)."""

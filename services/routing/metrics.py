@@ -1,0 +1,23 @@
+"""Routing's Prometheus metrics."""
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "refdesk_routing_requests_total",
+    "Routing requests by action and outcome",
+    ["action", "outcome"],
+)
+CHATS_STARTED = Counter("refdesk_chats_started_total", "Chats started", ["institution", "queue"])
+ROUTING_DECISIONS = Counter(
+    "refdesk_routing_decisions_total", "Routing decisions by reason", ["reason"]
+)
+CAS_RETRIES = Counter(
+    "refdesk_routing_cas_retries_total", "Compare-and-set writes retried after a stale read"
+)
+CHAT_WAIT = Histogram(
+    "refdesk_chat_wait_seconds",
+    "Time from a chat being queued to being claimed",
+    ["queue"],
+    buckets=(1, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600),
+)
+MESSAGES = Counter("refdesk_messages_total", "Messages posted", ["sender"])

@@ -1,0 +1,140 @@
+"""Routing's persistence: live chat state in the chats key-value bucket, queue configuration
+from MongoDB.
+
+Every write is a compare-and-set on the entry's revision. A watcher keeps an index of open
+chats (for queue snapshots and positions) current with writes from every routing replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from datetime import datetime
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.routing.domain import OPEN_STATES
+from shared import subjects
+from shared.errors import Refusal
+from shared.schemas.chat import Chat, ChatState
+from shared.schemas.records import Queue
+from shared.store import TenantCollection
+
+log = logging.getLogger(__name__)
+RECENT_WAITS = 20
+
+
+class StaleRevision(Exception):
+    """Someone else wrote the chat since we read it: re-read and decide again."""
+
+
+class ChatStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self._known: dict[str, tuple[ChatState, int]] = {}
+        self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
+        self._watch_task: asyncio.Task[None] | None = None
+
+    async def load(
+        self, institution: str, chat_id: str, fresh: bool = False
+    ) -> tuple[ChatState, int]:
+        key = subjects.chat_key(institution, chat_id)
+        if not fresh and key in self._known:
+            return self._known[key]
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError as exc:
+            raise Refusal("not_found", f"no chat {chat_id}") from exc
+        assert entry.value is not None and entry.revision is not None
+        state = ChatState.model_validate_json(entry.value)
+        self._observe(key, state, entry.revision)
+        return state, entry.revision
+
+    async def create(self, state: ChatState) -> int:
+        key = subjects.chat_key(state.chat.institution, state.chat.id)
+        try:
+            revision = await self.kv.create(key, state.to_json())
+        except KeyWrongLastSequenceError as exc:
+            raise Refusal("conflict", f"chat {state.chat.id} already exists") from exc
+        self._observe(key, state, revision)
+        return revision
+
+    async def replace(self, state: ChatState, revision: int) -> int:
+        key = subjects.chat_key(state.chat.institution, state.chat.id)
+        try:
+            new_revision = await self.kv.update(key, state.to_json(), last=revision)
+        except KeyWrongLastSequenceError as exc:
+            self._known.pop(key, None)
+            raise StaleRevision(key) from exc
+        self._observe(key, state, new_revision)
+        return new_revision
+
+    def _observe(self, key: str, state: ChatState, revision: int) -> None:
+        known = self._known.get(key)
+        if known and known[1] >= revision:
+            return
+        if known and known[0].chat.state == "queued" and state.chat.state == "active":
+            created = known[0].chat.created_at
+            claimed = state.chat.claimed_at
+            if claimed:
+                wait = datetime.fromisoformat(claimed) - datetime.fromisoformat(created)
+                self._waits[state.chat.queue].append(wait.total_seconds())
+        if state.chat.state in OPEN_STATES:
+            self._known[key] = (state, revision)
+        else:
+            self._known.pop(key, None)
+
+    def waiting(self, institution: str, queue: str) -> list[Chat]:
+        return [
+            state.chat
+            for state, _ in self._known.values()
+            if state.chat.state == "queued"
+            and state.chat.queue == queue
+            and state.chat.institution == institution
+        ]
+
+    def recent_waits(self, queue: str) -> list[float]:
+        return list(self._waits[queue])
+
+    async def start_watching(self) -> None:
+        watcher = await self.kv.watchall()
+        ready = asyncio.Event()
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is None:
+                    ready.set()
+                    continue
+                if entry.value and entry.revision is not None:
+                    try:
+                        state = ChatState.model_validate_json(entry.value)
+                    except ValueError:
+                        log.warning("unreadable chat state at %s", entry.key)
+                        continue
+                    self._observe(entry.key, state, entry.revision)
+
+        self._watch_task = asyncio.create_task(follow())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._watch_task:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+
+
+class QueueDirectory:
+    """Read access to queue configuration (written by the gateway's admin API)."""
+
+    def __init__(self, queues: TenantCollection) -> None:
+        self.queues = queues
+
+    async def get(self, institution: str, name: str) -> Queue:
+        doc = await self.queues.find_one(institution, {"name": name}, {"_id": 0})
+        if doc is None:
+            raise Refusal("not_found", f"no queue {name}")
+        return Queue.model_validate(doc)

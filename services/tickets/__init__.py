@@ -1,0 +1,1 @@
+"""Tickets: follow-up work from chats, missed chats and the offline form."""

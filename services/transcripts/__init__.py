@@ -1,0 +1,1 @@
+"""Transcripts: durable chat history built from the chat event stream."""

@@ -1,0 +1,101 @@
+"""Transcripts' bindings: the durable stream consumer, and the transcript request endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from services.transcripts import metrics
+from services.transcripts.store import TranscriptStore
+from shared import subjects
+from shared.bus import Bus, Endpoint
+from shared.errors import Refusal
+from shared.schemas.events import parse_chat_event
+from shared.schemas.requests import GetTranscript, Transcript
+
+log = logging.getLogger(__name__)
+
+
+class TranscriptHandlers:
+    def __init__(self, bus: Bus, store: TranscriptStore, batch: int) -> None:
+        self.bus = bus
+        self.store = store
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("get", subjects.transcripts_endpoint("get"), GetTranscript, self.get)]
+
+    async def get(self, req: GetTranscript) -> Transcript:
+        transcript = await self.store.transcript(req.institution, req.chat_id)
+        if transcript is None:
+            raise Refusal("not_found", f"no transcript for chat {req.chat_id}")
+        return transcript
+
+    async def start_consuming(self) -> None:
+        """A durable pull consumer: what is not acknowledged is delivered again, so an
+        outage of this service loses nothing."""
+        self._sub = sub = await self.bus.js.pull_subscribe(
+            subjects.chat_events_all(),
+            durable=subjects.TRANSCRIPTS_CONSUMER,
+            stream=subjects.CHAT_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=10_000,
+            ),
+        )
+
+        async def consume() -> None:
+            while True:
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=1.0)
+                except NatsTimeout:
+                    continue
+                except Exception:
+                    log.exception("fetch failed")
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    await self._record(msg)
+                if msgs:
+                    metrics.CONSUMER_PENDING.set(msgs[-1].metadata.num_pending)
+
+        self._task = asyncio.create_task(consume())
+
+    async def _record(self, msg: Msg) -> None:
+        try:
+            event = parse_chat_event(msg.data)
+        except ValidationError:
+            log.error("dropping unreadable chat event on %s", msg.subject)
+            await msg.term()
+            metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
+            return
+        try:
+            fresh = await self.store.apply(event)
+        except Exception:
+            log.exception("recording %s failed; it will be redelivered", event.id)
+            await msg.nak(delay=1.0)
+            metrics.EVENTS_APPLIED.labels(event.type, "error").inc()
+            return
+        await msg.ack()
+        metrics.EVENTS_APPLIED.labels(event.type, "new" if fresh else "replay").inc()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            # A pending fetch would otherwise hold the connection's drain open.
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()

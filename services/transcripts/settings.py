@@ -1,0 +1,6 @@
+from shared.settings import CommonSettings
+
+
+class TranscriptsSettings(CommonSettings):
+    ops_port: int = 9103
+    fetch_batch: int = 200

@@ -1,0 +1,1 @@
+"""Contracts and common code that every refdesk service shares."""

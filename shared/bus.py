@@ -1,0 +1,254 @@
+"""The bus: one thin wrapper over nats-py that every service uses.
+
+It connects with reconnects, serves typed request/reply endpoints through the NATS Services
+API (`nats.micro`, so `nats micro ls/info/stats` work), turns refusals into typed error
+replies, publishes chat events to JetStream with de-duplication, sets up the stream and
+key-value buckets, and carries W3C trace context in message headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+from nats.micro import ServiceConfig, add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, Service
+from opentelemetry import trace
+from pydantic import BaseModel, ValidationError
+
+from shared import subjects
+from shared.errors import Refusal
+from shared.schemas.base import Model
+from shared.schemas.events import ChatEvent, parse_chat_event
+from shared.schemas.requests import ErrorBody
+from shared.telemetry import extract_context, inject_headers
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("refdesk.bus")
+
+ERROR_HEADER = "Refdesk-Error"
+R = TypeVar("R", bound=BaseModel)
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def describe_validation(error: ValidationError) -> str:
+    """A short human message naming the offending fields."""
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One request/reply endpoint: the wildcard subject, its payload type and its handler."""
+
+    name: str
+    subject: str
+    request: type[BaseModel]
+    handler: Callable[[Any], Awaitable[Model]]
+
+
+class Bus:
+    def __init__(self, nc: Client, name: str, request_timeout: float) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.name = name
+        self.request_timeout = request_timeout
+        self._services: list[Service] = []
+
+    @classmethod
+    async def connect(cls, url: str, name: str, request_timeout: float = 2.0) -> Bus:
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error: %s", exc)
+
+        async def on_disconnect() -> None:
+            log.warning("nats disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected")
+
+        nc = await nats.connect(
+            url,
+            name=f"refdesk-{name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            drain_timeout=2,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+        return cls(nc, name, request_timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def close(self) -> None:
+        for service in self._services:
+            await service.stop()
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    # --- JetStream set-up ----------------------------------------------------------------
+
+    async def ensure_chat_stream(self, replicas: int = 1, max_age_days: int = 400) -> None:
+        """The chat event stream, the durable record from which transcripts are built."""
+        config = StreamConfig(
+            name=subjects.CHAT_STREAM,
+            subjects=[subjects.chat_events_all()],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=max_age_days * 86400.0,
+            duplicate_window=120.0,
+        )
+        try:
+            await self.js.stream_info(subjects.CHAT_STREAM)
+            await self.js.update_stream(config)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    async def key_value(
+        self, bucket: str, replicas: int = 1, ttl: float | None = None, history: int = 1
+    ) -> KeyValue:
+        """Bind to a key-value bucket, creating it on first use."""
+        try:
+            return await self.js.key_value(bucket)
+        except (NotFoundError, nats.js.errors.BucketNotFoundError):
+            return await self.js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    history=history,
+                    replicas=replicas,
+                    ttl=ttl,
+                    storage=StorageType.FILE,
+                )
+            )
+
+    # --- events --------------------------------------------------------------------------
+
+    async def publish_event(self, event: ChatEvent) -> None:
+        """Publish a chat event to the stream; JetStream drops a repeat of the same id."""
+        headers = inject_headers({"Nats-Msg-Id": event.id})
+        await self.js.publish(
+            subjects.chat_events(event.chat.institution, event.chat.id),
+            event.to_json(),
+            headers=headers,
+            timeout=self.request_timeout,
+        )
+
+    async def chat_history(self, institution: str, chat_id: str) -> list[ChatEvent]:
+        """Every event of one chat, read back from the stream (the source of truth)."""
+        subject = subjects.chat_events(institution, chat_id)
+        sub = await self.js.subscribe(
+            subject,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        events: list[ChatEvent] = []
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.request_timeout)
+                except NatsTimeout:
+                    break
+                events.append(parse_chat_event(msg.data))
+                meta = msg.metadata
+                if meta.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return events
+
+    async def publish(self, subject: str, payload: Model) -> None:
+        await self.nc.publish(subject, payload.to_json(), headers=inject_headers({}))
+
+    # --- request / reply -----------------------------------------------------------------
+
+    async def request(
+        self, subject: str, payload: Model, result: type[R], timeout: float | None = None
+    ) -> R:
+        """Send a request and return its typed result, or raise the typed refusal."""
+        try:
+            msg = await self.nc.request(
+                subject,
+                payload.to_json(),
+                timeout=timeout or self.request_timeout,
+                headers=inject_headers({}),
+            )
+        except NoRespondersError as exc:
+            raise Refusal("unavailable", f"no service answers {subject}") from exc
+        except NatsTimeout as exc:
+            raise Refusal("unavailable", f"no answer from {subject} in time") from exc
+        if msg.headers and msg.headers.get(ERROR_HEADER):
+            error = ErrorBody.model_validate_json(msg.data)
+            raise Refusal(error.code, error.message, error.owner)
+        return result.model_validate_json(msg.data)
+
+    async def serve(self, service: str, version: str, endpoints: Sequence[Endpoint]) -> Service:
+        """Serve endpoints in the service's queue group, so replicas share the load."""
+        svc = await add_service(
+            self.nc,
+            ServiceConfig(name=f"refdesk-{service}", version=version, queue_group=service),
+        )
+        for endpoint in endpoints:
+            await svc.add_endpoint(
+                EndpointConfig(
+                    name=endpoint.name,
+                    subject=endpoint.subject,
+                    handler=self._wrap(endpoint),
+                )
+            )
+        self._services.append(svc)
+        return svc
+
+    def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
+        async def handle(request: Request) -> None:
+            ctx = extract_context(request.headers)
+            with tracer.start_as_current_span(endpoint.name, context=ctx):
+                try:
+                    payload = endpoint.request.model_validate_json(request.data)
+                    scope = subjects.institution_of(request.subject)
+                    if getattr(payload, "institution", scope) != scope:
+                        raise Refusal("forbidden", "payload institution does not match subject")
+                    reply = await endpoint.handler(payload)
+                except ValidationError as exc:
+                    await _reply_error(request, Refusal("invalid", describe_validation(exc)))
+                except Refusal as refusal:
+                    await _reply_error(request, refusal)
+                except Exception:
+                    log.exception("handler %s failed", endpoint.name)
+                    await _reply_error(request, Refusal("internal", "internal error"))
+                else:
+                    await request.respond(reply.to_json())
+
+        return handle
+
+    async def subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> Any:
+        return await self.nc.subscribe(subject, cb=handler)
+
+
+async def _reply_error(request: Request, refusal: Refusal) -> None:
+    body = ErrorBody(code=refusal.code, message=refusal.message, owner=refusal.owner)
+    await request.respond(body.to_json(), headers={ERROR_HEADER: refusal.code})

@@ -1,0 +1,32 @@
+"""Typed refusals: the error codes of the client protocol, used across every boundary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ErrorCode = Literal[
+    "invalid",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "gone",
+    "unavailable",
+    "rate_limited",
+    "too_large",
+    "internal",
+]
+
+
+class Refusal(Exception):
+    """A request refused for a reason the caller can act on.
+
+    Raised by pure domain code and turned into an error reply at the edge; never a
+    stack trace on the wire.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+        self.owner = owner

@@ -1,0 +1,92 @@
+"""What every service process has: settings, a bus, a MongoDB client and a clock, opened and
+closed in one place, and served behind uvicorn so that SIGINT/SIGTERM stop it cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from starlette.applications import Starlette
+
+from shared import store, telemetry
+from shared.bus import Bus
+from shared.clock import Clock, SystemClock
+from shared.ops import ReadinessCheck, ops_app
+from shared.settings import CommonSettings
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: CommonSettings
+    bus: Bus
+    mongo: AsyncMongoClient[store.Document]
+    db: AsyncDatabase[store.Document]
+    clock: Clock
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def open_runtime(
+    service: str, settings: CommonSettings, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    bus = await Bus.connect(settings.nats_url, service, settings.request_timeout_s)
+    await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_days)
+    mongo = store.connect(settings.mongodb_uri, service)
+    runtime = Runtime(
+        service=service,
+        settings=settings,
+        bus=bus,
+        mongo=mongo,
+        db=store.database(mongo, settings.mongodb_db),
+        clock=clock or SystemClock(),
+    )
+
+    async def nats_ready() -> bool:
+        return bus.connected
+
+    async def mongo_ready() -> bool:
+        return await store.ping(mongo)
+
+    runtime.checks.update(nats=nats_ready, mongodb=mongo_ready)
+    try:
+        yield runtime
+    finally:
+        await bus.close()
+        await mongo.close()
+
+
+Starter = Callable[[Runtime], AbstractAsyncContextManager[Any]]
+
+
+def run_service(service: str, settings: CommonSettings, starter: Starter) -> None:
+    """Run a back-end service: its work lives in the ops app's lifespan."""
+    telemetry.setup(service, settings.log_level, settings.log_json, settings.otel_console)
+    checks: dict[str, ReadinessCheck] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(service, settings) as runtime:
+            checks.update(runtime.checks)
+            async with starter(runtime):
+                yield
+
+    serve(ops_app(checks, lifespan), settings.ops_host, settings.ops_port)
+
+
+def serve(app: Any, host: str, port: int) -> None:
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,1 @@
+"""Versioned, typed payloads: every message that crosses a service or client boundary."""

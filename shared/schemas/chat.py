@@ -1,0 +1,67 @@
+"""The chat and message objects of the client protocol, shared by events and replies."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.schemas.base import Model
+
+ChatStateName = Literal["queued", "active", "transferring", "closed", "missed"]
+Origin = Literal["patron", "proactive"]
+SenderKind = Literal["patron", "operator", "system"]
+
+MAX_TAGS = 20
+TAG_PATTERN = r"^[a-z0-9][a-z0-9 _-]{0,39}$"
+
+
+class Patron(Model):
+    guest_id: str
+    name: str | None = Field(default=None, max_length=80)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class Chat(Model):
+    """A chat as clients see it (PROTOCOL.md "Chat object")."""
+
+    id: str
+    queue: str
+    institution: str
+    state: ChatStateName
+    owner: str | None = None
+    owner_name: str | None = None
+    origin: Origin = "patron"
+    created_at: str
+    claimed_at: str | None = None
+    closed_at: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    patron: Patron
+    widget: str | None = None
+    question: str | None = None
+
+
+class Sender(Model):
+    kind: SenderKind
+    name: str
+    id: str | None = None
+
+
+class Message(Model):
+    """One message of a chat; `seq` starts at 1 and grows by one with no gaps."""
+
+    id: str
+    chat_id: str
+    seq: int = Field(ge=1)
+    from_: Sender = Field(alias="from")
+    body: str
+    ts: str
+
+
+class ChatState(Model):
+    """The live state of a chat as routing keeps it in the chats bucket."""
+
+    v: Literal[1] = 1
+    chat: Chat
+    last_seq: int = 0
+    events: int = 0

@@ -1,0 +1,75 @@
+"""Chat events: what routing publishes to the chat stream, the source of truth for history.
+
+Each event carries the chat as it is after the event, so that every consumer (gateways,
+transcripts) can act on one event without asking anyone. `id` is `<chat_id>.<n>` where `n`
+counts the chat's events from 1: writes keyed by it are idempotent, and JetStream uses it
+to drop duplicate publishes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from shared.schemas.base import Model
+from shared.schemas.chat import Chat, Message, Sender
+
+
+class _Event(Model):
+    v: Literal[1] = 1
+    id: str
+    n: int = Field(ge=1)
+    ts: str
+    chat: Chat
+
+
+class ChatCreated(_Event):
+    type: Literal["created"] = "created"
+    question: str
+
+
+class ChatQueued(_Event):
+    type: Literal["queued"] = "queued"
+    queue: str
+    reason: str
+
+
+class ChatClaimed(_Event):
+    type: Literal["claimed"] = "claimed"
+    operator: str
+    operator_name: str
+    wait_s: float
+
+
+class MessagePosted(_Event):
+    type: Literal["message"] = "message"
+    message: Message
+
+
+class ChatTagged(_Event):
+    type: Literal["tagged"] = "tagged"
+    by: Sender
+    tags: list[str]
+
+
+class ChatClosed(_Event):
+    type: Literal["closed"] = "closed"
+    by: Sender
+    reason: str
+
+
+class ChatMissed(_Event):
+    type: Literal["missed"] = "missed"
+    reason: str
+
+
+ChatEvent = Annotated[
+    ChatCreated | ChatQueued | ChatClaimed | MessagePosted | ChatTagged | ChatClosed | ChatMissed,
+    Field(discriminator="type"),
+]
+CHAT_EVENT = TypeAdapter(ChatEvent)
+
+
+def parse_chat_event(data: bytes) -> ChatEvent:
+    return CHAT_EVENT.validate_json(data)

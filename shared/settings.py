@@ -1,0 +1,25 @@
+"""Settings common to every service; each service extends them with its own fields.
+
+Every field is an environment variable `REFDESK_<FIELD>` with a default that works on one
+machine, so `make run` needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFDESK_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017"
+    mongodb_db: str = "refdesk"
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 0
+    log_level: str = "INFO"
+    log_json: bool = True
+    request_timeout_s: float = 2.0
+    stream_replicas: int = 1
+    stream_max_age_days: int = 400
+    otel_console: bool = False

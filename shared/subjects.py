@@ -1,0 +1,101 @@
+"""Every NATS subject and bucket name refdesk uses, built by functions, defined only here.
+
+Subjects carry the institution as their second token so that NATS account permissions can
+fence one institution's traffic from another's (see deploy/k8s/nats for the permissions).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+CHAT_STREAM = "CHAT_EVENTS"
+CHAT_BUCKET = "chats"
+PRESENCE_BUCKET = "presence"
+TRANSCRIPTS_CONSUMER = "transcripts"
+
+RoutingAction = Literal["start", "claim", "message", "tag", "close", "get", "queue"]
+PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing"]
+TranscriptsAction = Literal["get"]
+TicketsAction = Literal["create", "get"]
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid subject token")
+    return value
+
+
+def chat_events(institution: str, chat_id: str) -> str:
+    """Where every event of one chat is published (and captured by the chat stream)."""
+    return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.evt"
+
+
+def chat_events_all(institution: str | None = None) -> str:
+    """Wildcard over chat events: of one institution, or of all when None."""
+    inst = "*" if institution is None else _token(institution, "institution")
+    return f"chat.{inst}.*.evt"
+
+
+def chat_typing(institution: str, chat_id: str) -> str:
+    """Ephemeral typing notices of one chat; outside the stream on purpose."""
+    return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.typing"
+
+
+def chat_typing_all() -> str:
+    return "chat.*.*.typing"
+
+
+def routing(institution: str, action: RoutingAction) -> str:
+    return f"routing.{_token(institution, 'institution')}.{action}"
+
+
+def routing_endpoint(action: RoutingAction) -> str:
+    """The wildcard a routing replica listens on for one action, across institutions."""
+    return f"routing.*.{action}"
+
+
+def presence(institution: str, action: PresenceAction) -> str:
+    return f"presence.{_token(institution, 'institution')}.{action}"
+
+
+def presence_endpoint(action: PresenceAction) -> str:
+    return f"presence.*.{action}"
+
+
+def presence_events(institution: str | None = None) -> str:
+    inst = "*" if institution is None else _token(institution, "institution")
+    return f"presence.{inst}.evt"
+
+
+def transcripts(institution: str, action: TranscriptsAction) -> str:
+    return f"transcripts.{_token(institution, 'institution')}.{action}"
+
+
+def transcripts_endpoint(action: TranscriptsAction) -> str:
+    return f"transcripts.*.{action}"
+
+
+def tickets(institution: str, action: TicketsAction) -> str:
+    return f"tickets.{_token(institution, 'institution')}.{action}"
+
+
+def tickets_endpoint(action: TicketsAction) -> str:
+    return f"tickets.*.{action}"
+
+
+def chat_key(institution: str, chat_id: str) -> str:
+    """Key of a chat's live state in the chats bucket."""
+    return f"{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}"
+
+
+def presence_key(institution: str, operator: str) -> str:
+    """Key of an operator's session in the presence bucket."""
+    return f"{_token(institution, 'institution')}.{_token(operator, 'operator')}"
+
+
+def institution_of(subject: str) -> str:
+    """The institution token of any refdesk subject (always the second token)."""
+    return subject.split(".", 2)[1]
