@@ -59,14 +59,14 @@ def users(password: str) -> list[User]:
     ]
     hashed = hash_password(password)
     return [
-        User(username=u, institution=i, role=r, display_name=n, password_hash=hashed)  # type: ignore[arg-type]
+        User(username=u, institution=i, role=r, display_name=n, password_hash=hashed)
         for u, i, r, n in rows
     ]
 
 
 def queues() -> list[Queue]:
     def window(day: str, open_: str, close: str) -> HoursWindow:
-        return HoursWindow(day=day, open=open_, close=close)  # type: ignore[arg-type]
+        return HoursWindow(day=day, open=open_, close=close)
 
     return [
         Queue(

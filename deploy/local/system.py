@@ -76,6 +76,7 @@ class LocalSystem:
     data: Path
     ports: Ports
     mongodb_uri: str | None = None
+    nats_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     infra: list[Child] = field(default_factory=list)
     services: dict[str, Child] = field(default_factory=dict)
@@ -85,23 +86,22 @@ class LocalSystem:
         return self.data / "logs"
 
     @property
-    def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.ports.nats}"
-
-    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
     def env(self) -> dict[str, str]:
         return {
-            "REFDESK_NATS_URL": self.nats_url,
+            "REFDESK_NATS_URL": self.nats_url or "",
             "REFDESK_MONGODB_URI": self.mongodb_uri or "",
             "PYTHONPATH": str(ROOT),
             **self.extra_env,
         }
 
     def start_infra(self) -> None:
-        self.infra.append(start_nats(self.data, self.ports.nats, self.logs))
+        """Start the servers that were not given: NATS and MongoDB as local processes."""
+        if self.nats_url is None:
+            self.infra.append(start_nats(self.data, self.ports.nats, self.logs))
+            self.nats_url = f"nats://127.0.0.1:{self.ports.nats}"
         if self.mongodb_uri is None:
             self.infra.append(start_mongodb(self.data, self.ports.mongodb, self.logs))
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.ports.mongodb}"

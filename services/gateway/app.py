@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -119,7 +119,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-def _page(path: Path):  # type: ignore[no-untyped-def]
+def _page(path: Path) -> Callable[[], Awaitable[FileResponse]]:
     async def serve() -> FileResponse:
         return FileResponse(path, media_type="text/html")
 

@@ -212,11 +212,13 @@ class FrameLoop:
         started = time.perf_counter()
         ref: str | None = None
         try:
+            # The transport caps frames at 64 KiB, so parsing first is cheap, and it lets
+            # even an oversized or rate-limited frame be answered with its ref.
+            data = _parse_json(raw)
+            ref = data.get("ref") if isinstance(data.get("ref"), str) else None
             if not self.bucket.take(time.monotonic()):
                 raise Refusal("rate_limited", "too many frames; slow down")
             domain.check_frame_size(raw, self.gw.settings.max_frame_bytes)
-            data = _parse_json(raw)
-            ref = data.get("ref") if isinstance(data.get("ref"), str) else None
             kind = data.get("type")
             if not isinstance(kind, str) or kind not in self.handlers:
                 raise Refusal("invalid", f"unknown frame type {kind!r}")

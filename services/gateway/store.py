@@ -35,7 +35,7 @@ class ConfigStore:
         hit = self._cache.get((kind, key))
         now = time.monotonic()
         if hit and now - hit[0] < self.cache_s:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         doc = await self.db[kind].find_one(query, {"_id": 0})
         value = None if doc is None else model.model_validate(doc)
         self._cache[(kind, key)] = (now, value)

@@ -50,7 +50,9 @@ class TranscriptHandlers:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30,
+                # Short, so that events a crashed replica had fetched come back quickly;
+                # writes are idempotent, so an early redelivery costs nothing.
+                ack_wait=5,
                 max_ack_pending=10_000,
             ),
         )

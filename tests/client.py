@@ -1,0 +1,110 @@
+"""A WebSocket client for tests that speaks PROTOCOL.md and checks every server frame
+against the protocol's models, so that the gateway's output cannot drift from its contract."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import httpx
+import websockets
+
+from shared.schemas.protocol import SERVER_FRAME
+
+_refs = itertools.count(1)
+
+
+class ProtocolClient:
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, url: str) -> ProtocolClient:
+        return cls(await websockets.connect(url, open_timeout=5, max_size=2**20))
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def _next(self, timeout: float) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame: dict[str, Any] = json.loads(raw)
+        SERVER_FRAME.validate_python(frame)
+        self.frames.append(frame)
+        return frame
+
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def request(self, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """Send a frame with a fresh ref; return its ack or error (other frames are kept)."""
+        ref = f"r{next(_refs)}"
+        await self.ws.send(json.dumps({**frame, "ref": ref}))
+        return await self.expect(lambda f: f.get("ref") == ref, timeout)
+
+    async def ok(self, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        reply = await self.request(frame, timeout)
+        assert reply["type"] == "ack", reply
+        return reply
+
+    async def expect(self, match: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """The first frame (already received or new) matching a type name or a predicate."""
+        test = (lambda f: f["type"] == match) if isinstance(match, str) else match
+        for index, frame in enumerate(self._pending):
+            if test(frame):
+                return self._pending.pop(index)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no frame matching {match!r}; pending {self._pending}")
+            frame = await self._next(left)
+            if test(frame):
+                return frame
+            self._pending.append(frame)
+
+    async def silent(self, match: Any, wait: float = 0.3) -> bool:
+        """True when no frame matching `match` arrives within `wait` seconds."""
+        try:
+            await self.expect(match, wait)
+        except TimeoutError:
+            return True
+        return False
+
+
+async def login(base_url: str, username: str, password: str = "refdesk-demo") -> str:
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post(
+            "/api/auth/login", json={"username": username, "password": password}
+        )
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
+
+async def operator(
+    base_url: str, username: str, queues: list[str], status: str = "online"
+) -> ProtocolClient:
+    """An operator signed in, with a status, monitoring queues (snapshot consumed)."""
+    token = await login(base_url, username)
+    client = await ProtocolClient.connect(base_url.replace("http", "ws") + "/ws/operator")
+    await client.ok({"type": "auth", "token": token})
+    await client.expect("session")
+    await client.ok({"type": "status.set", "status": status})
+    if queues:
+        await client.ok({"type": "monitor.set", "queues": queues})
+        await client.expect("queue.snapshot")
+    return client
+
+
+async def patron(base_url: str, widget: str, token: str | None = None) -> ProtocolClient:
+    client = await ProtocolClient.connect(
+        base_url.replace("http", "ws") + f"/ws/patron?widget={widget}"
+    )
+    await client.ok({"type": "hello", "token": token})
+    await client.expect("welcome")
+    return client

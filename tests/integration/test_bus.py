@@ -1,0 +1,100 @@
+"""The bus against a real nats-server with JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from nats.js.errors import KeyWrongLastSequenceError
+
+from services.routing import domain
+from shared import subjects
+from shared.bus import Bus, Endpoint
+from shared.errors import Refusal
+from shared.schemas.requests import Done, GetChat, StaffingQuery
+
+T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+
+
+async def test_typed_request_reply_and_refusals(bus: Bus):
+    async def handler(req: StaffingQuery) -> Done:
+        if req.queue == "demo-none":
+            raise Refusal("not_found", "no queue demo-none")
+        return Done()
+
+    service = f"t{uuid.uuid4().hex[:8]}"
+    await bus.serve(
+        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)]
+    )
+    ok = await bus.request(
+        f"{service}.hill.staffing", StaffingQuery(institution="hill", queue="demo-hill"), Done
+    )
+    assert ok.ok is True
+    with pytest.raises(Refusal) as missing:
+        await bus.request(
+            f"{service}.hill.staffing", StaffingQuery(institution="hill", queue="demo-none"), Done
+        )
+    assert missing.value.code == "not_found"
+    # A payload naming another institution than its subject is refused: subjects fence tenants.
+    with pytest.raises(Refusal) as fenced:
+        await bus.request(
+            f"{service}.river.staffing", StaffingQuery(institution="hill", queue="demo-hill"), Done
+        )
+    assert fenced.value.code == "forbidden"
+    # A payload of the wrong shape is refused as invalid, naming the field.
+    with pytest.raises(Refusal) as invalid:
+        await bus.request(
+            f"{service}.hill.staffing", GetChat(institution="hill", chat_id="x"), Done
+        )
+    assert invalid.value.code == "invalid" and "queue" in invalid.value.message
+
+
+async def test_request_without_responder_is_unavailable(bus: Bus):
+    with pytest.raises(Refusal) as refused:
+        await bus.request("nobody.hill.here", Done(), Done, timeout=0.5)
+    assert refused.value.code == "unavailable"
+
+
+async def test_key_value_compare_and_set_has_one_winner(bus: Bus):
+    kv = await bus.key_value(f"race{uuid.uuid4().hex[:8]}")
+    revision = await kv.create("hill.chat", b"queued")
+
+    async def contender(name: str) -> str | None:
+        try:
+            await kv.update("hill.chat", name.encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            return None
+        return name
+
+    results = await asyncio.gather(*(contender(f"op{i}") for i in range(20)))
+    winners = [r for r in results if r]
+    assert len(winners) == 1
+    assert (await kv.get("hill.chat")).value == winners[0].encode()
+
+
+async def test_events_are_deduplicated_and_read_back_in_order(bus: Bus):
+    chat_id = uuid.uuid4().hex
+    transition = domain.start_chat(
+        domain.NewChat(
+            chat_id=chat_id,
+            institution="hill",
+            widget="hill",
+            queue="demo-hill",
+            guest_id="g",
+            question="Q",
+            name=None,
+            email=None,
+            reason="staffed",
+        ),
+        T0,
+    )
+    for event in transition.events:
+        await bus.publish_event(event)
+    await bus.publish_event(transition.events[0])  # a retried publish
+    history = await bus.chat_history("hill", chat_id)
+    assert [e.id for e in history] == [e.id for e in transition.events]
+    assert await bus.chat_history("hill", uuid.uuid4().hex) == []
+    info = await bus.js.stream_info(subjects.CHAT_STREAM)
+    assert info.config.subjects == [subjects.chat_events_all()]

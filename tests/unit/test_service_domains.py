@@ -1,0 +1,148 @@
+"""Pure rules of the gateway, presence, transcripts and tickets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.gateway import domain as gateway
+from services.presence import domain as presence
+from services.routing import domain as routing
+from services.tickets import domain as tickets
+from services.transcripts import domain as transcripts
+from shared.errors import Refusal
+from shared.schemas.chat import Sender
+from shared.schemas.requests import CreateTicket, OpenSession, SessionRef
+
+T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+ANN = Sender(kind="operator", name="Ann", id="demo-hill-ann")
+PATRON = Sender(kind="patron", name="Pat", id="g1")
+
+
+def started() -> routing.Transition:
+    return routing.start_chat(
+        routing.NewChat(
+            chat_id="c" * 32,
+            institution="hill",
+            widget="hill",
+            queue="demo-hill",
+            guest_id="g1",
+            question="Q?",
+            name="Pat",
+            email=None,
+            reason="staffed",
+        ),
+        T0,
+    )
+
+
+# --- gateway ----------------------------------------------------------------------------
+
+
+def test_token_bucket_allows_burst_then_refills():
+    bucket = gateway.TokenBucket(rate=2.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5)
+    assert not bucket.take(0.5)
+
+
+def test_size_limits_count_bytes():
+    gateway.check_body("é" * 2048, 4096)
+    with pytest.raises(Refusal) as refused:
+        gateway.check_body("é" * 2049, 4096)
+    assert refused.value.code == "too_large"
+    with pytest.raises(Refusal) as blank:
+        gateway.check_body("   ", 4096)
+    assert blank.value.code == "invalid"
+
+
+def test_frames_per_audience():
+    _, question, queued = started().events
+    assert gateway.patron_frames(question) == []  # the patron's own words come back as acks
+    assert [f.type for f in gateway.queue_frames(queued)] == ["queue.chat_added"]
+    claim = routing.claim(started().state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
+    frames = gateway.patron_frames(claim.events[0])
+    assert frames[0].model_dump()["operator"] == "Ann"
+    assert [f.type for f in gateway.queue_frames(claim.events[0])] == ["queue.chat_removed"]
+    reply = routing.post_message(claim.state, ANN, "Hello", T0)
+    assert gateway.owner_frames(reply.events[0]) == []
+    assert [f.type for f in gateway.patron_frames(reply.events[0])] == ["message"]
+    ask = routing.post_message(reply.state, PATRON, "Thanks", T0)
+    assert [f.type for f in gateway.owner_frames(ask.events[0])] == ["message"]
+
+
+# --- presence ---------------------------------------------------------------------------
+
+
+def test_new_sign_in_ends_older_session():
+    first, ended = presence.open_session(
+        None,
+        OpenSession(institution="hill", operator="demo-hill-ann", name="Ann", session_id="s1"),
+        T0,
+    )
+    assert ended is None and first.status == "offline"
+    second, ended = presence.open_session(
+        first,
+        OpenSession(institution="hill", operator="demo-hill-ann", name="Ann", session_id="s2"),
+        T0,
+    )
+    assert second.session_id == "s2"
+    assert ended is not None and ended.session_id == "s1"
+    assert ended.reason == "signed_in_elsewhere"
+    with pytest.raises(Refusal) as refused:
+        presence.require_current(
+            second, SessionRef(institution="hill", operator="demo-hill-ann", session_id="s1")
+        )
+    assert refused.value.code == "gone"
+
+
+def test_staffing_needs_online_and_monitoring():
+    base, _ = presence.open_session(
+        None,
+        OpenSession(institution="hill", operator="demo-hill-ann", name="Ann", session_id="s1"),
+        T0,
+    )
+    watching = presence.set_monitoring(base, ["demo-hill", "demo-hill"])
+    assert watching.monitoring == ["demo-hill"]
+    assert presence.staffing([watching], "demo-hill") == []
+    online = presence.set_status(watching, "online")
+    assert presence.staffing([online], "demo-hill") == ["demo-hill-ann"]
+    assert presence.staffing([presence.set_status(watching, "away")], "demo-hill") == []
+    assert presence.staffing([online], "demo-river") == []
+
+
+# --- transcripts ------------------------------------------------------------------------
+
+
+def test_event_documents_are_keyed_for_idempotence():
+    created, question, queued = started().events
+    assert transcripts.event_document(created)["_id"] == created.id
+    doc = transcripts.message_document(question.message, "hill")  # type: ignore[union-attr]
+    assert doc["_id"] == f"{'c' * 32}:1" and doc["from"]["kind"] == "patron"
+    assert transcripts.message_from_document(doc) == question.message  # type: ignore[union-attr]
+    chat = transcripts.chat_document(queued)
+    assert chat["n"] == 3 and transcripts.chat_from_document(chat) == queued.chat
+    decisions = transcripts.routing_from_events(
+        [transcripts.event_document(e) for e in (queued, created, question)]
+    )
+    assert [(d.queue, d.reason) for d in decisions] == [("demo-hill", "staffed")]
+
+
+# --- tickets ----------------------------------------------------------------------------
+
+
+def test_ticket_needs_email_subject_and_body():
+    req = CreateTicket(
+        institution="hill",
+        email=" pat@example.org ",
+        subject="Renewal",
+        body="Please renew",
+        created_by="demo-hill-ann",
+    )
+    ticket = tickets.new_ticket(req, "t1", T0)
+    assert ticket.email == "pat@example.org" and ticket.status == "open"
+    for field, value in (("email", "not-an-email"), ("subject", " "), ("body", "")):
+        with pytest.raises(Refusal) as refused:
+            tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
+        assert refused.value.code == "invalid" and field in refused.value.message
