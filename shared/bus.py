@@ -8,6 +8,7 @@ key-value buckets, and carries W3C trace context in message headers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class Bus:
         self.name = name
         self.request_timeout = request_timeout
         self._services: list[Service] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.max_in_flight = 512
 
     @classmethod
     async def connect(cls, url: str, name: str, request_timeout: float = 2.0) -> Bus:
@@ -224,6 +227,19 @@ class Bus:
         return svc
 
     def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
+        """nats-py runs one subscription's callbacks one after another; each request gets
+        its own task instead, so a handler waiting on JetStream does not hold up the next.
+        Order within a chat does not depend on this: a client's frames are sent one at a
+        time, and every write is a compare-and-set."""
+        slots = asyncio.Semaphore(self.max_in_flight)
+
+        async def dispatch(request: Request) -> None:
+            await slots.acquire()
+            task = asyncio.create_task(handle(request))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(lambda _: slots.release())
+
         async def handle(request: Request) -> None:
             ctx = extract_context(request.headers)
             with tracer.start_as_current_span(endpoint.name, context=ctx):
@@ -243,7 +259,7 @@ class Bus:
                 else:
                     await request.respond(reply.to_json())
 
-        return handle
+        return dispatch
 
     async def subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> Any:
         return await self.nc.subscribe(subject, cb=handler)

@@ -10,13 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.results import UpdateResult
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    return all(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
 
 
 def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
@@ -79,6 +84,45 @@ class TenantCollection:
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_many_once(
+        self, institution: str, documents: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Insert many keyed by `_id` in one round trip; ids already stored are skipped.
+        Returns how many were new."""
+        if not documents:
+            return 0
+        try:
+            result = await self.raw.insert_many(
+                [self.scoped(institution, d) for d in documents], ordered=False
+            )
+        except BulkWriteError as error:
+            if not _only_duplicates(error):
+                raise
+            return int(error.details.get("nInserted", 0))
+        return len(result.inserted_ids)
+
+    async def upsert_newer(
+        self, institution: str, documents: Sequence[Mapping[str, Any]], version: str
+    ) -> None:
+        """Write each document unless the stored one has a `version` at least as high, in
+        one round trip. A stored newer version makes the upsert collide on `_id`: that
+        collision is the "already newer" answer, not an error."""
+        if not documents:
+            return
+        ops = [
+            UpdateOne(
+                self.scoped(institution, {"_id": d["_id"], version: {"$lt": d[version]}}),
+                {"$set": dict(d)},
+                upsert=True,
+            )
+            for d in documents
+        ]
+        try:
+            await self.raw.bulk_write(ops, ordered=False)
+        except BulkWriteError as error:
+            if not _only_duplicates(error):
+                raise
 
     async def update_one(
         self,

@@ -48,10 +48,13 @@ def setup(service: str, level: str = "INFO", as_json: bool = True, console: bool
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    provider = TracerProvider(resource=Resource.create({"service.name": f"refdesk-{service}"}))
     if console:
+        # Recording spans costs CPU on every request; without an exporter nobody reads
+        # them. The API's default tracer still carries incoming trace context through, so
+        # trace ids reach the logs and the next service either way.
+        provider = TracerProvider(resource=Resource.create({"service.name": f"refdesk-{service}"}))
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-    trace.set_tracer_provider(provider)
+        trace.set_tracer_provider(provider)
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:

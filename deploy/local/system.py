@@ -53,7 +53,9 @@ def start_mongodb(data: Path, port: int, logs: Path) -> Child:
     child = spawn(
         "mongodb",
         [
-            tool("nx-27017"),
+            sys.executable,
+            "-m",
+            "deploy.local.mongodb_server",
             "--host",
             "127.0.0.1",
             "-p",
@@ -66,6 +68,7 @@ def start_mongodb(data: Path, port: int, logs: Path) -> Child:
             str(data / "mongodb.pid"),
         ],
         logs,
+        cwd=ROOT,
     )
     wait_listening(child, port)
     return child

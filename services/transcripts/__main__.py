@@ -19,7 +19,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     assert isinstance(settings, TranscriptsSettings)
     store = TranscriptStore(runtime.db)
     await store.ensure_indexes()
-    handlers = TranscriptHandlers(runtime.bus, store, settings.fetch_batch)
+    handlers = TranscriptHandlers(runtime.bus, store, settings.fetch_batch, settings.fetch_linger_s)
     await handlers.start_consuming()
     await runtime.bus.serve("transcripts", VERSION, handlers.endpoints())
     try:

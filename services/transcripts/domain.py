@@ -1,8 +1,8 @@
 """How chat events become transcript documents: pure mapping, no I/O.
 
 Writes are keyed so that replaying any event any number of times, in any order, leaves the
-same documents: messages by (chat, seq), events by event id, and the chat document only
-moves forward (an event older than the one it reflects is ignored).
+same documents: messages by (chat, seq), lifecycle events by event id, and the chat
+document only moves forward (an event older than the one it reflects is ignored).
 """
 
 from __future__ import annotations

@@ -17,17 +17,18 @@ from services.transcripts.store import TranscriptStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.errors import Refusal
-from shared.schemas.events import parse_chat_event
+from shared.schemas.events import ChatEvent, parse_chat_event
 from shared.schemas.requests import GetTranscript, Transcript
 
 log = logging.getLogger(__name__)
 
 
 class TranscriptHandlers:
-    def __init__(self, bus: Bus, store: TranscriptStore, batch: int) -> None:
+    def __init__(self, bus: Bus, store: TranscriptStore, batch: int, linger_s: float) -> None:
         self.bus = bus
         self.store = store
         self.batch = batch
+        self.linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
 
@@ -67,30 +68,40 @@ class TranscriptHandlers:
                     log.exception("fetch failed")
                     await asyncio.sleep(0.5)
                     continue
-                for msg in msgs:
-                    await self._record(msg)
+                await self._record(msgs)
                 if msgs:
                     metrics.CONSUMER_PENDING.set(msgs[-1].metadata.num_pending)
+                if len(msgs) < self.batch:
+                    # Caught up: let events gather so the next write is one larger batch.
+                    await asyncio.sleep(self.linger_s)
 
         self._task = asyncio.create_task(consume())
 
-    async def _record(self, msg: Msg) -> None:
-        try:
-            event = parse_chat_event(msg.data)
-        except ValidationError:
-            log.error("dropping unreadable chat event on %s", msg.subject)
-            await msg.term()
-            metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
+    async def _record(self, msgs: list[Msg]) -> None:
+        """Record one fetched batch; acknowledge only what is stored, so a failure or a
+        crash before the acks means redelivery, never loss."""
+        readable: list[tuple[Msg, ChatEvent]] = []
+        for msg in msgs:
+            try:
+                readable.append((msg, parse_chat_event(msg.data)))
+            except ValidationError:
+                log.error("dropping unreadable chat event on %s", msg.subject)
+                metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
+                await msg.term()
+        if not readable:
             return
         try:
-            fresh = await self.store.apply(event)
+            fresh = await self.store.apply([event for _, event in readable])
         except Exception:
-            log.exception("recording %s failed; it will be redelivered", event.id)
-            await msg.nak(delay=1.0)
-            metrics.EVENTS_APPLIED.labels(event.type, "error").inc()
+            log.exception("recording %d events failed; they will be redelivered", len(readable))
+            for msg, _ in readable:
+                await msg.nak(delay=1.0)
+            metrics.EVENTS_APPLIED.labels("batch", "error").inc(len(readable))
             return
-        await msg.ack()
-        metrics.EVENTS_APPLIED.labels(event.type, "new" if fresh else "replay").inc()
+        for msg, _ in readable:
+            await msg.ack()
+        metrics.EVENTS_APPLIED.labels("batch", "new").inc(fresh)
+        metrics.EVENTS_APPLIED.labels("batch", "replay").inc(len(readable) - fresh)
 
     async def stop(self) -> None:
         if self._task:

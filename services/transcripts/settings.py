@@ -3,4 +3,5 @@ from shared.settings import CommonSettings
 
 class TranscriptsSettings(CommonSettings):
     ops_port: int = 9103
-    fetch_batch: int = 200
+    fetch_batch: int = 500
+    fetch_linger_s: float = 0.2

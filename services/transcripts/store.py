@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.transcripts import domain
@@ -21,27 +23,37 @@ class TranscriptStore:
         await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
         await self.chats.raw.create_index([("institution", 1), ("created_at", -1)])
 
-    async def apply(self, event: ChatEvent) -> bool:
-        """Record one event; False when it had been recorded already."""
-        institution = event.chat.institution
-        fresh = await self.events.insert_once(institution, domain.event_document(event))
-        if event.type == "message":
-            await self.messages.insert_once(
-                institution, domain.message_document(event.message, institution)
-            )
-        await self._advance_chat(event)
-        return fresh
+    async def apply(self, events: list[ChatEvent]) -> int:
+        """Record a batch of events in a few round trips; returns how many were new.
 
-    async def _advance_chat(self, event: ChatEvent) -> None:
-        doc = domain.chat_document(event)
-        institution = event.chat.institution
-        result = await self.chats.update_one(
-            institution, {"_id": doc["_id"], "n": {"$lt": event.n}}, {"$set": doc}
-        )
-        if result.matched_count == 0:
-            # Either the chat is new, or it already reflects a later event: insert_once
-            # settles which without a race.
-            await self.chats.insert_once(institution, doc)
+        Safe to repeat and to run in any order: messages and lifecycle events are keyed by
+        id, and a chat document only moves to a higher event number. A message event is
+        stored only as its message: it changes nothing else about the chat, and messages
+        are most of the traffic.
+        """
+        by_institution: dict[str, list[ChatEvent]] = defaultdict(list)
+        for event in events:
+            by_institution[event.chat.institution].append(event)
+        fresh = 0
+        for institution, batch in by_institution.items():
+            messages = [e for e in batch if e.type == "message"]
+            lifecycle = [e for e in batch if e.type != "message"]
+            fresh += await self.messages.insert_many_once(
+                institution,
+                [domain.message_document(e.message, institution) for e in messages],
+            )
+            fresh += await self.events.insert_many_once(
+                institution, [domain.event_document(e) for e in lifecycle]
+            )
+            latest: dict[str, ChatEvent] = {}
+            for event in lifecycle:
+                known = latest.get(event.chat.id)
+                if known is None or known.n < event.n:
+                    latest[event.chat.id] = event
+            await self.chats.upsert_newer(
+                institution, [domain.chat_document(e) for e in latest.values()], "n"
+            )
+        return fresh
 
     async def transcript(self, institution: str, chat_id: str) -> Transcript | None:
         chat = await self.chats.find_one(institution, {"_id": chat_id})
