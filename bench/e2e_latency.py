@@ -173,7 +173,7 @@ async def bench(
         )
     if sweep:
         best = 0.0
-        for step in (1000, 2000, 3000, 4000, 5000, 6000):
+        for step in (250, 500, 750, 1000, 1500, 2000, 3000, 4000):
             result = await run_rate(pairs, step, 5.0, f"sweep {step} msg/s")
             delivered = result["msg_per_s"] >= 0.95 * step and result["lost"] == 0
             if result["p99_ms"] > P99_BUDGET_MS or not delivered:

@@ -9,6 +9,7 @@ key-value buckets, and carries W3C trace context in message headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -268,3 +269,39 @@ class Bus:
 async def _reply_error(request: Request, refusal: Refusal) -> None:
     body = ErrorBody(code=refusal.code, message=refusal.message, owner=refusal.owner)
     await request.respond(body.to_json(), headers={ERROR_HEADER: refusal.code})
+
+
+class BucketFollower:
+    """Keeps a replica's view of a key-value bucket current: `on_entry(key, value)` for each
+    current entry and every later change (`value` None for a deletion or expiry)."""
+
+    def __init__(self, kv: KeyValue, on_entry: Callable[[str, bytes | None, int], None]) -> None:
+        self.kv = kv
+        self.on_entry = on_entry
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, initial_timeout: float = 10.0) -> None:
+        """Start following; returns once the bucket's current entries have been seen."""
+        watcher = await self.kv.watchall()
+        caught_up = asyncio.Event()
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is None:  # the watcher's marker: current entries delivered
+                    caught_up.set()
+                    continue
+                deleted = entry.operation in ("DEL", "PURGE") or not entry.value
+                try:
+                    self.on_entry(entry.key, None if deleted else entry.value, entry.revision or 0)
+                except ValueError:
+                    log.warning("unreadable key-value entry %s", entry.key)
+
+        self._task = asyncio.create_task(follow())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caught_up.wait(), timeout=initial_timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

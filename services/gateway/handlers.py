@@ -117,6 +117,31 @@ class Gateway:
         events = await self.bus.chat_history(institution, chat_id)
         return [e.message for e in events if e.type == "message"]
 
+    async def post_message(
+        self, institution: str, chat_id: str, sender: Sender, body: str
+    ) -> Reply:
+        checked = domain.check_body(body, self.settings.max_body_bytes)
+        result = await self.bus.request(
+            subjects.routing(institution, "message"),
+            PostMessage(institution=institution, chat_id=chat_id, sender=sender, body=checked),
+            MessageResult,
+        )
+        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
+
+    async def send_typing(self, institution: str, chat_id: str, sender: Sender) -> Reply:
+        notice = TypingNotice(institution=institution, chat_id=chat_id, from_=sender)
+        await self.bus.publish(subjects.chat_typing(institution, chat_id), notice)
+        return Reply()
+
+    async def close_chat(
+        self, institution: str, chat_id: str, sender: Sender, tags: list[str]
+    ) -> ChatResult:
+        return await self.bus.request(
+            subjects.routing(institution, "close"),
+            CloseChat(institution=institution, chat_id=chat_id, by=sender, tags=tags),
+            ChatResult,
+        )
+
     async def heartbeat(self, link: OperatorLink) -> bool:
         """Refresh a session in presence; False when presence says it has ended."""
         ref = _session_ref(link)
@@ -347,33 +372,17 @@ class PatronSocket(FrameLoop):
 
     async def message(self, frame: SendMessage) -> Reply:
         self._own_chat(frame.chat_id)
-        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
-        result = await self.gw.bus.request(
-            subjects.routing(self._link.institution, "message"),
-            PostMessage(
-                institution=self._link.institution,
-                chat_id=frame.chat_id,
-                sender=self._sender(),
-                body=body,
-            ),
-            MessageResult,
+        return await self.gw.post_message(
+            self._link.institution, frame.chat_id, self._sender(), frame.body
         )
-        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
 
     async def typing(self, frame: Typing) -> Reply:
         self._own_chat(frame.chat_id)
-        inst = self._link.institution
-        notice = TypingNotice(institution=inst, chat_id=frame.chat_id, from_=self._sender())
-        await self.gw.bus.publish(subjects.chat_typing(inst, frame.chat_id), notice)
-        return Reply()
+        return await self.gw.send_typing(self._link.institution, frame.chat_id, self._sender())
 
     async def end(self, frame: PatronChatEnd) -> Reply:
         self._own_chat(frame.chat_id)
-        result = await self.gw.bus.request(
-            subjects.routing(self._link.institution, "close"),
-            CloseChat(institution=self._link.institution, chat_id=frame.chat_id, by=self._sender()),
-            ChatResult,
-        )
+        result = await self.gw.close_chat(self._link.institution, frame.chat_id, self._sender(), [])
         return Reply(ack={"state": result.chat.state})
 
     def closed(self) -> None:
@@ -507,25 +516,12 @@ class OperatorSocket(FrameLoop):
         return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
 
     async def message(self, frame: SendMessage) -> Reply:
-        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
-        link = self._link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "message"),
-            PostMessage(
-                institution=link.institution,
-                chat_id=frame.chat_id,
-                sender=self._sender(),
-                body=body,
-            ),
-            MessageResult,
+        return await self.gw.post_message(
+            self._link.institution, frame.chat_id, self._sender(), frame.body
         )
-        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
 
     async def typing(self, frame: Typing) -> Reply:
-        inst = self._link.institution
-        notice = TypingNotice(institution=inst, chat_id=frame.chat_id, from_=self._sender())
-        await self.gw.bus.publish(subjects.chat_typing(inst, frame.chat_id), notice)
-        return Reply()
+        return await self.gw.send_typing(self._link.institution, frame.chat_id, self._sender())
 
     async def tag(self, frame: ChatTag) -> Reply:
         link = self._link
@@ -542,16 +538,8 @@ class OperatorSocket(FrameLoop):
         return Reply(ack={"chat": _dump(result.chat)})
 
     async def close(self, frame: ChatClose) -> Reply:
-        link = self._link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "close"),
-            CloseChat(
-                institution=link.institution,
-                chat_id=frame.chat_id,
-                by=self._sender(),
-                tags=frame.tags,
-            ),
-            ChatResult,
+        result = await self.gw.close_chat(
+            self._link.institution, frame.chat_id, self._sender(), frame.tags
         )
         return Reply(ack={"chat": _dump(result.chat), "changed": result.changed})
 

@@ -3,14 +3,13 @@ unless heartbeats refresh them, and an index of live sessions kept by a watcher.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from shared import subjects
+from shared.bus import BucketFollower
 from shared.schemas.requests import Session
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ class SessionStore:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self._live: dict[str, Session] = {}
-        self._watch_task: asyncio.Task[None] | None = None
+        self._follower = BucketFollower(kv, self._followed)
 
     async def get(self, institution: str, operator: str) -> Session | None:
         try:
@@ -44,29 +43,14 @@ class SessionStore:
     def live(self) -> list[Session]:
         return list(self._live.values())
 
+    def _followed(self, key: str, value: bytes | None, _revision: int) -> None:
+        if value is None:
+            self._live.pop(key, None)
+        else:
+            self._live[key] = Session.model_validate_json(value)
+
     async def start_watching(self) -> None:
-        watcher = await self.kv.watchall()
-        ready = asyncio.Event()
-
-        async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self._live.pop(entry.key, None)
-                    continue
-                try:
-                    self._live[entry.key] = Session.model_validate_json(entry.value)
-                except ValueError:
-                    log.warning("unreadable session at %s", entry.key)
-
-        self._watch_task = asyncio.create_task(follow())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=10)
+        await self._follower.start()
 
     async def stop(self) -> None:
-        if self._watch_task:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        await self._follower.stop()

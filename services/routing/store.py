@@ -7,8 +7,6 @@ chats (for queue snapshots and positions) current with writes from every routing
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import defaultdict, deque
 from datetime import datetime
@@ -18,6 +16,7 @@ from nats.js.kv import KeyValue
 
 from services.routing.domain import OPEN_STATES
 from shared import subjects
+from shared.bus import BucketFollower
 from shared.errors import Refusal
 from shared.schemas.chat import Chat, ChatState
 from shared.schemas.records import Queue
@@ -36,7 +35,7 @@ class ChatStore:
         self.kv = kv
         self._known: dict[str, tuple[ChatState, int]] = {}
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
-        self._watch_task: asyncio.Task[None] | None = None
+        self._follower = BucketFollower(kv, self._followed)
 
     async def load(
         self, institution: str, chat_id: str, fresh: bool = False
@@ -99,32 +98,15 @@ class ChatStore:
     def recent_waits(self, queue: str) -> list[float]:
         return list(self._waits[queue])
 
+    def _followed(self, key: str, value: bytes | None, revision: int) -> None:
+        if value is not None:
+            self._observe(key, ChatState.model_validate_json(value), revision)
+
     async def start_watching(self) -> None:
-        watcher = await self.kv.watchall()
-        ready = asyncio.Event()
-
-        async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                if entry.value and entry.revision is not None:
-                    try:
-                        state = ChatState.model_validate_json(entry.value)
-                    except ValueError:
-                        log.warning("unreadable chat state at %s", entry.key)
-                        continue
-                    self._observe(entry.key, state, entry.revision)
-
-        self._watch_task = asyncio.create_task(follow())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=10)
+        await self._follower.start()
 
     async def stop(self) -> None:
-        if self._watch_task:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        await self._follower.stop()
 
 
 class QueueDirectory:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from nats.js.errors import KeyWrongLastSequenceError
 
-from services.routing import domain
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.errors import Refusal
 from shared.schemas.requests import Done, GetChat, StaffingQuery
-
-T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+from tests.factories import started
 
 
 async def test_typed_request_reply_and_refusals(bus: Bus):
@@ -76,20 +73,7 @@ async def test_key_value_compare_and_set_has_one_winner(bus: Bus):
 
 async def test_events_are_deduplicated_and_read_back_in_order(bus: Bus):
     chat_id = uuid.uuid4().hex
-    transition = domain.start_chat(
-        domain.NewChat(
-            chat_id=chat_id,
-            institution="hill",
-            widget="hill",
-            queue="demo-hill",
-            guest_id="g",
-            question="Q",
-            name=None,
-            email=None,
-            reason="staffed",
-        ),
-        T0,
-    )
+    transition = started(chat_id)
     for event in transition.events:
         await bus.publish_event(event)
     await bus.publish_event(transition.events[0])  # a retried publish

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest_asyncio
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,12 +12,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.routing import domain
 from services.transcripts.store import TranscriptStore
 from shared import store
-from shared.schemas.chat import Sender
+from tests.factories import ANN, PATRON, T0, started
 from tests.servers import Servers
-
-T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-ANN = Sender(kind="operator", name="Ann", id="demo-hill-ann")
-PATRON = Sender(kind="patron", name="Pat", id="g1")
 
 
 @pytest_asyncio.fixture
@@ -41,20 +36,7 @@ async def test_tenant_collection_never_crosses_institutions(db):
 
 
 def chat_events(chat_id: str):
-    t = domain.start_chat(
-        domain.NewChat(
-            chat_id=chat_id,
-            institution="hill",
-            widget="hill",
-            queue="demo-hill",
-            guest_id="g1",
-            question="Q?",
-            name="Pat",
-            email=None,
-            reason="staffed",
-        ),
-        T0,
-    )
+    t = started(chat_id, question="Q?")
     events = list(t.events)
     t = domain.claim(t.state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
     events += t.events

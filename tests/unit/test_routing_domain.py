@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -11,26 +11,11 @@ from hypothesis import strategies as st
 from services.routing import domain
 from shared.errors import Refusal
 from shared.schemas.chat import ChatState, Sender
-
-T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-PATRON = Sender(kind="patron", name="Pat", id="guest1")
-ANN = Sender(kind="operator", name="Ann", id="demo-hill-ann")
-BOB = Sender(kind="operator", name="Bob", id="demo-hill-bob")
+from tests.factories import ANN, BOB, PATRON, T0, started
 
 
 def new_chat() -> ChatState:
-    cmd = domain.NewChat(
-        chat_id="c" * 32,
-        institution="hill",
-        widget="hill",
-        queue="demo-hill",
-        guest_id="guest1",
-        question="Where are the theses?",
-        name="Pat",
-        email=None,
-        reason="staffed",
-    )
-    return domain.start_chat(cmd, T0).state
+    return started(chat_id="c" * 32).state
 
 
 def claimed(by: Sender = ANN) -> ChatState:
@@ -39,18 +24,7 @@ def claimed(by: Sender = ANN) -> ChatState:
 
 
 def test_start_records_question_as_first_message_and_queues():
-    cmd = domain.NewChat(
-        chat_id="a" * 32,
-        institution="hill",
-        widget="hill",
-        queue="demo-hill",
-        guest_id="g",
-        question="Hi",
-        name=None,
-        email=None,
-        reason="staffed",
-    )
-    transition = domain.start_chat(cmd, T0)
+    transition = started(question="Hi")
     assert [e.type for e in transition.events] == ["created", "message", "queued"]
     assert [e.n for e in transition.events] == [1, 2, 3]
     assert transition.state.chat.state == "queued"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from services.gateway import domain as gateway
@@ -12,30 +10,8 @@ from services.routing import domain as routing
 from services.tickets import domain as tickets
 from services.transcripts import domain as transcripts
 from shared.errors import Refusal
-from shared.schemas.chat import Sender
 from shared.schemas.requests import CreateTicket, OpenSession, SessionRef
-
-T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-ANN = Sender(kind="operator", name="Ann", id="demo-hill-ann")
-PATRON = Sender(kind="patron", name="Pat", id="g1")
-
-
-def started() -> routing.Transition:
-    return routing.start_chat(
-        routing.NewChat(
-            chat_id="c" * 32,
-            institution="hill",
-            widget="hill",
-            queue="demo-hill",
-            guest_id="g1",
-            question="Q?",
-            name="Pat",
-            email=None,
-            reason="staffed",
-        ),
-        T0,
-    )
-
+from tests.factories import ANN, PATRON, T0, started
 
 # --- gateway ----------------------------------------------------------------------------
 
@@ -58,7 +34,7 @@ def test_size_limits_count_bytes():
 
 
 def test_frames_per_audience():
-    _, question, queued = started().events
+    _, question, queued = started(chat_id="c" * 32).events
     assert gateway.patron_frames(question) == []  # the patron's own words come back as acks
     assert [f.type for f in gateway.queue_frames(queued)] == ["queue.chat_added"]
     claim = routing.claim(started().state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
@@ -116,7 +92,7 @@ def test_staffing_needs_online_and_monitoring():
 
 
 def test_event_documents_are_keyed_for_idempotence():
-    created, question, queued = started().events
+    created, question, queued = started(chat_id="c" * 32).events
     assert transcripts.event_document(created)["_id"] == created.id
     doc = transcripts.message_document(question.message, "hill")  # type: ignore[union-attr]
     assert doc["_id"] == f"{'c' * 32}:1" and doc["from"]["kind"] == "patron"
