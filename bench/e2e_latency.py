@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -248,6 +249,7 @@ def main() -> None:
         )
     finally:
         system.stop()
+        shutil.rmtree(system.data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import struct
 import tempfile
 import time
@@ -80,6 +81,7 @@ def main() -> None:
         uvloop.run(measure(f"nats://127.0.0.1:{port}", args.pairs, args.rate, args.duration))
     finally:
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
