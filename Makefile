@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install chromium run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +16,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+chromium:
+	@test -x "$(CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM): install Debian's chromium package, or set CHROMIUM=/path/to/chromium" >&2; \
+	    exit 1; \
+	  fi; }
+
 run: install
 	$(PY) -m deploy.local
 
-test: install
-	$(PY) -m pytest
+test: install chromium
+	REFDESK_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
