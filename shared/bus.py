@@ -146,6 +146,9 @@ class Bus:
                     history=history,
                     replicas=replicas,
                     ttl=ttl,
+                    # Without markers an entry that ages out vanishes silently, and
+                    # watchers (presence's staffing index) would never hear of it.
+                    limit_marker_ttl=ttl,
                     storage=StorageType.FILE,
                 )
             )

@@ -102,22 +102,30 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             raise Refusal("forbidden", "you can only see your own institution")
         return institution
 
-    def throttle(key: str) -> None:
+    def bucket(key: str) -> domain.TokenBucket:
         if len(attempts) > 10_000:
             attempts.clear()
         per_minute = get().settings.login_attempts_per_minute
-        bucket = attempts.setdefault(
+        return attempts.setdefault(
             key, domain.TokenBucket(per_minute / 60.0, per_minute, time.monotonic())
         )
-        if not bucket.take(time.monotonic()):
-            raise Refusal("rate_limited", "too many sign-in attempts; wait a minute")
+
+    def throttle(key: str) -> None:
+        if not bucket(key).take(time.monotonic()):
+            raise Refusal("rate_limited", "too many requests; wait a minute")
 
     @router.post("/auth/login", response_model=LoginResponse)
     async def login(body: LoginRequest, request: Request) -> LoginResponse:
+        # Only failures spend the allowance: it stops guessing, never a colleague who
+        # signs in correctly many times.
         client = request.client.host if request.client else "?"
-        throttle(f"{client}|{body.username}")
+        failures = bucket(f"{client}|{body.username}")
+        if not failures.available(time.monotonic()):
+            metrics.LOGINS.labels("throttled").inc()
+            raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         user = await get().config.user(body.username)
         if user is None or not verify_password(user.password_hash, body.password):
+            failures.take(time.monotonic())
             metrics.LOGINS.labels("refused").inc()
             raise Refusal("unauthorized", "wrong user name or password")
         metrics.LOGINS.labels("ok").inc()

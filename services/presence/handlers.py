@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.presence import domain, metrics
-from services.presence.store import SessionStore
+from services.presence.store import SessionStore, StaleRevision
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
+from shared.errors import Refusal
 from shared.schemas.requests import (
     Done,
     OpenSession,
@@ -17,6 +20,8 @@ from shared.schemas.requests import (
     Staffing,
     StaffingQuery,
 )
+
+ATTEMPTS = 8
 
 
 class PresenceHandlers:
@@ -39,40 +44,55 @@ class PresenceHandlers:
             ),
         ]
 
-    async def _current(self, ref: SessionRef) -> Session:
-        return domain.require_current(await self.sessions.get(ref.institution, ref.operator), ref)
+    async def _change(self, ref: SessionRef, change: Callable[[Session], Session]) -> Session:
+        """Apply `change` to the operator's current session with a compare-and-set, so a
+        heartbeat or status change can never write back a session a new sign-in replaced."""
+        for _ in range(ATTEMPTS):
+            existing, revision = await self.sessions.get(ref.institution, ref.operator)
+            session = change(domain.require_current(existing, ref))
+            try:
+                await self.sessions.write(session, revision)
+            except StaleRevision:
+                continue
+            self._count_online()
+            return session
+        raise Refusal("conflict", "your session is changing too fast; try again")
 
     async def open(self, req: OpenSession) -> Session:
-        existing = await self.sessions.get(req.institution, req.operator)
-        session, ended = domain.open_session(existing, req, self.clock.now())
-        await self.sessions.put(session)
-        metrics.SESSIONS_OPENED.inc()
-        if ended is not None:
-            metrics.SESSIONS_REPLACED.inc()
-            await self.bus.publish(subjects.presence_events(req.institution), ended)
-        self._count_online()
-        return session
+        for _ in range(ATTEMPTS):
+            existing, revision = await self.sessions.get(req.institution, req.operator)
+            session, ended = domain.open_session(existing, req, self.clock.now())
+            try:
+                await self.sessions.write(session, revision)
+            except StaleRevision:
+                continue  # a sign-in elsewhere won the race: end that one instead
+            metrics.SESSIONS_OPENED.inc()
+            if ended is not None:
+                metrics.SESSIONS_REPLACED.inc()
+                await self.bus.publish(subjects.presence_events(req.institution), ended)
+            self._count_online()
+            return session
+        raise Refusal("conflict", "signing in too often at once; try again")
 
     async def heartbeat(self, req: SessionRef) -> Session:
-        session = await self._current(req)
-        await self.sessions.put(session)
-        return session
+        return await self._change(req, lambda session: session)
 
     async def status(self, req: SetStatus) -> Session:
-        session = domain.set_status(await self._current(req), req.status)
-        await self.sessions.put(session)
-        self._count_online()
-        return session
+        return await self._change(req, lambda s: domain.set_status(s, req.status))
 
     async def monitor(self, req: SetMonitoring) -> Session:
-        session = domain.set_monitoring(await self._current(req), req.queues)
-        await self.sessions.put(session)
-        return session
+        return await self._change(req, lambda s: domain.set_monitoring(s, req.queues))
 
     async def close(self, req: SessionRef) -> Done:
-        existing = await self.sessions.get(req.institution, req.operator)
-        if existing is not None and existing.session_id == req.session_id:
-            await self.sessions.remove(existing)
+        for _ in range(ATTEMPTS):
+            existing, revision = await self.sessions.get(req.institution, req.operator)
+            if existing is None or existing.session_id != req.session_id:
+                break  # already gone, or replaced by a newer sign-in: nothing to close
+            try:
+                await self.sessions.remove(existing, revision)
+            except StaleRevision:
+                continue
+            break
         self._count_online()
         return Done()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from shared import subjects
@@ -15,29 +15,45 @@ from shared.schemas.requests import Session
 log = logging.getLogger(__name__)
 
 
+class StaleRevision(Exception):
+    """The session entry changed since it was read: read again and decide again."""
+
+
 class SessionStore:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self._live: dict[str, Session] = {}
         self._follower = BucketFollower(kv, self._followed)
 
-    async def get(self, institution: str, operator: str) -> Session | None:
+    async def get(self, institution: str, operator: str) -> tuple[Session | None, int]:
+        """The operator's session and the entry's revision (0 when there is none)."""
         try:
             entry = await self.kv.get(subjects.presence_key(institution, operator))
         except KeyNotFoundError:
-            return None
+            return None, 0
+        revision = entry.revision or 0
         if not entry.value:
-            return None
-        return Session.model_validate_json(entry.value)
+            return None, revision
+        return Session.model_validate_json(entry.value), revision
 
-    async def put(self, session: Session) -> None:
+    async def write(self, session: Session, revision: int) -> None:
+        """Compare-and-set: raises StaleRevision if the entry changed since `revision`."""
         key = subjects.presence_key(session.institution, session.operator)
-        await self.kv.put(key, session.to_json())
+        try:
+            if revision == 0:
+                await self.kv.create(key, session.to_json())
+            else:
+                await self.kv.update(key, session.to_json(), last=revision)
+        except KeyWrongLastSequenceError as exc:
+            raise StaleRevision(key) from exc
         self._live[key] = session
 
-    async def remove(self, session: Session) -> None:
+    async def remove(self, session: Session, revision: int) -> None:
         key = subjects.presence_key(session.institution, session.operator)
-        await self.kv.delete(key)
+        try:
+            await self.kv.delete(key, last=revision)
+        except KeyWrongLastSequenceError as exc:
+            raise StaleRevision(key) from exc
         self._live.pop(key, None)
 
     def live(self) -> list[Session]:

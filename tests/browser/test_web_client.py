@@ -3,6 +3,7 @@ driven by Playwright), against the whole system running as processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +47,18 @@ async def sign_in(page: Page, base: str, username: str) -> None:
     await expect(page.locator("#whoami")).to_contain_text(username)
 
 
+async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0) -> None:
+    """Wait until the system says the widget is staffed (presence has taken the change)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = await page.request.get(f"{base}/api/widgets/{widget}/status")
+        if (await status.json())["online"]:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"widget {widget} never came online")
+        await asyncio.sleep(0.1)
+
+
 async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, browser: Browser):
     base = system.gateway_url
     operator_ctx = await browser.new_context()
@@ -55,6 +68,7 @@ async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, br
         await sign_in(desk, base, "demo-hill-ann")
         await desk.select_option("#status", "online")
         await desk.check("#queues input[value=demo-hill]")
+        await widget_online(desk, base, "hill")
 
         widget = await patron_ctx.new_page()
         await widget.goto(f"{base}/widget?widget=hill")

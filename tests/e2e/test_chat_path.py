@@ -273,6 +273,20 @@ async def test_rest_validation_and_tenant_scope(system: LocalSystem):
         assert "access-control-allow-origin" not in elsewhere.headers
 
 
+async def test_repeated_wrong_passwords_lock_that_name_only(system: LocalSystem):
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        codes = []
+        for _ in range(12):
+            r = await http.post(
+                "/api/auth/login", json={"username": "demo-hill-nobody", "password": "guess"}
+            )
+            codes.append(r.status_code)
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        # Other names are unaffected, and right passwords are never counted.
+        for _ in range(12):
+            assert await login(system.gateway_url, "demo-hill-bob")
+
+
 async def test_transcript_of_a_chat_is_hidden_from_other_institutions(system: LocalSystem):
     ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
     pat, chat_id = await start_chat(system)

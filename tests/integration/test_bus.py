@@ -9,7 +9,7 @@ import pytest
 from nats.js.errors import KeyWrongLastSequenceError
 
 from shared import subjects
-from shared.bus import Bus, Endpoint
+from shared.bus import BucketFollower, Bus, Endpoint
 from shared.errors import Refusal
 from shared.schemas.requests import Done, GetChat, StaffingQuery
 from tests.factories import started
@@ -82,3 +82,23 @@ async def test_events_are_deduplicated_and_read_back_in_order(bus: Bus):
     assert await bus.chat_history("hill", uuid.uuid4().hex) == []
     info = await bus.js.stream_info(subjects.CHAT_STREAM)
     assert info.config.subjects == [subjects.chat_events_all()]
+
+
+async def test_expiring_bucket_tells_followers_when_an_entry_ages_out(bus: Bus):
+    kv = await bus.key_value(f"ttl{uuid.uuid4().hex[:8]}", ttl=1.0)
+    seen: list[tuple[str, bytes | None]] = []
+    expired = asyncio.Event()
+
+    def on_entry(key: str, value: bytes | None, _revision: int) -> None:
+        seen.append((key, value))
+        if value is None:
+            expired.set()
+
+    follower = BucketFollower(kv, on_entry)
+    await follower.start()
+    try:
+        await kv.put("hill.demo-hill-ann", b"online")
+        await asyncio.wait_for(expired.wait(), timeout=6)
+        assert seen == [("hill.demo-hill-ann", b"online"), ("hill.demo-hill-ann", None)]
+    finally:
+        await follower.stop()

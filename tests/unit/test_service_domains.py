@@ -21,6 +21,8 @@ def test_token_bucket_allows_burst_then_refills():
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.5)
     assert not bucket.take(0.5)
+    assert not bucket.available(0.6)
+    assert bucket.available(1.0) and bucket.available(1.0)  # looking spends nothing
 
 
 def test_size_limits_count_bytes():
