@@ -173,20 +173,21 @@ class Gateway:
         self.hub.track_owner(
             chat.id, chat.owner if chat.state in ("active", "transferring") else None
         )
-        patron_frames = domain.patron_frames(event)
-        if patron_frames:
+        # Each frame is serialized once, however many sockets receive it.
+        patron_texts = [f.model_dump_json() for f in domain.patron_frames(event)]
+        if patron_texts:
             for link in self.hub.patrons_by_chat.get(chat.id, ()):
-                for frame in patron_frames:
-                    link.outbox.send(frame)
+                for text in patron_texts:
+                    link.outbox.send_text(text)
         owner = self.hub.owner(chat.owner)
         if owner is not None:
             for frame in domain.owner_frames(event):
                 owner.outbox.send(frame)
-        queue_frames = domain.queue_frames(event)
-        if queue_frames:
+        queue_texts = [f.model_dump_json() for f in domain.queue_frames(event)]
+        if queue_texts:
             for watcher in self.hub.watchers.get(chat.queue, ()):
-                for frame in queue_frames:
-                    watcher.outbox.send(frame)
+                for text in queue_texts:
+                    watcher.outbox.send_text(text)
 
     async def on_typing(self, msg: Msg) -> None:
         try:
@@ -512,6 +513,8 @@ class OperatorSocket(FrameLoop):
             ),
             ChatResult,
         )
+        # Known now, before the claimed event comes round, so typing works at once.
+        self.gw.hub.track_owner(frame.chat_id, link.username)
         messages = await self.gw.chat_messages(link.institution, frame.chat_id)
         return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
 
@@ -521,6 +524,8 @@ class OperatorSocket(FrameLoop):
         )
 
     async def typing(self, frame: Typing) -> Reply:
+        if self.gw.hub.chat_owners.get(frame.chat_id) != self._link.username:
+            raise Refusal("forbidden", "only the chat's owner may type in it")
         return await self.gw.send_typing(self._link.institution, frame.chat_id, self._sender())
 
     async def tag(self, frame: ChatTag) -> Reply:

@@ -71,6 +71,11 @@ async def test_chat_is_claimed_answered_closed_and_transcribed(system: LocalSyst
         assert claim["chat"]["owner"] == "demo-hill-ann" and claim["chat"]["state"] == "active"
         assert [m["body"] for m in claim["messages"]] == ["Where are the theses?"]
         assert (await pat.expect("chat.claimed"))["operator"] == "Ann"
+        await ann.ok({"type": "typing", "chat_id": chat_id})
+        typing = await pat.expect("typing")
+        assert typing["from"]["name"] == "Ann" and typing["chat_id"] == chat_id
+        await pat.ok({"type": "typing", "chat_id": chat_id})
+        assert (await ann.expect("typing"))["from"]["kind"] == "patron"
 
         seqs = []
         for i in range(3):
@@ -125,6 +130,7 @@ async def test_bad_frames_get_errors_keep_socket_and_change_nothing(system: Loca
         huge = await ann.request({"type": "message", "chat_id": chat_id, "body": "x" * 20000})
         assert huge["code"] == "too_large"
         # Someone else's chat: a colleague is forbidden, another institution cannot see it.
+        assert (await bob.request({"type": "typing", "chat_id": chat_id}))["code"] == "forbidden"
         theft = await bob.request({"type": "message", "chat_id": chat_id, "body": "mine now"})
         assert theft["code"] == "forbidden"
         assert (await bob.request({"type": "chat.close", "chat_id": chat_id}))[
