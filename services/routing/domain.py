@@ -16,11 +16,12 @@ a retried close, or a patron and an operator closing at once, must not fail eith
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
 from shared.clock import iso
 from shared.errors import Refusal
-from shared.schemas.chat import Chat, ChatState, Message, Patron, Sender
+from shared.schemas.chat import Chat, ChatState, Message, Patron, Sender, TransferOffer
 from shared.schemas.events import (
     ChatClaimed,
     ChatClosed,
@@ -30,6 +31,11 @@ from shared.schemas.events import (
     ChatQueued,
     ChatTagged,
     MessagePosted,
+    PatronLeft,
+    TransferAccepted,
+    TransferExpired,
+    TransferOffered,
+    TransferWithdrawn,
 )
 
 OPEN_STATES = frozenset({"queued", "active", "transferring"})
@@ -58,12 +64,31 @@ class NewChat:
     reason: str
 
 
-def _evolve(state: ChatState, chat: Chat, *, last_seq: int | None = None, events: int) -> ChatState:
-    return ChatState(
-        chat=chat,
-        last_seq=state.last_seq if last_seq is None else last_seq,
-        events=events,
-    )
+class _Keep:
+    """Marks a field `_evolve` should carry over (None is a value: "no offer")."""
+
+
+KEEP = _Keep()
+
+
+def _evolve(
+    state: ChatState,
+    chat: Chat,
+    *,
+    events: int,
+    last_seq: int | None = None,
+    offer: TransferOffer | _Keep | None = KEEP,
+    patron_present: bool | None = None,
+) -> ChatState:
+    """The next state: what is not named carries over unchanged."""
+    update: dict[str, object] = {"chat": chat, "events": events}
+    if last_seq is not None:
+        update["last_seq"] = last_seq
+    if not isinstance(offer, _Keep):
+        update["offer"] = offer
+    if patron_present is not None:
+        update["patron_present"] = patron_present
+    return state.model_copy(update=update)
 
 
 def _event_id(chat_id: str, n: int) -> str:
@@ -154,18 +179,27 @@ def _may_write(chat: Chat, sender: Sender) -> None:
 
 
 def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> Transition:
-    """A message from the patron or the owning operator, numbered with the next `seq`."""
+    """A message from the patron or the owning operator, numbered with the next `seq`.
+
+    The owner writing while a transfer offer is open takes the chat back: the offer is
+    withdrawn first (`reclaimed`), so a late accept gets `conflict`.
+    """
     chat = state.chat
     _require_open(chat)
     _may_write(chat, sender)
+    events: list[ChatEvent] = []
+    ts = iso(now)
+    if state.offer is not None and sender.kind == "operator":
+        withdrawn = _withdraw(state, now)
+        events += withdrawn.events
+        state, chat = withdrawn.state, withdrawn.state.chat
     seq = state.last_seq + 1
     n = state.events + 1
-    ts = iso(now)
     message = Message(
         id=f"{chat.id}-{seq}", chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
     )
-    event = MessagePosted(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, message=message)
-    return Transition(_evolve(state, chat, last_seq=seq, events=n), [event])
+    events.append(MessagePosted(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, message=message))
+    return Transition(_evolve(state, chat, last_seq=seq, events=n), events)
 
 
 def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transition:
@@ -204,7 +238,162 @@ def close(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Trans
     reason = "closed_by_operator" if by.kind == "operator" else "closed_by_patron"
     closed = chat.model_copy(update={"state": "closed", "closed_at": ts, "tags": merged})
     event = ChatClosed(id=_event_id(chat.id, n), n=n, ts=ts, chat=closed, by=by, reason=reason)
-    return Transition(_evolve(state, closed, events=n), [event])
+    return Transition(_evolve(state, closed, events=n, offer=None), [event])
+
+
+def offer_transfer(
+    state: ChatState,
+    by: str,
+    targets: list[str],
+    now: datetime,
+    timeout_s: float,
+    *,
+    to_operator: str | None = None,
+    to_queue: str | None = None,
+    note: str | None = None,
+) -> Transition:
+    """The owner offers the chat to an operator, or to everyone `targets` lists for a queue.
+
+    `targets` are the operators who may accept, resolved by the caller from presence.
+    """
+    chat = state.chat
+    _require_open(chat)
+    if chat.owner != by:
+        raise Refusal("forbidden", "only the chat's owner may transfer it", owner=chat.owner)
+    if chat.state == "transferring":
+        raise Refusal("conflict", "this chat is already being transferred", owner=chat.owner)
+    if not state.patron_present:
+        raise Refusal("gone", "the patron has left; the chat cannot be transferred")
+    if (to_operator is None) == (to_queue is None):
+        raise Refusal("invalid", "transfer to exactly one operator or one queue")
+    if to_operator == by:
+        raise Refusal("invalid", "you already own this chat")
+    offered = sorted(set(targets) - {by})
+    if not offered:
+        raise Refusal("unavailable", "nobody is online to take this chat")
+    ts = iso(now)
+    offer = TransferOffer(
+        by=by,
+        to_operator=to_operator,
+        to_queue=to_queue,
+        targets=offered,
+        note=note,
+        offered_at=ts,
+        expires_at=iso(now + timedelta(seconds=timeout_s)),
+    )
+    transferring = chat.model_copy(update={"state": "transferring"})
+    n = state.events + 1
+    event = TransferOffered(id=_event_id(chat.id, n), n=n, ts=ts, chat=transferring, offer=offer)
+    return Transition(_evolve(state, transferring, events=n, offer=offer), [event])
+
+
+def _require_offer(state: ChatState) -> TransferOffer:
+    if state.chat.state in ("closed", "missed"):
+        raise Refusal("gone", f"chat {state.chat.id} is {state.chat.state}")
+    if state.offer is None:
+        raise Refusal("conflict", "the offer was withdrawn or has ended", owner=state.chat.owner)
+    return state.offer
+
+
+def accept_transfer(
+    state: ChatState, operator: str, operator_name: str, now: datetime
+) -> Transition:
+    """The first target to accept becomes the owner; everyone after them gets `conflict`."""
+    offer = _require_offer(state)
+    if operator not in offer.targets or operator in offer.declined:
+        raise Refusal("forbidden", "this chat was not offered to you")
+    chat = state.chat
+    moved = chat.model_copy(
+        update={
+            "state": "active",
+            "owner": operator,
+            "owner_name": operator_name,
+            "queue": offer.to_queue or chat.queue,
+        }
+    )
+    n = state.events + 1
+    event = TransferAccepted(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=iso(now),
+        chat=moved,
+        from_operator=offer.by,
+        operator=operator,
+        operator_name=operator_name,
+    )
+    return Transition(_evolve(state, moved, events=n, offer=None), [event])
+
+
+def decline_transfer(state: ChatState, operator: str, now: datetime) -> Transition:
+    """A target says no; when every target has, the chat goes back to its owner."""
+    offer = _require_offer(state)
+    if operator not in offer.targets:
+        raise Refusal("forbidden", "this chat was not offered to you")
+    if operator in offer.declined:
+        return Transition(state)
+    declined = offer.model_copy(update={"declined": sorted({*offer.declined, operator})})
+    if set(declined.declined) >= set(offer.targets):
+        return _end_offer(state, "declined", now)
+    return Transition(_evolve(state, state.chat, events=state.events, offer=declined))
+
+
+def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transition:
+    """The offer made at `offered_at` ran out unanswered. A no-op if that offer is no
+    longer open (accepted, withdrawn, or replaced by a newer one)."""
+    offer = state.offer
+    if offer is None or offer.offered_at != offered_at:
+        return Transition(state)
+    if now < datetime.fromisoformat(offer.expires_at):
+        return Transition(state)
+    return _end_offer(state, "timeout", now)
+
+
+def _end_offer(
+    state: ChatState, reason: Literal["timeout", "declined"], now: datetime
+) -> Transition:
+    assert state.offer is not None
+    chat = state.chat.model_copy(update={"state": "active"})
+    n = state.events + 1
+    event = TransferExpired(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=iso(now),
+        chat=chat,
+        reason=reason,
+        targets=state.offer.targets,
+    )
+    return Transition(_evolve(state, chat, events=n, offer=None), [event])
+
+
+def _withdraw(state: ChatState, now: datetime) -> Transition:
+    assert state.offer is not None
+    chat = state.chat.model_copy(update={"state": "active"})
+    n = state.events + 1
+    event = TransferWithdrawn(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=iso(now),
+        chat=chat,
+        operator=state.offer.by,
+        targets=state.offer.targets,
+    )
+    return Transition(_evolve(state, chat, events=n, offer=None), [event])
+
+
+def patron_left(state: ChatState, now: datetime) -> Transition:
+    """The patron's connection is gone for good: an open offer cannot go on, and the chat
+    can no longer be transferred."""
+    chat = state.chat
+    if chat.state not in OPEN_STATES or not state.patron_present:
+        return Transition(state)
+    events: list[ChatEvent] = []
+    if state.offer is not None:
+        ended = _end_offer(state, "declined", now)
+        events += ended.events
+        state, chat = ended.state, ended.state.chat
+    n = state.events + 1
+    events.append(PatronLeft(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat))
+    return Transition(_evolve(state, chat, events=n, patron_present=False), events)
 
 
 def queue_position(waiting: list[Chat], chat_id: str) -> int:

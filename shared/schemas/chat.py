@@ -58,6 +58,19 @@ class Message(Model):
     ts: str
 
 
+class TransferOffer(Model):
+    """An open offer of a chat to an operator, or to everyone staffing a queue."""
+
+    by: str
+    to_operator: str | None = None
+    to_queue: str | None = None
+    targets: list[str]
+    declined: list[str] = Field(default_factory=list)
+    note: str | None = None
+    offered_at: str
+    expires_at: str
+
+
 class ChatState(Model):
     """The live state of a chat as routing keeps it in the chats bucket."""
 
@@ -65,3 +78,5 @@ class ChatState(Model):
     chat: Chat
     last_seq: int = 0
     events: int = 0
+    offer: TransferOffer | None = None
+    patron_present: bool = True

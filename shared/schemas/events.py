@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender
+from shared.schemas.chat import Chat, Message, Sender, TransferOffer
 
 
 class _Event(Model):
@@ -64,8 +64,49 @@ class ChatMissed(_Event):
     reason: str
 
 
+class TransferOffered(_Event):
+    type: Literal["transfer_offered"] = "transfer_offered"
+    offer: TransferOffer
+
+
+class TransferAccepted(_Event):
+    type: Literal["transfer_accepted"] = "transfer_accepted"
+    from_operator: str
+    operator: str
+    operator_name: str
+
+
+class TransferWithdrawn(_Event):
+    """The owner wrote while the offer was open, and so took the chat back."""
+
+    type: Literal["reclaimed"] = "reclaimed"
+    operator: str
+    targets: list[str]
+
+
+class TransferExpired(_Event):
+    type: Literal["transfer_expired"] = "transfer_expired"
+    reason: Literal["timeout", "declined"]
+    targets: list[str]
+
+
+class PatronLeft(_Event):
+    type: Literal["patron_left"] = "patron_left"
+
+
 ChatEvent = Annotated[
-    ChatCreated | ChatQueued | ChatClaimed | MessagePosted | ChatTagged | ChatClosed | ChatMissed,
+    ChatCreated
+    | ChatQueued
+    | ChatClaimed
+    | MessagePosted
+    | ChatTagged
+    | ChatClosed
+    | ChatMissed
+    | TransferOffered
+    | TransferAccepted
+    | TransferWithdrawn
+    | TransferExpired
+    | PatronLeft,
     Field(discriminator="type"),
 ]
 CHAT_EVENT = TypeAdapter(ChatEvent)

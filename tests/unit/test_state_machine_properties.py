@@ -1,0 +1,177 @@
+"""Random interleavings of everything that can happen to a chat, checked against the
+invariants the lifecycle promises (hypothesis stateful testing)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from services.routing import domain
+from shared.errors import Refusal
+from shared.schemas.chat import Sender
+from tests.factories import PATRON, T0, started
+
+OPERATORS = ["demo-hill-ann", "demo-hill-bob", "demo-hill-cat"]
+operators = st.sampled_from(OPERATORS)
+
+
+def staff(name: str) -> Sender:
+    return Sender(kind="operator", name=name.rsplit("-", 1)[1].title(), id=name)
+
+
+class ChatLifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        start = started()
+        self.state = start.state
+        self.log = list(start.events)  # every event of every accepted transition
+        self.now = T0
+
+    def apply(self, decide) -> None:  # type: ignore[no-untyped-def]
+        try:
+            transition = decide()
+        except Refusal:
+            return
+        self.log += transition.events
+        self.state = transition.state
+
+    @rule(op=operators)
+    def claim(self, op: str) -> None:
+        self.apply(lambda: domain.claim(self.state, op, op, ["demo-hill"], self.now))
+
+    @rule(op=operators)
+    def operator_writes(self, op: str) -> None:
+        self.apply(lambda: domain.post_message(self.state, staff(op), "hi", self.now))
+
+    @rule()
+    def patron_writes(self) -> None:
+        self.apply(lambda: domain.post_message(self.state, PATRON, "hello", self.now))
+
+    @rule(op=operators, offered_to=st.lists(operators, max_size=3), to_queue=st.booleans())
+    def offer(self, op: str, offered_to: list[str], to_queue: bool) -> None:
+        where = (
+            {"to_queue": "demo-hill"}
+            if to_queue
+            else {"to_operator": offered_to[0] if offered_to else op}
+        )
+        self.apply(
+            lambda: domain.offer_transfer(self.state, op, offered_to, self.now, 120, **where)
+        )
+
+    def owns(self) -> bool:
+        return self.state.chat.state == "active" and self.state.chat.owner is not None
+
+    def offer_open(self) -> bool:
+        return self.state.offer is not None
+
+    @precondition(owns)
+    @rule(offered_to=st.lists(operators, min_size=1, max_size=3), to_queue=st.booleans())
+    def owner_offers(self, offered_to: list[str], to_queue: bool) -> None:
+        owner = self.state.chat.owner
+        assert owner is not None
+        if to_queue:
+            where = {"to_queue": "demo-hill"}
+        else:
+            where = {"to_operator": offered_to[0]}
+        self.apply(
+            lambda: domain.offer_transfer(self.state, owner, offered_to, self.now, 120, **where)
+        )
+
+    @precondition(offer_open)
+    @rule(pick=st.integers(min_value=0, max_value=2))
+    def target_accepts(self, pick: int) -> None:
+        assert self.state.offer is not None
+        targets = self.state.offer.targets
+        op = targets[pick % len(targets)]
+        self.apply(lambda: domain.accept_transfer(self.state, op, op, self.now))
+
+    @precondition(offer_open)
+    @rule(pick=st.integers(min_value=0, max_value=2))
+    def target_declines(self, pick: int) -> None:
+        assert self.state.offer is not None
+        targets = self.state.offer.targets
+        op = targets[pick % len(targets)]
+        self.apply(lambda: domain.decline_transfer(self.state, op, self.now))
+
+    @precondition(offer_open)
+    @rule()
+    def owner_reclaims_by_writing(self) -> None:
+        owner = self.state.chat.owner
+        assert owner is not None
+        self.apply(lambda: domain.post_message(self.state, staff(owner), "mine", self.now))
+
+    @rule(op=operators)
+    def accept(self, op: str) -> None:
+        self.apply(lambda: domain.accept_transfer(self.state, op, op, self.now))
+
+    @rule(op=operators)
+    def decline(self, op: str) -> None:
+        self.apply(lambda: domain.decline_transfer(self.state, op, self.now))
+
+    @rule(seconds=st.integers(min_value=1, max_value=200))
+    def time_passes(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+        if self.state.offer is not None:
+            stamp = self.state.offer.offered_at
+            self.apply(lambda: domain.expire_transfer(self.state, stamp, self.now))
+
+    def has_history(self) -> bool:
+        # Ending a chat is always possible; holding it back a little lets transfers,
+        # declines and expiries happen before most runs end.
+        return self.state.events >= 8
+
+    @precondition(has_history)
+    @rule()
+    def patron_leaves(self) -> None:
+        self.apply(lambda: domain.patron_left(self.state, self.now))
+
+    @precondition(has_history)
+    @rule(op=operators)
+    def operator_closes(self, op: str) -> None:
+        self.apply(lambda: domain.close(self.state, staff(op), [], self.now))
+
+    @precondition(has_history)
+    @rule()
+    def patron_closes(self) -> None:
+        self.apply(lambda: domain.close(self.state, PATRON, [], self.now))
+
+    @invariant()
+    def at_most_one_owner_and_owner_matches_state(self) -> None:
+        chat = self.state.chat
+        if chat.state in ("active", "transferring"):
+            assert chat.owner in OPERATORS
+        if chat.state == "queued":
+            assert chat.owner is None
+        assert (self.state.offer is not None) == (chat.state == "transferring")
+        if self.state.offer is not None:
+            assert chat.owner not in self.state.offer.targets
+
+    @invariant()
+    def seq_is_gapless(self) -> None:
+        seqs = [e.message.seq for e in self.log if e.type == "message"]
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert self.state.last_seq == len(seqs)
+
+    @invariant()
+    def every_accepted_transition_is_in_the_log(self) -> None:
+        assert [e.n for e in self.log] == list(range(1, len(self.log) + 1))
+        assert self.state.events == len(self.log)
+        assert len({e.id for e in self.log}) == len(self.log)
+
+    @invariant()
+    def a_closed_chat_takes_no_message(self) -> None:
+        if self.state.chat.state in ("closed", "missed"):
+            for sender in (PATRON, staff(self.state.chat.owner or OPERATORS[0])):
+                try:
+                    domain.post_message(self.state, sender, "late", self.now)
+                except Refusal as refused:
+                    assert refused.code == "gone"
+                else:
+                    raise AssertionError("a closed chat took a message")
+
+
+TestChatLifecycle = ChatLifecycle.TestCase
+TestChatLifecycle.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
