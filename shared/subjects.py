@@ -16,7 +16,7 @@ CHAT_BUCKET = "chats"
 PRESENCE_BUCKET = "presence"
 TRANSCRIPTS_CONSUMER = "transcripts"
 
-RoutingAction = Literal["start", "claim", "message", "tag", "close", "get", "queue"]
+RoutingAction = Literal["start", "claim", "message", "tag", "close", "queue"]
 PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing"]
 TranscriptsAction = Literal["get"]
 TicketsAction = Literal["create", "get"]

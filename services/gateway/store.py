@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.schemas.records import Institution, Queue, User, Widget
-from shared.store import Document, TenantCollection
+from shared.store import Document
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -23,7 +23,6 @@ class ConfigStore:
         self.db = db
         self.cache_s = cache_s
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
-        self.queues = TenantCollection(db.queues)
 
     async def ensure_indexes(self) -> None:
         await self.db.users.create_index("username", unique=True)

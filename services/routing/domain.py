@@ -190,7 +190,7 @@ def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> 
     events: list[ChatEvent] = []
     ts = iso(now)
     if state.offer is not None and sender.kind == "operator":
-        withdrawn = _withdraw(state, now)
+        withdrawn = _close_offer(state, "reclaimed", now)
         events += withdrawn.events
         state, chat = withdrawn.state, withdrawn.state.chat
     seq = state.last_seq + 1
@@ -333,7 +333,7 @@ def decline_transfer(state: ChatState, operator: str, now: datetime) -> Transiti
         return Transition(state)
     declined = offer.model_copy(update={"declined": sorted({*offer.declined, operator})})
     if set(declined.declined) >= set(offer.targets):
-        return _end_offer(state, "declined", now)
+        return _close_offer(state, "declined", now)
     return Transition(_evolve(state, state.chat, events=state.events, offer=declined))
 
 
@@ -345,38 +345,38 @@ def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transit
         return Transition(state)
     if now < datetime.fromisoformat(offer.expires_at):
         return Transition(state)
-    return _end_offer(state, "timeout", now)
+    return _close_offer(state, "timeout", now)
 
 
-def _end_offer(
-    state: ChatState, reason: Literal["timeout", "declined"], now: datetime
+def _close_offer(
+    state: ChatState, reason: Literal["timeout", "declined", "reclaimed"], now: datetime
 ) -> Transition:
-    assert state.offer is not None
+    """End the open offer and give the chat back to its owner: `reclaimed` when the owner
+    took it back by writing, `transfer_expired` otherwise."""
+    offer = state.offer
+    assert offer is not None
     chat = state.chat.model_copy(update={"state": "active"})
     n = state.events + 1
-    event = TransferExpired(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=iso(now),
-        chat=chat,
-        reason=reason,
-        targets=state.offer.targets,
-    )
-    return Transition(_evolve(state, chat, events=n, offer=None), [event])
-
-
-def _withdraw(state: ChatState, now: datetime) -> Transition:
-    assert state.offer is not None
-    chat = state.chat.model_copy(update={"state": "active"})
-    n = state.events + 1
-    event = TransferWithdrawn(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=iso(now),
-        chat=chat,
-        operator=state.offer.by,
-        targets=state.offer.targets,
-    )
+    ts = iso(now)
+    event: ChatEvent
+    if reason == "reclaimed":
+        event = TransferWithdrawn(
+            id=_event_id(chat.id, n),
+            n=n,
+            ts=ts,
+            chat=chat,
+            operator=offer.by,
+            targets=offer.targets,
+        )
+    else:
+        event = TransferExpired(
+            id=_event_id(chat.id, n),
+            n=n,
+            ts=ts,
+            chat=chat,
+            reason=reason,
+            targets=offer.targets,
+        )
     return Transition(_evolve(state, chat, events=n, offer=None), [event])
 
 
@@ -388,7 +388,7 @@ def patron_left(state: ChatState, now: datetime) -> Transition:
         return Transition(state)
     events: list[ChatEvent] = []
     if state.offer is not None:
-        ended = _end_offer(state, "declined", now)
+        ended = _close_offer(state, "declined", now)
         events += ended.events
         state, chat = ended.state, ended.state.chat
     n = state.events + 1

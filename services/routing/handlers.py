@@ -16,7 +16,6 @@ from shared.schemas.requests import (
     ChatResult,
     ClaimChat,
     CloseChat,
-    GetChat,
     ListQueues,
     MessageResult,
     PostMessage,
@@ -47,7 +46,6 @@ class RoutingHandlers:
             Endpoint("message", subjects.routing_endpoint("message"), PostMessage, self.message),
             Endpoint("tag", subjects.routing_endpoint("tag"), TagChat, self.tag),
             Endpoint("close", subjects.routing_endpoint("close"), CloseChat, self.close),
-            Endpoint("get", subjects.routing_endpoint("get"), GetChat, self.get),
             Endpoint("queue", subjects.routing_endpoint("queue"), ListQueues, self.list_queues),
         ]
 
@@ -146,10 +144,6 @@ class RoutingHandlers:
             req.institution, req.chat_id, lambda state: domain.close(state, req.by, req.tags, now)
         )
         return ChatResult(chat=transition.state.chat, changed=transition.changed)
-
-    async def get(self, req: GetChat) -> ChatResult:
-        state, _ = await self.chats.load(req.institution, req.chat_id, fresh=True)
-        return ChatResult(chat=state.chat, changed=False)
 
     async def list_queues(self, req: ListQueues) -> QueueListing:
         now = self.clock.now()

@@ -2,11 +2,6 @@
 
 from prometheus_client import Counter, Histogram
 
-REQUESTS = Counter(
-    "refdesk_routing_requests_total",
-    "Routing requests by action and outcome",
-    ["action", "outcome"],
-)
 CHATS_STARTED = Counter("refdesk_chats_started_total", "Chats started", ["institution", "queue"])
 ROUTING_DECISIONS = Counter(
     "refdesk_routing_decisions_total", "Routing decisions by reason", ["reason"]

@@ -80,11 +80,6 @@ class CloseChat(Model):
     tags: list[str] = Field(default_factory=list)
 
 
-class GetChat(Model):
-    institution: str
-    chat_id: str
-
-
 class ChatResult(Model):
     chat: Chat
     changed: bool = True

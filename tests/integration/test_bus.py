@@ -11,7 +11,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from shared import subjects
 from shared.bus import BucketFollower, Bus, Endpoint
 from shared.errors import Refusal
-from shared.schemas.requests import Done, GetChat, StaffingQuery
+from shared.schemas.requests import Done, GetTicket, StaffingQuery
 from tests.factories import started
 
 
@@ -43,7 +43,7 @@ async def test_typed_request_reply_and_refusals(bus: Bus):
     # A payload of the wrong shape is refused as invalid, naming the field.
     with pytest.raises(Refusal) as invalid:
         await bus.request(
-            f"{service}.hill.staffing", GetChat(institution="hill", chat_id="x"), Done
+            f"{service}.hill.staffing", GetTicket(institution="hill", ticket_id="x"), Done
         )
     assert invalid.value.code == "invalid" and "queue" in invalid.value.message
 
