@@ -265,8 +265,11 @@ class Bus:
 
         return dispatch
 
-    async def subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> Any:
-        return await self.nc.subscribe(subject, cb=handler)
+    async def subscribe(
+        self, subject: str, handler: Callable[[Msg], Awaitable[None]], queue: str = ""
+    ) -> Any:
+        """Every message to `handler`; with `queue`, each to one member of that group."""
+        return await self.nc.subscribe(subject, queue=queue, cb=handler)
 
 
 async def _reply_error(request: Request, refusal: Refusal) -> None:

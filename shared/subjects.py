@@ -16,9 +16,24 @@ CHAT_BUCKET = "chats"
 PRESENCE_BUCKET = "presence"
 TRANSCRIPTS_CONSUMER = "transcripts"
 
-RoutingAction = Literal["start", "claim", "message", "tag", "close", "queue"]
-PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing"]
-TranscriptsAction = Literal["get"]
+RoutingAction = Literal[
+    "start",
+    "claim",
+    "message",
+    "tag",
+    "close",
+    "queue",
+    "transfer",
+    "accept",
+    "decline",
+    "take",
+    "patron_left",
+    "resume",
+    "owned",
+    "proactive",
+]
+PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing", "get"]
+TranscriptsAction = Literal["get", "internal_save", "internal_list"]
 TicketsAction = Literal["create", "get"]
 
 
@@ -46,6 +61,21 @@ def chat_typing(institution: str, chat_id: str) -> str:
 
 def chat_typing_all() -> str:
     return "chat.*.*.typing"
+
+
+def chat_position(institution: str, chat_id: str) -> str:
+    """Ephemeral queue-position updates of one waiting chat; outside the stream too."""
+    return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.position"
+
+
+def chat_position_all() -> str:
+    return "chat.*.*.position"
+
+
+def staff_messages(institution: str | None = None) -> str:
+    """Internal staff messages, fanned out to every gateway once stored."""
+    inst = "*" if institution is None else _token(institution, "institution")
+    return f"staff.{inst}.internal"
 
 
 def routing(institution: str, action: RoutingAction) -> str:

@@ -20,7 +20,15 @@ from shared.errors import Refusal
 from shared.passwords import verify_password
 from shared.schemas.base import Model
 from shared.schemas.records import Queue
-from shared.schemas.requests import CreateTicket, GetTicket, GetTranscript, Ticket, Transcript
+from shared.schemas.requests import (
+    CreateTicket,
+    GetTicket,
+    GetTranscript,
+    InternalHistory,
+    InternalMessages,
+    Ticket,
+    Transcript,
+)
 
 STATUS = {
     "invalid": 422,
@@ -162,6 +170,22 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.transcripts(inst, "get"),
             GetTranscript(institution=inst, chat_id=chat_id),
             Transcript,
+        )
+
+    @router.get("/internal/{conversation}", response_model=InternalMessages)
+    async def internal_conversation(
+        conversation: str, claims: Staff, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> InternalMessages:
+        """Staff-only internal messages of one conversation: `dm:<a>:<b>` (its two
+        operators and admins), `queue:<name>` or `all` (staff of the institution)."""
+        if conversation.startswith("dm:"):
+            people = conversation.split(":")[1:]
+            if claims.username not in people and claims.role == "operator":
+                raise Refusal("not_found", "no such conversation")
+        return await get().bus.request(
+            subjects.transcripts(claims.institution, "internal_list"),
+            InternalHistory(institution=claims.institution, conversation=conversation, limit=limit),
+            InternalMessages,
         )
 
     @router.post("/tickets", response_model=Ticket, status_code=201)

@@ -43,6 +43,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with open_runtime("gateway", settings) as runtime:
             checks.update(runtime.checks)
             config = ConfigStore(runtime.db, settings.config_cache_s)
+            await config.ensure_indexes()
             tokens = Tokens(
                 settings.jwt_secret, settings.operator_token_ttl_s, settings.guest_token_ttl_s
             )
@@ -87,7 +88,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await socket.run(ws)
         finally:
             metrics.CONNECTIONS.labels("patron").dec()
-            socket.closed()
+            await socket.closed()
             await outbox.stop()
 
     @app.websocket("/ws/operator")

@@ -3,16 +3,48 @@ chat event becomes for each audience (the patron, the owning operator, queue wat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
 from shared.errors import Refusal
 from shared.schemas.base import Model
-from shared.schemas.events import ChatEvent
+from shared.schemas.chat import Chat, Message
+from shared.schemas.events import (
+    ChatClaimed,
+    ChatClosed,
+    ChatEvent,
+    ChatMissed,
+    ChatQueued,
+    ChatRequeued,
+    ChatTaken,
+    MessagePosted,
+    OwnerLeft,
+    OwnerReturned,
+    TransferAccepted,
+    TransferExpired,
+    TransferOffered,
+    TransferWithdrawn,
+)
 from shared.schemas.protocol import (
     ChatClaimedFrame,
     ChatClosedFrame,
+    ChatRequeuedFrame,
+    ChatTransferred,
+    ChatTransferring,
+    InternalMessageFrame,
+    InternalPeer,
+    InternalTarget,
     MessageFrame,
+    OwnerPresenceFrame,
     QueueChatAdded,
     QueueChatRemoved,
+    TransferAcceptedFrame,
+    TransferExpiredFrame,
+    TransferOfferFrame,
+    TransferWithdrawnFrame,
 )
+from shared.schemas.requests import InternalMessage
 
 
 class TokenBucket:
@@ -59,40 +91,165 @@ def message_frame(event: ChatEvent) -> MessageFrame:
     return MessageFrame.model_validate(event.message.model_dump(by_alias=True))
 
 
-def patron_frames(event: ChatEvent) -> list[Model]:
-    """What the patron of the chat sees. Their own messages come back as acks, not frames."""
-    if event.type == "message" and event.message.from_.kind != "patron":
-        return [message_frame(event)]
-    if event.type == "claimed":
-        return [ChatClaimedFrame(chat_id=event.chat.id, operator=event.operator_name)]
-    if event.type in ("closed", "missed"):
-        return [_closed(event)]
+@dataclass(frozen=True)
+class To:
+    """Who should see a frame: the chat's patron, one operator, or a queue's watchers."""
+
+    patron: bool = False
+    operator: str | None = None
+    queue: str | None = None
+
+
+PATRON = To(patron=True)
+Delivery = tuple[To, Model]
+
+
+def deliveries(event: ChatEvent) -> list[Delivery]:
+    """Every frame a chat event becomes, and for whom. Senders learn of their own messages
+    from acks, not frames. A transfer offer is listed without its history: the caller adds
+    the messages, which need I/O."""
+    chat = event.chat
+    owner = To(operator=chat.owner) if chat.owner else None
+    watchers = To(queue=chat.queue)
+    out: list[Delivery] = []
+    match event:
+        case MessagePosted(message=message):
+            frame = message_frame(event)
+            if message.from_.kind != "patron":
+                out.append((PATRON, frame))
+            if owner and not (message.from_.kind == "operator" and message.from_.id == chat.owner):
+                out.append((owner, frame))
+        case ChatQueued() | ChatRequeued():
+            out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
+            if isinstance(event, ChatRequeued):
+                requeued = ChatRequeuedFrame(
+                    chat_id=chat.id, queue=chat.queue, reason=event.reason, chat=chat
+                )
+                out += [(PATRON, requeued), (watchers, requeued)]
+                if event.from_operator:
+                    out.append((To(operator=event.from_operator), requeued))
+        case ChatClaimed(operator_name=name):
+            out.append((PATRON, ChatClaimedFrame(chat_id=chat.id, operator=name)))
+            out.append((watchers, _removed(chat, "claimed")))
+        case ChatClosed() | ChatMissed():
+            closed = _closed(event)
+            out.append((PATRON, closed))
+            if owner:
+                out.append((owner, closed))
+            if isinstance(event, ChatMissed):
+                out.append((watchers, _removed(chat, "missed")))
+        case TransferOffered():
+            out.append((PATRON, ChatTransferring(chat_id=chat.id)))
+        case TransferAccepted(from_operator=previous, operator=taker, operator_name=name):
+            out.append((PATRON, ChatTransferred(chat_id=chat.id, operator=name)))
+            accepted = TransferAcceptedFrame(chat_id=chat.id, operator=taker, operator_name=name)
+            # The previous owner, and everyone else a queue transfer was offered to.
+            others = sorted({previous, *event.targets} - {taker})
+            out += [(To(operator=op), accepted) for op in others]
+        case TransferWithdrawn(targets=targets):
+            withdrawn = TransferWithdrawnFrame(chat_id=chat.id, reason="reclaimed")
+            out += [(To(operator=t), withdrawn) for t in targets]
+        case TransferExpired(targets=targets, reason=reason):
+            if reason in ("patron_left", "owner_left"):
+                withdrawn = TransferWithdrawnFrame(chat_id=chat.id, reason=reason)
+                out += [(To(operator=t), withdrawn) for t in targets]
+            else:
+                expired = TransferExpiredFrame(chat_id=chat.id, reason=reason)
+                out += [(To(operator=t), expired) for t in targets]
+                if owner:
+                    out.append((owner, expired))
+        case ChatTaken(operator_name=name):
+            out.append((PATRON, ChatTransferred(chat_id=chat.id, operator=name)))
+            out.append((watchers, _owner_presence("chat.owner_returned", chat, event.operator)))
+        case OwnerLeft(operator=who):
+            out.append((watchers, _owner_presence("chat.owner_left", chat, who)))
+        case OwnerReturned(operator=who):
+            out.append((watchers, _owner_presence("chat.owner_returned", chat, who)))
+        case _:
+            pass
+    return out
+
+
+def offered_to(event: ChatEvent) -> list[str]:
+    """The operators a transfer offer goes to (empty for any other event)."""
+    if isinstance(event, TransferOffered):
+        return list(event.offer.targets)
     return []
 
 
-def owner_frames(event: ChatEvent) -> list[Model]:
-    """What the operator who owns the chat sees; their own messages come back as acks."""
-    if event.type == "message":
-        sender = event.message.from_
-        if sender.kind == "operator" and sender.id == event.chat.owner:
-            return []
-        return [message_frame(event)]
-    if event.type in ("closed", "missed"):
-        return [_closed(event)]
-    return []
+def offer_frame(event: TransferOffered, messages: list[Message]) -> TransferOfferFrame:
+    offer = event.offer
+    return TransferOfferFrame(
+        chat_id=event.chat.id,
+        from_=event.chat.owner_name or offer.by,
+        note=offer.note,
+        to_queue=offer.to_queue,
+        expires_at=offer.expires_at,
+        chat=event.chat,
+        messages=messages,
+    )
 
 
-def queue_frames(event: ChatEvent) -> list[Model]:
-    """What operators watching the chat's queue see as it enters and leaves the queue."""
-    if event.type == "queued":
-        return [QueueChatAdded(chat=event.chat, question=event.chat.question)]
-    if event.type == "claimed":
-        return [QueueChatRemoved(chat_id=event.chat.id, queue=event.chat.queue, reason="claimed")]
-    if event.type == "missed":
-        return [QueueChatRemoved(chat_id=event.chat.id, queue=event.chat.queue, reason="missed")]
-    return []
+def _removed(chat: Chat, reason: str) -> QueueChatRemoved:
+    return QueueChatRemoved(chat_id=chat.id, queue=chat.queue, reason=reason)
+
+
+def _owner_presence(
+    kind: Literal["chat.owner_left", "chat.owner_returned"], chat: Chat, owner: str
+) -> OwnerPresenceFrame:
+    return OwnerPresenceFrame(type=kind, chat_id=chat.id, queue=chat.queue, owner=owner)
 
 
 def _closed(event: ChatEvent) -> ChatClosedFrame:
     reason = getattr(event, "reason", event.type)
     return ChatClosedFrame(chat_id=event.chat.id, state=event.chat.state, reason=reason)
+
+
+class StaffView(Protocol):
+    username: str
+    status: str
+    monitoring: frozenset[str]
+
+
+S = TypeVar("S", bound=StaffView)
+
+# Who hears messages sent to a queue or to everyone: `internal` status is for exactly this.
+LISTENING = frozenset({"online", "internal"})
+
+
+def conversation_of(sender: str, target: InternalTarget) -> str:
+    """The thread an internal message belongs to; both sides of a direct one share it."""
+    if target.operator is not None:
+        first, second = sorted((sender, target.operator))
+        return f"dm:{first}:{second}"
+    if target.queue is not None:
+        return f"queue:{target.queue}"
+    return "all"
+
+
+def internal_recipients(message: InternalMessage, staff: Sequence[S]) -> list[S]:
+    """Who receives an internal message (never its sender): the named operator whatever
+    their status; otherwise everyone online or `internal` who monitors the queue, or all of
+    them."""
+    sender = message.from_.id
+    if message.to_operator is not None:
+        return [s for s in staff if s.username == message.to_operator]
+    listening = [s for s in staff if s.status in LISTENING and s.username != sender]
+    if message.to_queue is not None:
+        return [s for s in listening if message.to_queue in s.monitoring]
+    return listening
+
+
+def internal_frame(message: InternalMessage) -> InternalMessageFrame:
+    return InternalMessageFrame(
+        id=message.id,
+        conversation=message.conversation,
+        from_=message.from_,
+        to=InternalPeer(
+            operator=message.to_operator,
+            queue=message.to_queue,
+            all=True if message.to_all else None,
+        ),
+        body=message.body,
+        ts=message.ts,
+    )

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -23,11 +24,11 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.store import ConfigStore
 from shared import subjects
 from shared.bus import Bus, describe_validation
-from shared.clock import Clock
+from shared.clock import Clock, iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
-from shared.schemas.events import parse_chat_event
+from shared.schemas.events import TransferOffered, parse_chat_event
 from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
@@ -36,17 +37,26 @@ from shared.schemas.protocol import (
     ChatClaim,
     ChatClose,
     ChatQueuedFrame,
+    ChatResumed,
+    ChatStarted,
+    ChatStartProactive,
     ChatTag,
+    ChatTake,
+    ChatTransfer,
     Error,
     Hello,
+    InternalSend,
     MonitorSet,
     PatronChatEnd,
     PatronChatStart,
+    QueuePositionFrame,
     QueueSnapshot,
     SendMessage,
     SessionEndedFrame,
     SessionFrame,
     StatusSet,
+    TransferAccept,
+    TransferDecline,
     Typing,
     TypingFrame,
     WaitingChatView,
@@ -55,17 +65,28 @@ from shared.schemas.protocol import (
 )
 from shared.schemas.records import Widget
 from shared.schemas.requests import (
+    SESSION_EVENT,
+    AnswerOffer,
     ChatResult,
     ClaimChat,
     CloseChat,
     Done,
+    InternalMessage,
     ListQueues,
     MessageResult,
     OpenSession,
+    OwnedChats,
+    OwnedChatsResult,
+    PatronPresence,
     PostMessage,
     QueueListing,
+    QueuePosition,
+    ResumeChat,
+    ResumeResult,
     Session,
     SessionEnded,
+    SessionLookup,
+    SessionQuery,
     SessionRef,
     SetMonitoring,
     SetStatus,
@@ -73,7 +94,10 @@ from shared.schemas.requests import (
     StaffingQuery,
     StartChat,
     StartChatResult,
+    StartProactive,
     TagChat,
+    TransferChat,
+    TransferResult,
     TypingNotice,
 )
 
@@ -161,7 +185,21 @@ class Gateway:
     async def subscribe(self) -> None:
         await self.bus.subscribe(subjects.chat_events_all(), self.on_chat_event)
         await self.bus.subscribe(subjects.chat_typing_all(), self.on_typing)
+        await self.bus.subscribe(subjects.chat_position_all(), self.on_position)
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
+        await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
+
+    def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
+        if to.patron:
+            for link in self.hub.patrons_by_chat.get(chat_id, ()):
+                link.outbox.send_text(text)
+        elif to.operator is not None:
+            operator = self.hub.owner(to.operator)
+            if operator is not None:
+                operator.outbox.send_text(text)
+        elif to.queue is not None:
+            for watcher in self.hub.watchers.get(to.queue, ()):
+                watcher.outbox.send_text(text)
 
     async def on_chat_event(self, msg: Msg) -> None:
         try:
@@ -173,21 +211,29 @@ class Gateway:
         self.hub.track_owner(
             chat.id, chat.owner if chat.state in ("active", "transferring") else None
         )
+        if event.type == "created" and chat.origin == "proactive":
+            for link in list(self.hub.patrons_by_guest.get(chat.patron.guest_id, ())):
+                if link.institution == chat.institution:
+                    self.hub.follow_chat(link, chat.id)
+                    link.outbox.send(ChatStarted(chat=chat))
         # Each frame is serialized once, however many sockets receive it.
-        patron_texts = [f.model_dump_json() for f in domain.patron_frames(event)]
-        if patron_texts:
-            for link in self.hub.patrons_by_chat.get(chat.id, ()):
-                for text in patron_texts:
-                    link.outbox.send_text(text)
-        owner = self.hub.owner(chat.owner)
-        if owner is not None:
-            for frame in domain.owner_frames(event):
-                owner.outbox.send(frame)
-        queue_texts = [f.model_dump_json() for f in domain.queue_frames(event)]
-        if queue_texts:
-            for watcher in self.hub.watchers.get(chat.queue, ()):
-                for text in queue_texts:
-                    watcher.outbox.send_text(text)
+        for to, frame in domain.deliveries(event):
+            self._deliver(to, frame.model_dump_json(), chat.id)
+        if isinstance(event, TransferOffered):
+            await self._offer(event)
+        if chat.state in ("closed", "missed"):
+            self.hub.end_chat(chat.id)
+
+    async def _offer(self, event: TransferOffered) -> None:
+        """Offer the chat, with its history, to the targets connected to this replica."""
+        local = [self.hub.owner(op) for op in domain.offered_to(event)]
+        targets = [link for link in local if link is not None]
+        if not targets:
+            return
+        messages = await self.chat_messages(event.chat.institution, event.chat.id)
+        text = domain.offer_frame(event, messages).model_dump_json()
+        for link in targets:
+            link.outbox.send_text(text)
 
     async def on_typing(self, msg: Msg) -> None:
         try:
@@ -203,14 +249,40 @@ class Gateway:
             for link in self.hub.patrons_by_chat.get(notice.chat_id, ()):
                 link.outbox.send(frame)
 
-    async def on_presence_event(self, msg: Msg) -> None:
+    async def on_position(self, msg: Msg) -> None:
         try:
-            ended = SessionEnded.model_validate_json(msg.data)
+            update = QueuePosition.model_validate_json(msg.data)
         except ValidationError:
             return
-        link = self.hub.sessions.get(ended.session_id)
+        links = self.hub.patrons_by_chat.get(update.chat_id, ())
+        if links:
+            text = QueuePositionFrame(
+                chat_id=update.chat_id,
+                position=update.position,
+                estimated_wait_s=update.estimated_wait_s,
+            ).model_dump_json()
+            for link in links:
+                link.outbox.send_text(text)
+
+    async def on_presence_event(self, msg: Msg) -> None:
+        try:
+            event = SESSION_EVENT.validate_json(msg.data)
+        except ValidationError:
+            return
+        if not isinstance(event, SessionEnded) or event.reason == "disconnected":
+            return
+        link = self.hub.sessions.get(event.session_id)
         if link is not None:
-            self.end_session(link, ended.reason)
+            self.end_session(link, event.reason)
+
+    async def on_staff_message(self, msg: Msg) -> None:
+        try:
+            message = InternalMessage.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        text = domain.internal_frame(message).model_dump_json()
+        for link in domain.internal_recipients(message, self.hub.staff_of(message.institution)):
+            link.outbox.send_text(text)
 
 
 class FrameLoop:
@@ -320,7 +392,9 @@ class PatronSocket(FrameLoop):
         token = self.gw.tokens.issue_guest(
             GuestClaims(guest_id, self.widget.id), self.gw.clock.now()
         )
-        self.link = PatronLink(self.outbox, self.widget.institution, self.widget.id, guest_id)
+        link = PatronLink(self.outbox, self.widget.institution, self.widget.id, guest_id)
+        self.link = link
+        self.gw.hub.add_patron(link)
         self.handlers = {
             "hello": self.hello,
             "chat.start": self.start,
@@ -328,9 +402,20 @@ class PatronSocket(FrameLoop):
             "typing": self.typing,
             "chat.end": self.end,
         }
+        await self.gw.config.saw_guest(link.institution, guest_id, link.widget, self.gw.clock.now())
         online = await self.gw.staffed(self.widget.institution, self.widget.queue)
         welcome = Welcome(guest_id=guest_id, token=token, widget=WidgetInfo(online=online))
-        return Reply(ack={"guest_id": guest_id}, then=[welcome])
+        then: list[Model] = [welcome]
+        resumed = await self.gw.bus.request(
+            subjects.routing(link.institution, "resume"),
+            ResumeChat(institution=link.institution, guest_id=guest_id),
+            ResumeResult,
+        )
+        if resumed.chat is not None:
+            self.gw.hub.follow_chat(link, resumed.chat.id)
+            messages = await self.gw.chat_messages(link.institution, resumed.chat.id)
+            then.append(ChatResumed(chat=resumed.chat, messages=messages))
+        return Reply(ack={"guest_id": guest_id}, then=then)
 
     async def start(self, frame: PatronChatStart) -> Reply:
         link = self._link
@@ -386,9 +471,23 @@ class PatronSocket(FrameLoop):
         result = await self.gw.close_chat(self._link.institution, frame.chat_id, self._sender(), [])
         return Reply(ack={"state": result.chat.state})
 
-    def closed(self) -> None:
-        if self.link is not None:
-            self.gw.hub.remove_patron(self.link)
+    async def closed(self) -> None:
+        """The socket is gone: for each chat no other socket here follows, the patron may
+        have left, which starts the patron grace period in routing."""
+        if self.link is None:
+            return
+        link = self.link
+        for chat_id in self.gw.hub.remove_patron(link):
+            try:
+                await self.gw.bus.request(
+                    subjects.routing(link.institution, "patron_left"),
+                    PatronPresence(
+                        institution=link.institution, chat_id=chat_id, guest_id=link.guest_id
+                    ),
+                    ChatResult,
+                )
+            except Refusal as refusal:
+                log.info("patron of %s left: %s", chat_id, refusal.message)
 
 
 class OperatorSocket(FrameLoop):
@@ -416,6 +515,9 @@ class OperatorSocket(FrameLoop):
         if self.link is not None:
             raise Refusal("invalid", "already authenticated on this socket")
         claims = self.gw.tokens.staff(frame.token)
+        user = await self.gw.config.user(claims.username)
+        if user is None:
+            raise Refusal("unauthorized", "this account no longer exists")
         session = await self.gw.bus.request(
             subjects.presence(claims.institution, "open"),
             OpenSession(
@@ -423,6 +525,7 @@ class OperatorSocket(FrameLoop):
                 operator=claims.username,
                 name=claims.name,
                 session_id=uuid.uuid4().hex,
+                max_chats=user.max_chats,
             ),
             Session,
         )
@@ -434,6 +537,7 @@ class OperatorSocket(FrameLoop):
             claims.role,
             session.session_id,
             session.status,
+            max_chats=user.max_chats,
         )
         self.gw.hub.add_operator(self.link)
         self.handlers = {
@@ -445,8 +549,32 @@ class OperatorSocket(FrameLoop):
             "typing": self.typing,
             "chat.tag": self.tag,
             "chat.close": self.close,
+            "chat.transfer": self.transfer,
+            "transfer.accept": self.accept,
+            "transfer.decline": self.decline,
+            "chat.take": self.take,
+            "chat.start_proactive": self.start_proactive,
+            "internal.send": self.internal_send,
         }
-        return Reply(ack={"session_id": session.session_id}, then=[_session_frame(session)])
+        then: list[Model] = [_session_frame(session)]
+        then += await self._owned_chats()
+        return Reply(ack={"session_id": session.session_id}, then=then)
+
+    async def _owned_chats(self) -> list[Model]:
+        """Chats this operator still owns (a reconnect within the grace period), with their
+        history, so the client can carry on where it was."""
+        link = self._link
+        owned = await self.gw.bus.request(
+            subjects.routing(link.institution, "owned"),
+            OwnedChats(institution=link.institution, operator=link.username),
+            OwnedChatsResult,
+        )
+        frames: list[Model] = []
+        for chat in owned.chats:
+            self.gw.hub.track_owner(chat.id, link.username)
+            messages = await self.gw.chat_messages(link.institution, chat.id)
+            frames.append(ChatResumed(chat=chat, messages=messages))
+        return frames
 
     async def status(self, frame: StatusSet) -> Reply:
         ref = self._ref()
@@ -498,25 +626,153 @@ class OperatorSocket(FrameLoop):
             )
         return QueueSnapshot(chats=chats)
 
-    async def claim(self, frame: ChatClaim) -> Reply:
+    def _must_be_online(self, doing: str) -> OperatorLink:
         link = self._link
         if link.status != "online":
-            raise Refusal("forbidden", "set your status to online to claim chats")
+            raise Refusal("forbidden", f"set your status to online to {doing}")
+        return link
+
+    async def _own(self, action: subjects.RoutingAction, chat_id: str) -> Reply:
+        """Claim, take over or accept a chat; the ack carries the chat and its history."""
+        link = self._must_be_online("take chats")
+        request: Model
+        if action in ("claim", "take"):
+            request = ClaimChat(
+                institution=link.institution,
+                chat_id=chat_id,
+                operator=link.username,
+                operator_name=link.name,
+                monitoring=sorted(link.monitoring),
+                max_chats=link.max_chats,
+            )
+        else:
+            request = AnswerOffer(
+                institution=link.institution,
+                chat_id=chat_id,
+                operator=link.username,
+                operator_name=link.name,
+                max_chats=link.max_chats,
+            )
         result = await self.gw.bus.request(
-            subjects.routing(link.institution, "claim"),
-            ClaimChat(
+            subjects.routing(link.institution, action), request, ChatResult
+        )
+        # Known now, before the event comes round, so typing works at once.
+        self.gw.hub.track_owner(chat_id, link.username)
+        messages = await self.gw.chat_messages(link.institution, chat_id)
+        return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
+
+    async def claim(self, frame: ChatClaim) -> Reply:
+        return await self._own("claim", frame.chat_id)
+
+    async def take(self, frame: ChatTake) -> Reply:
+        return await self._own("take", frame.chat_id)
+
+    async def accept(self, frame: TransferAccept) -> Reply:
+        return await self._own("accept", frame.chat_id)
+
+    async def decline(self, frame: TransferDecline) -> Reply:
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "decline"),
+            AnswerOffer(
                 institution=link.institution,
                 chat_id=frame.chat_id,
                 operator=link.username,
                 operator_name=link.name,
-                monitoring=sorted(link.monitoring),
             ),
             ChatResult,
         )
-        # Known now, before the claimed event comes round, so typing works at once.
-        self.gw.hub.track_owner(frame.chat_id, link.username)
-        messages = await self.gw.chat_messages(link.institution, frame.chat_id)
-        return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
+        return Reply(ack={"state": result.chat.state})
+
+    async def transfer(self, frame: ChatTransfer) -> Reply:
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "transfer"),
+            TransferChat(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                by=link.username,
+                to_operator=frame.to.operator,
+                to_queue=frame.to.queue,
+                note=frame.note,
+            ),
+            TransferResult,
+        )
+        return Reply(ack={"chat": _dump(result.chat), "targets": result.targets})
+
+    async def start_proactive(self, frame: ChatStartProactive) -> Reply:
+        link = self._must_be_online("start chats")
+        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
+        since = self.gw.clock.now() - timedelta(seconds=self.gw.settings.proactive_window_s)
+        widget_id = await self.gw.config.guest_widget(link.institution, frame.guest_id, since)
+        if widget_id is None:
+            raise Refusal("not_found", "no such guest on your widgets in the last 24 hours")
+        queue = frame.queue
+        if queue is None:
+            widget = await self.gw.config.widget(widget_id)
+            if widget is None:
+                raise Refusal("not_found", f"no widget {widget_id}")
+            queue = widget.queue
+        chat_id = uuid.uuid4().hex
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "proactive"),
+            StartProactive(
+                institution=link.institution,
+                chat_id=chat_id,
+                queue=queue,
+                guest_id=frame.guest_id,
+                widget=widget_id,
+                operator=link.username,
+                operator_name=link.name,
+                body=body,
+                patron_connected=self.gw.hub.guest_connected(frame.guest_id),
+                max_chats=link.max_chats,
+            ),
+            ChatResult,
+        )
+        self.gw.hub.track_owner(chat_id, link.username)
+        return Reply(ack={"chat_id": chat_id, "chat": _dump(result.chat)})
+
+    async def internal_send(self, frame: InternalSend) -> Reply:
+        link = self._link
+        body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
+        target = frame.to
+        if target.operator is not None:
+            await self._check_colleague(target.operator)
+        if target.queue is not None:
+            await self._check_monitorable(target.queue)
+        message = InternalMessage(
+            id=uuid.uuid4().hex,
+            institution=link.institution,
+            conversation=domain.conversation_of(link.username, target),
+            from_=self._sender(),
+            to_operator=target.operator,
+            to_queue=target.queue,
+            to_all=bool(target.all),
+            body=body,
+            ts=iso(self.gw.clock.now()),
+        )
+        # Stored before it is delivered: what staff saw is always in the record.
+        await self.gw.bus.request(
+            subjects.transcripts(link.institution, "internal_save"), message, Done
+        )
+        await self.gw.bus.publish(subjects.staff_messages(link.institution), message)
+        return Reply(ack={"id": message.id, "conversation": message.conversation})
+
+    async def _check_colleague(self, username: str) -> None:
+        link = self._link
+        user = await self.gw.config.user(username)
+        if user is None or user.institution != link.institution:
+            raise Refusal("not_found", f"no operator {username}")
+        if username == link.username:
+            raise Refusal("invalid", "that is you")
+        lookup = await self.gw.bus.request(
+            subjects.presence(link.institution, "get"),
+            SessionQuery(institution=link.institution, operator=username),
+            SessionLookup,
+        )
+        if lookup.session is None or lookup.session.status == "offline":
+            raise Refusal("unavailable", f"{username} is not signed in")
 
     async def message(self, frame: SendMessage) -> Reply:
         return await self.gw.post_message(

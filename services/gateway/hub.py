@@ -103,11 +103,13 @@ class OperatorLink:
     session_id: str
     status: str = "offline"
     monitoring: frozenset[str] = frozenset()
+    max_chats: int | None = None
 
 
 class Hub:
     def __init__(self) -> None:
         self.patrons_by_chat: dict[str, set[PatronLink]] = defaultdict(set)
+        self.patrons_by_guest: dict[str, set[PatronLink]] = defaultdict(set)
         self.operators: dict[str, OperatorLink] = {}
         self.sessions: dict[str, OperatorLink] = {}
         self.watchers: dict[str, set[OperatorLink]] = defaultdict(set)
@@ -121,6 +123,12 @@ class Hub:
             self.chat_owners[chat_id] = owner
 
     # patrons
+    def add_patron(self, link: PatronLink) -> None:
+        self.patrons_by_guest[link.guest_id].add(link)
+
+    def guest_connected(self, guest_id: str) -> bool:
+        return bool(self.patrons_by_guest.get(guest_id))
+
     def follow_chat(self, link: PatronLink, chat_id: str) -> None:
         link.chats.add(chat_id)
         self.patrons_by_chat[chat_id].add(link)
@@ -133,9 +141,26 @@ class Hub:
             if not followers:
                 del self.patrons_by_chat[chat_id]
 
-    def remove_patron(self, link: PatronLink) -> None:
+    def remove_patron(self, link: PatronLink) -> list[str]:
+        """Forget a closed patron socket; returns the chats no other socket of this
+        replica follows any more (their patron may have left)."""
+        orphaned = []
         for chat_id in list(link.chats):
             self.unfollow_chat(link, chat_id)
+            if chat_id not in self.patrons_by_chat:
+                orphaned.append(chat_id)
+        links = self.patrons_by_guest.get(link.guest_id)
+        if links is not None:
+            links.discard(link)
+            if not links:
+                del self.patrons_by_guest[link.guest_id]
+        return orphaned
+
+    def end_chat(self, chat_id: str) -> None:
+        """A chat closed: its patron sockets stop following it (and may start another)."""
+        for link in list(self.patrons_by_chat.get(chat_id, ())):
+            self.unfollow_chat(link, chat_id)
+        self.chat_owners.pop(chat_id, None)
 
     # operators
     def add_operator(self, link: OperatorLink) -> None:
@@ -157,3 +182,6 @@ class Hub:
 
     def owner(self, username: str | None) -> OperatorLink | None:
         return self.operators.get(username) if username else None
+
+    def staff_of(self, institution: str) -> list[OperatorLink]:
+        return [link for link in self.operators.values() if link.institution == institution]

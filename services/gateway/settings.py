@@ -20,3 +20,5 @@ class GatewaySettings(CommonSettings):
     heartbeat_s: float = 10.0
     outbox_limit: int = 1000
     config_cache_s: float = 5.0
+    # A guest seen on one of an institution's widgets this recently may be invited to chat.
+    proactive_window_s: int = 24 * 3600

@@ -7,6 +7,7 @@ seconds; a change made through the admin API is visible everywhere within that t
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -24,7 +25,23 @@ class ConfigStore:
         self.cache_s = cache_s
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
+    async def saw_guest(self, institution: str, guest_id: str, widget: str, now: datetime) -> None:
+        """Remember that a guest is on a widget, so staff may start a chat with them."""
+        await self.db.guests.update_one(
+            {"institution": institution, "guest_id": guest_id},
+            {"$set": {"widget": widget, "last_seen": now}},
+            upsert=True,
+        )
+
+    async def guest_widget(self, institution: str, guest_id: str, since: datetime) -> str | None:
+        """The widget a guest was last seen on, if that was on or after `since`."""
+        doc = await self.db.guests.find_one(
+            {"institution": institution, "guest_id": guest_id, "last_seen": {"$gte": since}}
+        )
+        return None if doc is None else str(doc["widget"])
+
     async def ensure_indexes(self) -> None:
+        await self.db.guests.create_index([("institution", 1), ("guest_id", 1)], unique=True)
         await self.db.users.create_index("username", unique=True)
         await self.db.widgets.create_index("id", unique=True)
         await self.db.queues.create_index("name", unique=True)

@@ -22,8 +22,9 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         subjects.PRESENCE_BUCKET, replicas=settings.stream_replicas, ttl=settings.session_ttl_s
     )
     sessions = SessionStore(kv)
-    await sessions.start_watching()
     handlers = PresenceHandlers(runtime.bus, sessions, runtime.clock)
+    sessions.on_expired = handlers.session_expired
+    await sessions.start_watching()
     await runtime.bus.serve("presence", VERSION, handlers.endpoints())
     try:
         yield

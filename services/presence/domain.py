@@ -30,6 +30,7 @@ def open_session(
         name=request.name,
         session_id=request.session_id,
         started_at=iso(now),
+        max_chats=request.max_chats,
     )
     ended = None
     if existing is not None and existing.session_id != request.session_id:
@@ -56,6 +57,8 @@ def set_monitoring(session: Session, queues: list[str]) -> Session:
     return session.model_copy(update={"monitoring": sorted(set(queues))})
 
 
-def staffing(sessions: Iterable[Session], queue: str) -> list[str]:
-    """Operators online and monitoring the queue: they can take a new chat now."""
-    return sorted(s.operator for s in sessions if s.status == "online" and queue in s.monitoring)
+def staffing(sessions: Iterable[Session], queue: str) -> list[Session]:
+    """Sessions online and monitoring the queue: they may take a new chat now (routing
+    leaves out those at their chat limit, which it alone knows)."""
+    found = [s for s in sessions if s.status == "online" and queue in s.monitoring]
+    return sorted(found, key=lambda s: s.operator)

@@ -14,7 +14,11 @@ from shared.schemas.requests import (
     Done,
     OpenSession,
     Session,
+    SessionEnded,
+    SessionLookup,
+    SessionQuery,
     SessionRef,
+    SessionStarted,
     SetMonitoring,
     SetStatus,
     Staffing,
@@ -42,6 +46,7 @@ class PresenceHandlers:
             Endpoint(
                 "staffing", subjects.presence_endpoint("staffing"), StaffingQuery, self.staffing
             ),
+            Endpoint("get", subjects.presence_endpoint("get"), SessionQuery, self.get),
         ]
 
     async def _change(self, ref: SessionRef, change: Callable[[Session], Session]) -> Session:
@@ -67,9 +72,14 @@ class PresenceHandlers:
             except StaleRevision:
                 continue  # a sign-in elsewhere won the race: end that one instead
             metrics.SESSIONS_OPENED.inc()
+            events = subjects.presence_events(req.institution)
             if ended is not None:
                 metrics.SESSIONS_REPLACED.inc()
-                await self.bus.publish(subjects.presence_events(req.institution), ended)
+                await self.bus.publish(events, ended)
+            started = SessionStarted(
+                institution=req.institution, operator=req.operator, session_id=req.session_id
+            )
+            await self.bus.publish(events, started)
             self._count_online()
             return session
         raise Refusal("conflict", "signing in too often at once; try again")
@@ -92,13 +102,40 @@ class PresenceHandlers:
                 await self.sessions.remove(existing, revision)
             except StaleRevision:
                 continue
+            ended = SessionEnded(
+                institution=req.institution,
+                operator=req.operator,
+                session_id=req.session_id,
+                reason="disconnected",
+            )
+            await self.bus.publish(subjects.presence_events(req.institution), ended)
             break
         self._count_online()
         return Done()
 
     async def staffing(self, req: StaffingQuery) -> Staffing:
-        operators = domain.staffing(self.sessions.live(), req.queue)
-        return Staffing(queue=req.queue, operators=operators)
+        sessions = domain.staffing(self.sessions.live(), req.queue)
+        return Staffing(
+            queue=req.queue,
+            operators=[s.operator for s in sessions],
+            limits={s.operator: s.max_chats for s in sessions if s.max_chats is not None},
+        )
+
+    async def get(self, req: SessionQuery) -> SessionLookup:
+        session, _ = await self.sessions.get(req.institution, req.operator)
+        return SessionLookup(session=session)
+
+    async def session_expired(self, session: Session) -> None:
+        """A session's heartbeats stopped (its gateway died, or the network did): say so,
+        so that routing starts the owner grace period of its chats."""
+        ended = SessionEnded(
+            institution=session.institution,
+            operator=session.operator,
+            session_id=session.session_id,
+            reason="expired",
+        )
+        await self.bus.publish(subjects.presence_events(session.institution), ended)
+        self._count_online()
 
     def _count_online(self) -> None:
         metrics.OPERATORS_ONLINE.set(sum(1 for s in self.sessions.live() if s.status == "online"))

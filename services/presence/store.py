@@ -3,7 +3,10 @@ unless heartbeats refresh them, and an index of live sessions kept by a watcher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -20,10 +23,14 @@ class StaleRevision(Exception):
 
 
 class SessionStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(
+        self, kv: KeyValue, on_expired: Callable[[Session], Coroutine[Any, Any, None]] | None = None
+    ) -> None:
         self.kv = kv
+        self.on_expired = on_expired
         self._live: dict[str, Session] = {}
         self._follower = BucketFollower(kv, self._followed)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, institution: str, operator: str) -> tuple[Session | None, int]:
         """The operator's session and the entry's revision (0 when there is none)."""
@@ -61,7 +68,13 @@ class SessionStore:
 
     def _followed(self, key: str, value: bytes | None, _revision: int) -> None:
         if value is None:
-            self._live.pop(key, None)
+            gone = self._live.pop(key, None)
+            # A deletion this replica did not make itself: an expiry, or a close by another
+            # replica (which has said so already; a repeat is harmless to listeners).
+            if gone is not None and self.on_expired is not None:
+                task = asyncio.create_task(self.on_expired(gone))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         else:
             self._live[key] = Session.model_validate_json(value)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from services.routing.domain import Timing
 from services.routing.handlers import RoutingHandlers
 from services.routing.settings import RoutingSettings
 from services.routing.store import ChatStore, QueueDirectory
+from services.routing.timers import DeadlineTimers
 from shared import subjects
 from shared.runtime import Runtime, run_service
 from shared.store import TenantCollection
@@ -21,18 +23,30 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     assert isinstance(settings, RoutingSettings)
     kv = await runtime.bus.key_value(subjects.CHAT_BUCKET, replicas=settings.stream_replicas)
     chats = ChatStore(kv)
-    await chats.start_watching()
+    timing = Timing(
+        offer_timeout_s=settings.offer_timeout_s,
+        owner_grace_s=settings.owner_grace_s,
+        patron_grace_s=settings.patron_grace_s,
+    )
     handlers = RoutingHandlers(
         runtime.bus,
         chats,
-        QueueDirectory(TenantCollection(runtime.db.queues)),
+        QueueDirectory(TenantCollection(runtime.db.queues), TenantCollection(runtime.db.users)),
         runtime.clock,
         settings.cas_attempts,
+        timing,
+    )
+    timers = DeadlineTimers(runtime.clock, timing, handlers.run_due)
+    chats.on_change = timers.track
+    await chats.start_watching()
+    await runtime.bus.subscribe(
+        subjects.presence_events(), handlers.on_presence_event, queue="routing"
     )
     await runtime.bus.serve("routing", VERSION, handlers.endpoints())
     try:
         yield
     finally:
+        await timers.stop()
         await chats.stop()
 
 

@@ -5,9 +5,14 @@ write the new state with a compare-and-set on that revision and publish the even
 refusal is raised as `Refusal` with the protocol's error code and changes nothing.
 
     created --> queued --claim--> active --close--> closed
-                  |                  ^  \\
-                  |                  |   message (owner or patron)
-                  +--patron leaves--> missed
+                  |  ^               |  ^   \\
+                  |  |  owner gone   |  |    offer --> transferring --accept--> active
+                  |  +--past grace---+  +-- reclaim / decline / expiry --+
+                  +--patron gone past grace--> missed
+
+See docs/architecture.md for the full diagram. Time-driven transitions (offer expiry, the
+owner and patron grace periods) come from `due`, which the routing replicas call at the
+instants `deadlines` names.
 
 Closing a chat that is already closed or missed is an idempotent no-op (`changed=False`):
 a retried close, or a patron and an operator closing at once, must not fail either side.
@@ -29,9 +34,14 @@ from shared.schemas.events import (
     ChatEvent,
     ChatMissed,
     ChatQueued,
+    ChatRequeued,
     ChatTagged,
+    ChatTaken,
     MessagePosted,
+    OwnerLeft,
+    OwnerReturned,
     PatronLeft,
+    PatronReturned,
     TransferAccepted,
     TransferExpired,
     TransferOffered,
@@ -79,6 +89,8 @@ def _evolve(
     last_seq: int | None = None,
     offer: TransferOffer | _Keep | None = KEEP,
     patron_present: bool | None = None,
+    patron_left_at: str | _Keep | None = KEEP,
+    owner_left_at: str | _Keep | None = KEEP,
 ) -> ChatState:
     """The next state: what is not named carries over unchanged."""
     update: dict[str, object] = {"chat": chat, "events": events}
@@ -88,7 +100,16 @@ def _evolve(
         update["offer"] = offer
     if patron_present is not None:
         update["patron_present"] = patron_present
+    if not isinstance(patron_left_at, _Keep):
+        update["patron_left_at"] = patron_left_at
+    if not isinstance(owner_left_at, _Keep):
+        update["owner_left_at"] = owner_left_at
     return state.model_copy(update=update)
+
+
+def _chain(first: Transition, then: Transition) -> Transition:
+    """Two transitions applied one after the other, as one."""
+    return Transition(then.state, [*first.events, *then.events])
 
 
 def _event_id(chat_id: str, n: int) -> str:
@@ -130,6 +151,55 @@ def start_chat(cmd: NewChat, now: datetime) -> Transition:
         ChatQueued(
             id=_event_id(chat.id, 3), n=3, ts=ts, chat=chat, queue=cmd.queue, reason=cmd.reason
         ),
+    ]
+    return Transition(state, events)
+
+
+@dataclass(frozen=True)
+class NewProactiveChat:
+    chat_id: str
+    institution: str
+    queue: str
+    guest_id: str
+    widget: str | None
+    operator: str
+    operator_name: str
+    body: str
+    patron_connected: bool
+
+
+def start_proactive(cmd: NewProactiveChat, now: datetime) -> Transition:
+    """An operator opens a chat with a guest: active from the start, owned by that operator,
+    their opening line as message 1. From here it is a chat like any other."""
+    ts = iso(now)
+    chat = Chat(
+        id=cmd.chat_id,
+        queue=cmd.queue,
+        institution=cmd.institution,
+        state="active",
+        owner=cmd.operator,
+        owner_name=cmd.operator_name,
+        origin="proactive",
+        created_at=ts,
+        claimed_at=ts,
+        patron=Patron(guest_id=cmd.guest_id),
+        widget=cmd.widget,
+        question=cmd.body,
+    )
+    sender = Sender(kind="operator", name=cmd.operator_name, id=cmd.operator)
+    opening = Message(
+        id=f"{cmd.chat_id}-1", chat_id=cmd.chat_id, seq=1, from_=sender, body=cmd.body, ts=ts
+    )
+    state = ChatState(
+        chat=chat,
+        last_seq=1,
+        events=2,
+        patron_present=cmd.patron_connected,
+        patron_left_at=None if cmd.patron_connected else ts,
+    )
+    events: list[ChatEvent] = [
+        ChatCreated(id=_event_id(chat.id, 1), n=1, ts=ts, chat=chat, question=cmd.body),
+        MessagePosted(id=_event_id(chat.id, 2), n=2, ts=ts, chat=chat, message=opening),
     ]
     return Transition(state, events)
 
@@ -181,25 +251,32 @@ def _may_write(chat: Chat, sender: Sender) -> None:
 def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> Transition:
     """A message from the patron or the owning operator, numbered with the next `seq`.
 
-    The owner writing while a transfer offer is open takes the chat back: the offer is
-    withdrawn first (`reclaimed`), so a late accept gets `conflict`.
+    Writing also says who is there. The owner writing while a transfer offer is open takes
+    the chat back: the offer is withdrawn first (`reclaimed`), so a late accept gets
+    `conflict`. The patron writing to a chat whose owner is disconnected sends it back to
+    the front of the queue at once rather than into silence.
     """
     chat = state.chat
     _require_open(chat)
     _may_write(chat, sender)
-    events: list[ChatEvent] = []
+    before = Transition(state)
+    if sender.kind == "patron" and not state.patron_present:
+        before = _chain(before, patron_returned(before.state, now))
+    if sender.kind == "patron" and before.state.owner_left_at is not None:
+        before = _chain(before, _requeue(before.state, "patron_wrote", now))
+    if sender.kind == "operator" and before.state.owner_left_at is not None:
+        before = _chain(before, owner_returned(before.state, chat.owner or "", now))
+    if before.state.offer is not None and sender.kind == "operator":
+        before = _chain(before, _close_offer(before.state, "reclaimed", now))
+    state, chat = before.state, before.state.chat
     ts = iso(now)
-    if state.offer is not None and sender.kind == "operator":
-        withdrawn = _close_offer(state, "reclaimed", now)
-        events += withdrawn.events
-        state, chat = withdrawn.state, withdrawn.state.chat
     seq = state.last_seq + 1
     n = state.events + 1
     message = Message(
         id=f"{chat.id}-{seq}", chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
     )
-    events.append(MessagePosted(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, message=message))
-    return Transition(_evolve(state, chat, last_seq=seq, events=n), events)
+    posted = MessagePosted(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, message=message)
+    return Transition(_evolve(state, chat, last_seq=seq, events=n), [*before.events, posted])
 
 
 def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transition:
@@ -238,7 +315,7 @@ def close(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Trans
     reason = "closed_by_operator" if by.kind == "operator" else "closed_by_patron"
     closed = chat.model_copy(update={"state": "closed", "closed_at": ts, "tags": merged})
     event = ChatClosed(id=_event_id(chat.id, n), n=n, ts=ts, chat=closed, by=by, reason=reason)
-    return Transition(_evolve(state, closed, events=n, offer=None), [event])
+    return Transition(_evolve(state, closed, events=n, offer=None, owner_left_at=None), [event])
 
 
 def offer_transfer(
@@ -320,8 +397,9 @@ def accept_transfer(
         from_operator=offer.by,
         operator=operator,
         operator_name=operator_name,
+        targets=offer.targets,
     )
-    return Transition(_evolve(state, moved, events=n, offer=None), [event])
+    return Transition(_evolve(state, moved, events=n, offer=None, owner_left_at=None), [event])
 
 
 def decline_transfer(state: ChatState, operator: str, now: datetime) -> Transition:
@@ -349,7 +427,9 @@ def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transit
 
 
 def _close_offer(
-    state: ChatState, reason: Literal["timeout", "declined", "reclaimed"], now: datetime
+    state: ChatState,
+    reason: Literal["timeout", "declined", "reclaimed", "patron_left", "owner_left"],
+    now: datetime,
 ) -> Transition:
     """End the open offer and give the chat back to its owner: `reclaimed` when the owner
     took it back by writing, `transfer_expired` otherwise."""
@@ -381,25 +461,212 @@ def _close_offer(
 
 
 def patron_left(state: ChatState, now: datetime) -> Transition:
-    """The patron's connection is gone for good: an open offer cannot go on, and the chat
-    can no longer be transferred."""
+    """The patron's last connection dropped. An open offer ends (nobody should accept a chat
+    nobody is in), the chat cannot be transferred, and the patron grace period starts."""
     chat = state.chat
     if chat.state not in OPEN_STATES or not state.patron_present:
         return Transition(state)
-    events: list[ChatEvent] = []
+    before = Transition(state)
     if state.offer is not None:
-        ended = _close_offer(state, "declined", now)
-        events += ended.events
-        state, chat = ended.state, ended.state.chat
+        before = _chain(before, _close_offer(state, "patron_left", now))
+    state, chat = before.state, before.state.chat
     n = state.events + 1
-    events.append(PatronLeft(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat))
-    return Transition(_evolve(state, chat, events=n, patron_present=False), events)
+    ts = iso(now)
+    left = PatronLeft(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat)
+    return Transition(
+        _evolve(state, chat, events=n, patron_present=False, patron_left_at=ts),
+        [*before.events, left],
+    )
+
+
+def patron_returned(state: ChatState, now: datetime) -> Transition:
+    """The patron is connected again (resumed with their token, or wrote)."""
+    chat = state.chat
+    if chat.state not in OPEN_STATES or state.patron_present:
+        return Transition(state)
+    n = state.events + 1
+    back = PatronReturned(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat)
+    return Transition(
+        _evolve(state, chat, events=n, patron_present=True, patron_left_at=None), [back]
+    )
+
+
+def owner_left(state: ChatState, operator: str, now: datetime) -> Transition:
+    """The owner's session ended: their chats are held for the owner grace period."""
+    chat = state.chat
+    if chat.state not in ("active", "transferring") or chat.owner != operator:
+        return Transition(state)
+    if state.owner_left_at is not None:
+        return Transition(state)
+    n = state.events + 1
+    ts = iso(now)
+    left = OwnerLeft(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, operator=operator)
+    return Transition(_evolve(state, chat, events=n, owner_left_at=ts), [left])
+
+
+def owner_returned(state: ChatState, operator: str, now: datetime) -> Transition:
+    """The owner is back within the grace period: the chat is theirs as before."""
+    chat = state.chat
+    if state.owner_left_at is None or chat.owner != operator or chat.state not in OPEN_STATES:
+        return Transition(state)
+    n = state.events + 1
+    back = OwnerReturned(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat, operator=operator)
+    return Transition(_evolve(state, chat, events=n, owner_left_at=None), [back])
+
+
+def _requeue(
+    state: ChatState, reason: Literal["owner_disconnected", "patron_wrote"], now: datetime
+) -> Transition:
+    """Back to the front of the queue, ownerless (an open offer ends first)."""
+    before = Transition(state)
+    if state.offer is not None:
+        before = _chain(before, _close_offer(state, "owner_left", now))
+    state = before.state
+    ts = iso(now)
+    chat = state.chat
+    queued = chat.model_copy(
+        update={
+            "state": "queued",
+            "owner": None,
+            "owner_name": None,
+            "claimed_at": None,
+            "requeued_at": ts,
+        }
+    )
+    n = state.events + 1
+    event = ChatRequeued(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=ts,
+        chat=queued,
+        from_operator=chat.owner or "",
+        reason=reason,
+    )
+    return Transition(
+        _evolve(state, queued, events=n, offer=None, owner_left_at=None),
+        [*before.events, event],
+    )
+
+
+def take(
+    state: ChatState, operator: str, operator_name: str, monitoring: list[str], now: datetime
+) -> Transition:
+    """A colleague who monitors the queue takes over a chat whose owner is disconnected."""
+    chat = state.chat
+    _require_open(chat)
+    if chat.state == "queued":
+        raise Refusal("conflict", "this chat is waiting in the queue: claim it instead")
+    if chat.owner == operator:
+        raise Refusal("conflict", "you already own this chat", owner=chat.owner)
+    if chat.queue not in monitoring:
+        raise Refusal("forbidden", f"you do not monitor {chat.queue}")
+    if state.owner_left_at is None:
+        raise Refusal(
+            "conflict", f"{chat.owner} is connected and still owns this chat", owner=chat.owner
+        )
+    before = Transition(state)
+    if state.offer is not None:
+        before = _chain(before, _close_offer(state, "owner_left", now))
+    state = before.state
+    previous = chat.owner or ""
+    ts = iso(now)
+    taken = state.chat.model_copy(
+        update={"state": "active", "owner": operator, "owner_name": operator_name}
+    )
+    n = state.events + 1
+    event = ChatTaken(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=ts,
+        chat=taken,
+        from_operator=previous,
+        operator=operator,
+        operator_name=operator_name,
+    )
+    return Transition(
+        _evolve(state, taken, events=n, offer=None, owner_left_at=None), [*before.events, event]
+    )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each kind of wait lasts before routing acts on its own."""
+
+    offer_timeout_s: float = 120.0
+    owner_grace_s: float = 60.0
+    patron_grace_s: float = 600.0
+
+
+def _at(stamp: str, seconds: float) -> datetime:
+    return datetime.fromisoformat(stamp) + timedelta(seconds=seconds)
+
+
+def deadlines(state: ChatState, timing: Timing) -> list[datetime]:
+    """Every instant at which this chat changes by itself, unless something happens first."""
+    if state.chat.state not in OPEN_STATES:
+        return []
+    found: list[datetime] = []
+    if state.offer is not None:
+        found.append(datetime.fromisoformat(state.offer.expires_at))
+    if state.owner_left_at is not None:
+        found.append(_at(state.owner_left_at, timing.owner_grace_s))
+    if state.patron_left_at is not None and not state.patron_present:
+        found.append(_at(state.patron_left_at, timing.patron_grace_s))
+    return found
+
+
+def due(state: ChatState, now: datetime, timing: Timing) -> Transition:
+    """Whatever the passing of time has decided by `now`: an offer expires, a disconnected
+    owner's chat is requeued, a patron who never came back loses the chat."""
+    result = Transition(state)
+    if state.offer is not None:
+        result = _chain(result, expire_transfer(state, state.offer.offered_at, now))
+    current = result.state
+    if current.patron_left_at is not None and not current.patron_present:
+        if now >= _at(current.patron_left_at, timing.patron_grace_s):
+            return _chain(result, _patron_gone_for_good(current, now))
+    if current.owner_left_at is not None and now >= _at(
+        current.owner_left_at, timing.owner_grace_s
+    ):
+        result = _chain(result, _requeue(current, "owner_disconnected", now))
+    return result
+
+
+def _patron_gone_for_good(state: ChatState, now: datetime) -> Transition:
+    """The patron grace period ran out: unclaimed, the chat was missed; claimed, it closes."""
+    chat = state.chat
+    ts = iso(now)
+    n = state.events + 1
+    if chat.state == "queued":
+        missed = chat.model_copy(update={"state": "missed", "closed_at": ts})
+        event: ChatEvent = ChatMissed(
+            id=_event_id(chat.id, n), n=n, ts=ts, chat=missed, reason="patron_left"
+        )
+        return Transition(_evolve(state, missed, events=n), [event])
+    closed = chat.model_copy(update={"state": "closed", "closed_at": ts})
+    event = ChatClosed(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=ts,
+        chat=closed,
+        by=Sender(kind="system", name="refdesk"),
+        reason="patron_left",
+    )
+    return Transition(_evolve(state, closed, events=n, offer=None, owner_left_at=None), [event])
+
+
+def queue_order(waiting: list[Chat]) -> list[Chat]:
+    """A queue's waiting chats in the order they should be answered: chats sent back by a
+    disconnected owner first (they have waited already), then oldest first."""
+    return sorted(
+        waiting,
+        key=lambda c: (c.requeued_at is None, c.requeued_at or c.created_at, c.created_at, c.id),
+    )
 
 
 def queue_position(waiting: list[Chat], chat_id: str) -> int:
-    """1-based position of a chat among a queue's waiting chats, oldest first; 0 if absent."""
-    ordered = sorted(waiting, key=lambda c: (c.created_at, c.id))
-    for index, chat in enumerate(ordered, start=1):
+    """1-based position of a chat among a queue's waiting chats; 0 if absent."""
+    for index, chat in enumerate(queue_order(waiting), start=1):
         if chat.id == chat_id:
             return index
     return 0

@@ -16,3 +16,4 @@ CHAT_WAIT = Histogram(
     buckets=(1, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600),
 )
 MESSAGES = Counter("refdesk_messages_total", "Messages posted", ["sender"])
+TRANSITIONS = Counter("refdesk_chat_transitions_total", "Chat events published", ["type"])

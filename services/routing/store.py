@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import datetime
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -31,8 +32,12 @@ class StaleRevision(Exception):
 
 
 class ChatStore:
+    """Open chats as every routing replica sees them: its own writes and, through a watcher,
+    everyone else's. `on_change` hears each newer state (the deadline timers use it)."""
+
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self.on_change: Callable[[ChatState], None] | None = None
         self._known: dict[str, tuple[ChatState, int]] = {}
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
         self._follower = BucketFollower(kv, self._followed)
@@ -85,6 +90,24 @@ class ChatStore:
             self._known[key] = (state, revision)
         else:
             self._known.pop(key, None)
+        if self.on_change is not None:
+            self.on_change(state)
+
+    def open_chats(self, institution: str) -> list[ChatState]:
+        return [s for s, _ in self._known.values() if s.chat.institution == institution]
+
+    def open_chat_of_guest(self, institution: str, guest_id: str) -> Chat | None:
+        for state in self.open_chats(institution):
+            if state.chat.patron.guest_id == guest_id:
+                return state.chat
+        return None
+
+    def owned_by(self, institution: str, operator: str) -> list[Chat]:
+        return [
+            s.chat
+            for s in self.open_chats(institution)
+            if s.chat.owner == operator and s.chat.state in ("active", "transferring")
+        ]
 
     def waiting(self, institution: str, queue: str) -> list[Chat]:
         return [
@@ -110,13 +133,19 @@ class ChatStore:
 
 
 class QueueDirectory:
-    """Read access to queue configuration (written by the gateway's admin API)."""
+    """Read access to queues and staff accounts (written by the gateway's admin API)."""
 
-    def __init__(self, queues: TenantCollection) -> None:
+    def __init__(self, queues: TenantCollection, users: TenantCollection) -> None:
         self.queues = queues
+        self.users = users
 
     async def get(self, institution: str, name: str) -> Queue:
         doc = await self.queues.find_one(institution, {"name": name}, {"_id": 0})
         if doc is None:
             raise Refusal("not_found", f"no queue {name}")
         return Queue.model_validate(doc)
+
+    async def user_exists(self, institution: str, username: str) -> bool:
+        return (
+            await self.users.find_one(institution, {"username": username}, {"_id": 1}) is not None
+        )

@@ -18,7 +18,14 @@ from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.errors import Refusal
 from shared.schemas.events import ChatEvent, parse_chat_event
-from shared.schemas.requests import GetTranscript, Transcript
+from shared.schemas.requests import (
+    Done,
+    GetTranscript,
+    InternalHistory,
+    InternalMessage,
+    InternalMessages,
+    Transcript,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,31 @@ class TranscriptHandlers:
         self._sub: JetStreamContext.PullSubscription | None = None
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint("get", subjects.transcripts_endpoint("get"), GetTranscript, self.get)]
+        return [
+            Endpoint("get", subjects.transcripts_endpoint("get"), GetTranscript, self.get),
+            Endpoint(
+                "internal_save",
+                subjects.transcripts_endpoint("internal_save"),
+                InternalMessage,
+                self.save_internal,
+            ),
+            Endpoint(
+                "internal_list",
+                subjects.transcripts_endpoint("internal_list"),
+                InternalHistory,
+                self.internal_list,
+            ),
+        ]
+
+    async def save_internal(self, req: InternalMessage) -> Done:
+        await self.store.save_internal(req)
+        return Done()
+
+    async def internal_list(self, req: InternalHistory) -> InternalMessages:
+        messages = await self.store.internal_conversation(
+            req.institution, req.conversation, req.limit
+        )
+        return InternalMessages(messages=messages)
 
     async def get(self, req: GetTranscript) -> Transcript:
         transcript = await self.store.transcript(req.institution, req.chat_id)

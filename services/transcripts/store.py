@@ -8,7 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.transcripts import domain
 from shared.schemas.events import ChatEvent
-from shared.schemas.requests import Transcript
+from shared.schemas.requests import InternalMessage, Transcript
 from shared.store import Document, TenantCollection
 
 
@@ -17,11 +17,30 @@ class TranscriptStore:
         self.chats = TenantCollection(db.chats)
         self.messages = TenantCollection(db.messages)
         self.events = TenantCollection(db.chat_events)
+        self.internal = TenantCollection(db.internal_messages)
 
     async def ensure_indexes(self) -> None:
         await self.messages.raw.create_index([("institution", 1), ("chat_id", 1), ("seq", 1)])
         await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
         await self.chats.raw.create_index([("institution", 1), ("created_at", -1)])
+        await self.internal.raw.create_index([("institution", 1), ("conversation", 1), ("ts", 1)])
+
+    async def save_internal(self, message: InternalMessage) -> None:
+        """Idempotent: a retried save of the same message id stores it once."""
+        doc = message.model_dump(mode="json", by_alias=True)
+        doc["_id"] = message.id
+        await self.internal.insert_many_once(message.institution, [doc])
+
+    async def internal_conversation(
+        self, institution: str, conversation: str, limit: int
+    ) -> list[InternalMessage]:
+        docs = await self.internal.find(
+            institution, {"conversation": conversation}, sort=[("ts", -1)], limit=limit
+        )
+        docs.reverse()
+        return [
+            InternalMessage.model_validate({k: v for k, v in d.items() if k != "_id"}) for d in docs
+        ]
 
     async def apply(self, events: list[ChatEvent]) -> int:
         """Record a batch of events in a few round trips; returns how many were new.

@@ -39,6 +39,7 @@ class Chat(Model):
     patron: Patron
     widget: str | None = None
     question: str | None = None
+    requeued_at: str | None = None
 
 
 class Sender(Model):
@@ -80,3 +81,7 @@ class ChatState(Model):
     events: int = 0
     offer: TransferOffer | None = None
     patron_present: bool = True
+    # When the patron's last connection dropped, and when the owner's session ended: the
+    # grace periods that follow are measured from these (see routing.domain.deadline).
+    patron_left_at: str | None = None
+    owner_left_at: str | None = None

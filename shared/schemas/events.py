@@ -74,6 +74,7 @@ class TransferAccepted(_Event):
     from_operator: str
     operator: str
     operator_name: str
+    targets: list[str] = Field(default_factory=list)
 
 
 class TransferWithdrawn(_Event):
@@ -86,12 +87,47 @@ class TransferWithdrawn(_Event):
 
 class TransferExpired(_Event):
     type: Literal["transfer_expired"] = "transfer_expired"
-    reason: Literal["timeout", "declined"]
+    reason: Literal["timeout", "declined", "patron_left", "owner_left"]
     targets: list[str]
 
 
 class PatronLeft(_Event):
+    """The patron's last connection dropped; the patron grace period starts."""
+
     type: Literal["patron_left"] = "patron_left"
+
+
+class PatronReturned(_Event):
+    type: Literal["patron_returned"] = "patron_returned"
+
+
+class OwnerLeft(_Event):
+    """The owner's session ended; the owner grace period starts."""
+
+    type: Literal["owner_left"] = "owner_left"
+    operator: str
+
+
+class OwnerReturned(_Event):
+    type: Literal["owner_returned"] = "owner_returned"
+    operator: str
+
+
+class ChatRequeued(_Event):
+    """The chat went back to the front of its queue without an owner."""
+
+    type: Literal["requeued"] = "requeued"
+    from_operator: str
+    reason: Literal["owner_disconnected", "patron_wrote"]
+
+
+class ChatTaken(_Event):
+    """A colleague took over a chat whose owner is disconnected."""
+
+    type: Literal["taken"] = "taken"
+    from_operator: str
+    operator: str
+    operator_name: str
 
 
 ChatEvent = Annotated[
@@ -106,7 +142,12 @@ ChatEvent = Annotated[
     | TransferAccepted
     | TransferWithdrawn
     | TransferExpired
-    | PatronLeft,
+    | PatronLeft
+    | PatronReturned
+    | OwnerLeft
+    | OwnerReturned
+    | ChatRequeued
+    | ChatTaken,
     Field(discriminator="type"),
 ]
 CHAT_EVENT = TypeAdapter(ChatEvent)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
@@ -102,8 +102,89 @@ class ChatClose(Model):
     ref: Ref | None = None
 
 
+class TransferTarget(Model):
+    """Exactly one of `operator` or `queue`."""
+
+    operator: Id | None = None
+    queue: Id | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TransferTarget:
+        if (self.operator is None) == (self.queue is None):
+            raise ValueError("name exactly one of operator or queue")
+        return self
+
+
+class ChatTransfer(Model):
+    type: Literal["chat.transfer"]
+    chat_id: Id
+    to: TransferTarget
+    note: str | None = Field(default=None, max_length=500)
+    ref: Ref | None = None
+
+
+class TransferAccept(Model):
+    type: Literal["transfer.accept"]
+    chat_id: Id
+    ref: Ref | None = None
+
+
+class TransferDecline(Model):
+    type: Literal["transfer.decline"]
+    chat_id: Id
+    ref: Ref | None = None
+
+
+class ChatTake(Model):
+    type: Literal["chat.take"]
+    chat_id: Id
+    ref: Ref | None = None
+
+
+class ChatStartProactive(Model):
+    type: Literal["chat.start_proactive"]
+    guest_id: Id
+    body: str = Field(min_length=1)
+    queue: Id | None = None
+    ref: Ref | None = None
+
+
+class InternalTarget(Model):
+    """Exactly one of `operator`, `queue` or `all: true`."""
+
+    operator: Id | None = None
+    queue: Id | None = None
+    all: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> InternalTarget:
+        if sum(x is not None for x in (self.operator, self.queue, self.all)) != 1:
+            raise ValueError("name exactly one of operator, queue or all")
+        return self
+
+
+class InternalSend(Model):
+    type: Literal["internal.send"]
+    to: InternalTarget
+    body: str = Field(min_length=1)
+    ref: Ref | None = None
+
+
 OperatorFrame = Annotated[
-    Auth | StatusSet | MonitorSet | ChatClaim | SendMessage | Typing | ChatTag | ChatClose,
+    Auth
+    | StatusSet
+    | MonitorSet
+    | ChatClaim
+    | SendMessage
+    | Typing
+    | ChatTag
+    | ChatClose
+    | ChatTransfer
+    | TransferAccept
+    | TransferDecline
+    | ChatTake
+    | ChatStartProactive
+    | InternalSend,
     Field(discriminator="type"),
 ]
 OPERATOR_FRAME: TypeAdapter[Any] = TypeAdapter(OperatorFrame)
@@ -217,6 +298,94 @@ class QueueChatRemoved(Model):
     reason: str
 
 
+class ChatStarted(Model):
+    """To a patron: an operator has started a chat with you."""
+
+    type: Literal["chat.started"] = "chat.started"
+    chat: Chat
+
+
+class QueuePositionFrame(Model):
+    type: Literal["queue.position"] = "queue.position"
+    chat_id: str
+    position: int
+    estimated_wait_s: int | None
+
+
+class ChatTransferring(Model):
+    type: Literal["chat.transferring"] = "chat.transferring"
+    chat_id: str
+
+
+class ChatTransferred(Model):
+    type: Literal["chat.transferred"] = "chat.transferred"
+    chat_id: str
+    operator: str
+
+
+class ChatRequeuedFrame(Model):
+    type: Literal["chat.requeued"] = "chat.requeued"
+    chat_id: str
+    queue: str
+    reason: str
+    chat: Chat | None = None
+
+
+class OwnerPresenceFrame(Model):
+    """To a queue's watchers: a chat's owner has gone (it may be taken) or come back."""
+
+    type: Literal["chat.owner_left", "chat.owner_returned"]
+    chat_id: str
+    queue: str
+    owner: str
+
+
+class TransferOfferFrame(Model):
+    type: Literal["transfer.offer"] = "transfer.offer"
+    chat_id: str
+    from_: str = Field(alias="from")
+    note: str | None
+    to_queue: str | None = None
+    expires_at: str
+    chat: Chat
+    messages: list[Message] = Field(default_factory=list)
+
+
+class TransferWithdrawnFrame(Model):
+    type: Literal["transfer.withdrawn"] = "transfer.withdrawn"
+    chat_id: str
+    reason: str
+
+
+class TransferAcceptedFrame(Model):
+    type: Literal["transfer.accepted"] = "transfer.accepted"
+    chat_id: str
+    operator: str
+    operator_name: str
+
+
+class TransferExpiredFrame(Model):
+    type: Literal["transfer.expired"] = "transfer.expired"
+    chat_id: str
+    reason: str
+
+
+class InternalPeer(Model):
+    operator: str | None = None
+    queue: str | None = None
+    all: bool | None = None
+
+
+class InternalMessageFrame(Model):
+    type: Literal["internal.message"] = "internal.message"
+    id: str
+    conversation: str
+    from_: Sender = Field(alias="from")
+    to: InternalPeer
+    body: str
+    ts: str
+
+
 ServerFrame = Annotated[
     Ack
     | Error
@@ -232,7 +401,18 @@ ServerFrame = Annotated[
     | SessionEndedFrame
     | QueueSnapshot
     | QueueChatAdded
-    | QueueChatRemoved,
+    | QueueChatRemoved
+    | ChatStarted
+    | QueuePositionFrame
+    | ChatTransferring
+    | ChatTransferred
+    | ChatRequeuedFrame
+    | OwnerPresenceFrame
+    | TransferOfferFrame
+    | TransferWithdrawnFrame
+    | TransferAcceptedFrame
+    | TransferExpiredFrame
+    | InternalMessageFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME: TypeAdapter[Any] = TypeAdapter(ServerFrame)

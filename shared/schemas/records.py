@@ -39,6 +39,8 @@ class User(Model):
     role: Role
     display_name: str
     password_hash: str
+    # Open chats this operator may own at once; None for no limit.
+    max_chats: int | None = Field(default=None, ge=1, le=50)
 
     @model_validator(mode="after")
     def _named(self) -> User:

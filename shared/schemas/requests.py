@@ -6,9 +6,9 @@ A successful reply is the result model's JSON; a refusal is an `ErrorBody` with 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
@@ -48,11 +48,87 @@ class StartChatResult(Model):
 
 
 class ClaimChat(Model):
+    """Also the request of a take-over (`take`) of a chat whose owner is disconnected."""
+
     institution: str
     chat_id: str
     operator: str
     operator_name: str
     monitoring: list[str]
+    max_chats: int | None = None
+
+
+class TransferChat(Model):
+    institution: str
+    chat_id: str
+    by: str
+    to_operator: str | None = None
+    to_queue: str | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class TransferResult(Model):
+    chat: Chat
+    targets: list[str]
+
+
+class AnswerOffer(Model):
+    """A target's accept or decline of an open transfer offer."""
+
+    institution: str
+    chat_id: str
+    operator: str
+    operator_name: str
+    max_chats: int | None = None
+
+
+class PatronPresence(Model):
+    """The gateway saying a patron's last connection to a chat dropped."""
+
+    institution: str
+    chat_id: str
+    guest_id: str
+
+
+class ResumeChat(Model):
+    institution: str
+    guest_id: str
+
+
+class ResumeResult(Model):
+    chat: Chat | None = None
+
+
+class OwnedChats(Model):
+    institution: str
+    operator: str
+
+
+class OwnedChatsResult(Model):
+    chats: list[Chat]
+
+
+class StartProactive(Model):
+    institution: str
+    chat_id: str = Field(pattern=r"^[a-f0-9]{32}$")
+    queue: str
+    guest_id: str
+    widget: str | None = None
+    operator: str
+    operator_name: str
+    body: str
+    patron_connected: bool
+    max_chats: int | None = None
+
+
+class QueuePosition(Model):
+    """Ephemeral: a waiting chat's place in its queue, published as the queue moves."""
+
+    v: Literal[1] = 1
+    institution: str
+    chat_id: str
+    position: int
+    estimated_wait_s: int | None
 
 
 class PostMessage(Model):
@@ -111,6 +187,7 @@ class Session(Model):
     status: OperatorStatus = "offline"
     monitoring: list[str] = Field(default_factory=list)
     started_at: str
+    max_chats: int | None = None
 
 
 class OpenSession(Model):
@@ -118,6 +195,16 @@ class OpenSession(Model):
     operator: str
     name: str
     session_id: str
+    max_chats: int | None = None
+
+
+class SessionQuery(Model):
+    institution: str
+    operator: str
+
+
+class SessionLookup(Model):
+    session: Session | None = None
 
 
 class SessionRef(Model):
@@ -140,8 +227,11 @@ class StaffingQuery(Model):
 
 
 class Staffing(Model):
+    """Who is online and monitoring a queue, with the chat limit of those who have one."""
+
     queue: str
     operators: list[str]
+    limits: dict[str, int] = Field(default_factory=dict)
 
 
 class TypingNotice(Model):
@@ -161,7 +251,21 @@ class SessionEnded(Model):
     institution: str
     operator: str
     session_id: str
-    reason: Literal["signed_in_elsewhere", "ended_by_admin", "expired"]
+    reason: Literal["signed_in_elsewhere", "ended_by_admin", "expired", "disconnected"]
+
+
+class SessionStarted(Model):
+    """Published on the presence events subject when an operator signs in."""
+
+    v: Literal[1] = 1
+    type: Literal["session.started"] = "session.started"
+    institution: str
+    operator: str
+    session_id: str
+
+
+SessionEvent = Annotated[SessionStarted | SessionEnded, Field(discriminator="type")]
+SESSION_EVENT: TypeAdapter[SessionStarted | SessionEnded] = TypeAdapter(SessionEvent)
 
 
 # --- transcripts -------------------------------------------------------------------------
@@ -182,6 +286,34 @@ class Transcript(Model):
     chat: Chat
     messages: list[Message]
     routing: list[RoutingDecision]
+
+
+class InternalMessage(Model):
+    """A staff-only message: to one operator, to a queue's staff, or to all online staff.
+
+    `conversation` names the thread it belongs to: `dm:<a>:<b>` (the two operators in
+    order), `queue:<name>` or `all`."""
+
+    v: Literal[1] = 1
+    id: str
+    institution: str
+    conversation: str
+    from_: Sender = Field(alias="from")
+    to_operator: str | None = None
+    to_queue: str | None = None
+    to_all: bool = False
+    body: str
+    ts: str
+
+
+class InternalHistory(Model):
+    institution: str
+    conversation: str
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class InternalMessages(Model):
+    messages: list[InternalMessage]
 
 
 # --- tickets -----------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 import pytest
 
 from services.gateway import domain as gateway
@@ -10,7 +13,8 @@ from services.routing import domain as routing
 from services.tickets import domain as tickets
 from services.transcripts import domain as transcripts
 from shared.errors import Refusal
-from shared.schemas.requests import CreateTicket, OpenSession, SessionRef
+from shared.schemas.protocol import InternalTarget
+from shared.schemas.requests import CreateTicket, InternalMessage, OpenSession, SessionRef
 from tests.factories import ANN, PATRON, T0, started
 
 # --- gateway ----------------------------------------------------------------------------
@@ -35,19 +39,95 @@ def test_size_limits_count_bytes():
     assert blank.value.code == "invalid"
 
 
+def seen_by(event, to: gateway.To) -> list[str]:  # type: ignore[no-untyped-def]
+    return [frame.type for audience, frame in gateway.deliveries(event) if audience == to]
+
+
+ANN_SEES = gateway.To(operator="demo-hill-ann")
+WATCHERS = gateway.To(queue="demo-hill")
+
+
 def test_frames_per_audience():
     _, question, queued = started(chat_id="c" * 32).events
-    assert gateway.patron_frames(question) == []  # the patron's own words come back as acks
-    assert [f.type for f in gateway.queue_frames(queued)] == ["queue.chat_added"]
+    assert seen_by(question, gateway.PATRON) == []  # the patron's own words come back as acks
+    assert seen_by(queued, WATCHERS) == ["queue.chat_added"]
     claim = routing.claim(started().state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
-    frames = gateway.patron_frames(claim.events[0])
+    frames = [f for to, f in gateway.deliveries(claim.events[0]) if to == gateway.PATRON]
     assert frames[0].model_dump()["operator"] == "Ann"
-    assert [f.type for f in gateway.queue_frames(claim.events[0])] == ["queue.chat_removed"]
+    assert seen_by(claim.events[0], WATCHERS) == ["queue.chat_removed"]
     reply = routing.post_message(claim.state, ANN, "Hello", T0)
-    assert gateway.owner_frames(reply.events[0]) == []
-    assert [f.type for f in gateway.patron_frames(reply.events[0])] == ["message"]
+    assert seen_by(reply.events[0], ANN_SEES) == []
+    assert seen_by(reply.events[0], gateway.PATRON) == ["message"]
     ask = routing.post_message(reply.state, PATRON, "Thanks", T0)
-    assert [f.type for f in gateway.owner_frames(ask.events[0])] == ["message"]
+    assert seen_by(ask.events[0], ANN_SEES) == ["message"]
+
+
+def test_transfer_frames_reach_patron_targets_and_owner():
+    claim = routing.claim(started().state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
+    offer = routing.offer_transfer(
+        claim.state,
+        "demo-hill-ann",
+        ["demo-hill-bob", "demo-hill-cat"],
+        T0,
+        60,
+        to_queue="demo-hill",
+    )
+    assert seen_by(offer.events[0], gateway.PATRON) == ["chat.transferring"]
+    assert gateway.offered_to(offer.events[0]) == ["demo-hill-bob", "demo-hill-cat"]
+    accepted = routing.accept_transfer(offer.state, "demo-hill-bob", "Bob", T0)
+    event = accepted.events[0]
+    assert seen_by(event, gateway.PATRON) == ["chat.transferred"]
+    assert seen_by(event, ANN_SEES) == ["transfer.accepted"]
+    assert seen_by(event, gateway.To(operator="demo-hill-cat")) == ["transfer.accepted"]
+    assert seen_by(event, gateway.To(operator="demo-hill-bob")) == []
+    reclaimed = routing.post_message(offer.state, ANN, "Still here", T0)
+    assert seen_by(reclaimed.events[0], gateway.To(operator="demo-hill-cat")) == [
+        "transfer.withdrawn"
+    ]
+
+
+def test_requeue_reaches_patron_watchers_and_old_owner():
+    claim = routing.claim(started().state, "demo-hill-ann", "Ann", ["demo-hill"], T0)
+    left = routing.owner_left(claim.state, "demo-hill-ann", T0)
+    assert seen_by(left.events[0], WATCHERS) == ["chat.owner_left"]
+    later = T0 + timedelta(seconds=61)
+    requeued = routing.due(left.state, later, routing.Timing())
+    event = requeued.events[-1]
+    assert seen_by(event, gateway.PATRON) == ["chat.requeued"]
+    assert seen_by(event, WATCHERS) == ["queue.chat_added", "chat.requeued"]
+    assert seen_by(event, ANN_SEES) == ["chat.requeued"]
+
+
+def test_internal_messages_reach_the_right_staff():
+    @dataclass
+    class Staff:
+        username: str
+        status: str
+        monitoring: frozenset[str]
+
+    ann = Staff("demo-hill-ann", "online", frozenset({"demo-hill"}))
+    bob = Staff("demo-hill-bob", "internal", frozenset({"demo-hill"}))
+    cat = Staff("demo-hill-cat", "away", frozenset({"demo-hill"}))
+    dee = Staff("demo-hill-dee", "online", frozenset())
+    staff = [ann, bob, cat, dee]
+
+    def to(**target: object) -> list[str]:
+        message = InternalMessage(
+            id="m1",
+            institution="hill",
+            conversation="x",
+            from_=ANN,
+            body="hi",
+            ts="2026-11-23T15:00:00+00:00",
+            **target,  # type: ignore[arg-type]
+        )
+        return [s.username for s in gateway.internal_recipients(message, staff)]
+
+    assert to(to_operator="demo-hill-cat") == ["demo-hill-cat"]  # direct: whatever the status
+    assert to(to_queue="demo-hill") == ["demo-hill-bob"]  # not the sender, not away
+    assert to(to_all=True) == ["demo-hill-bob", "demo-hill-dee"]
+    assert gateway.conversation_of("b", InternalTarget(operator="a")) == "dm:a:b"
+    assert gateway.conversation_of("a", InternalTarget(operator="b")) == "dm:a:b"
 
 
 # --- presence ---------------------------------------------------------------------------
@@ -85,7 +165,7 @@ def test_staffing_needs_online_and_monitoring():
     assert watching.monitoring == ["demo-hill"]
     assert presence.staffing([watching], "demo-hill") == []
     online = presence.set_status(watching, "online")
-    assert presence.staffing([online], "demo-hill") == ["demo-hill-ann"]
+    assert [s.operator for s in presence.staffing([online], "demo-hill")] == ["demo-hill-ann"]
     assert presence.staffing([presence.set_status(watching, "away")], "demo-hill") == []
     assert presence.staffing([online], "demo-river") == []
 

@@ -15,6 +15,7 @@ from shared.schemas.chat import Sender
 from tests.factories import PATRON, T0, started
 
 OPERATORS = ["demo-hill-ann", "demo-hill-bob", "demo-hill-cat"]
+TIMING = domain.Timing(offer_timeout_s=120, owner_grace_s=60, patron_grace_s=600)
 operators = st.sampled_from(OPERATORS)
 
 
@@ -63,6 +64,9 @@ class ChatLifecycle(RuleBasedStateMachine):
 
     def owns(self) -> bool:
         return self.state.chat.state == "active" and self.state.chat.owner is not None
+
+    def owns_chat(self) -> bool:
+        return self.state.chat.state in ("active", "transferring")
 
     def offer_open(self) -> bool:
         return self.state.offer is not None
@@ -113,10 +117,32 @@ class ChatLifecycle(RuleBasedStateMachine):
 
     @rule(seconds=st.integers(min_value=1, max_value=200))
     def time_passes(self, seconds: int) -> None:
+        """Whatever comes due (offer expiry, owner and patron grace) happens, as the
+        routing timers would make it."""
         self.now += timedelta(seconds=seconds)
-        if self.state.offer is not None:
-            stamp = self.state.offer.offered_at
-            self.apply(lambda: domain.expire_transfer(self.state, stamp, self.now))
+        self.apply(lambda: domain.due(self.state, self.now, TIMING))
+
+    @precondition(owns_chat)
+    @rule()
+    def owner_disconnects(self) -> None:
+        owner = self.state.chat.owner
+        assert owner is not None
+        self.apply(lambda: domain.owner_left(self.state, owner, self.now))
+
+    @precondition(owns_chat)
+    @rule()
+    def owner_reconnects(self) -> None:
+        owner = self.state.chat.owner
+        assert owner is not None
+        self.apply(lambda: domain.owner_returned(self.state, owner, self.now))
+
+    @rule(op=operators)
+    def colleague_takes_over(self, op: str) -> None:
+        self.apply(lambda: domain.take(self.state, op, op, ["demo-hill"], self.now))
+
+    @rule()
+    def patron_reconnects(self) -> None:
+        self.apply(lambda: domain.patron_returned(self.state, self.now))
 
     def has_history(self) -> bool:
         # Ending a chat is always possible; holding it back a little lets transfers,
@@ -148,6 +174,15 @@ class ChatLifecycle(RuleBasedStateMachine):
         assert (self.state.offer is not None) == (chat.state == "transferring")
         if self.state.offer is not None:
             assert chat.owner not in self.state.offer.targets
+        if self.state.owner_left_at is not None:
+            assert chat.state in ("active", "transferring")
+        if chat.state in ("queued", "active", "transferring"):
+            assert (self.state.patron_left_at is None) == self.state.patron_present
+
+    @invariant()
+    def nothing_happens_after_the_end(self) -> None:
+        ends = [i for i, e in enumerate(self.log) if e.type in ("closed", "missed")]
+        assert ends in ([], [len(self.log) - 1])
 
     @invariant()
     def seq_is_gapless(self) -> None:
