@@ -29,6 +29,10 @@ class ProtocolClient:
     async def close(self) -> None:
         await self.ws.close()
 
+    def crash(self) -> None:
+        """Drop the connection without a closing handshake, as a crashed browser would."""
+        self.ws.transport.abort()
+
     async def _next(self, timeout: float) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         frame: dict[str, Any] = json.loads(raw)

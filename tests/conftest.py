@@ -16,6 +16,16 @@ from shared.bus import Bus
 from tests.servers import Servers, real_servers
 
 E2E_DB = "refdesk_e2e"
+# Short waits, so that expiries and grace periods can be watched happen.
+OFFER_TIMEOUT_S = 3
+OWNER_GRACE_S = 3
+PATRON_GRACE_S = 3
+E2E_ENV = {
+    "REFDESK_HEARTBEAT_S": "2",
+    "REFDESK_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
+    "REFDESK_OWNER_GRACE_S": str(OWNER_GRACE_S),
+    "REFDESK_PATRON_GRACE_S": str(PATRON_GRACE_S),
+}
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +57,7 @@ def start_system(servers: Servers, data: Path, db: str = E2E_DB) -> LocalSystem:
         ports=Ports.free(),
         mongodb_uri=servers.mongodb_uri,
         nats_url=servers.nats_url,
-        extra_env={"REFDESK_MONGODB_DB": db, "REFDESK_HEARTBEAT_S": "2"},
+        extra_env={"REFDESK_MONGODB_DB": db, **E2E_ENV},
     )
     try:
         system.start_services()

@@ -54,12 +54,22 @@ def users(password: str) -> list[User]:
         ("demo-hill-admin", "hill", "institution_admin", "Hill Admin"),
         ("demo-hill-ann", "hill", "operator", "Ann"),
         ("demo-hill-bob", "hill", "operator", "Bob"),
+        ("demo-hill-eve", "hill", "operator", "Eve"),
         ("demo-river-cat", "river", "operator", "Cat"),
         ("demo-backup-dan", "backup", "operator", "Dan"),
     ]
+    # Eve is a student assistant: one chat at a time.
+    limits = {"demo-hill-eve": 1}
     hashed = hash_password(password)
     return [
-        User(username=u, institution=i, role=r, display_name=n, password_hash=hashed)
+        User(
+            username=u,
+            institution=i,
+            role=r,
+            display_name=n,
+            password_hash=hashed,
+            max_chats=limits.get(u),
+        )
         for u, i, r, n in rows
     ]
 
