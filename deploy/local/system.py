@@ -109,15 +109,19 @@ class LocalSystem:
             self.infra.append(start_mongodb(self.data, self.ports.mongodb, self.logs))
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.ports.mongodb}"
 
-    def start_service(self, name: str) -> Child:
+    def start_service(self, name: str, replica: int = 0) -> Child:
+        """Start one service; `replica` > 0 starts another copy of it (not the gateway),
+        known as `<name>-<replica>` with its own ops port."""
         env = self.env()
+        key = name if replica == 0 else f"{name}-{replica}"
         if name == "gateway":
             env["REFDESK_PORT"] = str(self.ports.gateway)
             env["REFDESK_PUBLIC_URL"] = self.gateway_url
         else:
-            env["REFDESK_OPS_PORT"] = str(self.ports.ops[name])
-        child = spawn(name, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
-        self.services[name] = child
+            self.ports.ops.setdefault(key, free_port())
+            env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
+        child = spawn(key, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
+        self.services[key] = child
         return child
 
     def ops_url(self, name: str) -> str:
@@ -125,6 +129,7 @@ class LocalSystem:
         return f"http://127.0.0.1:{port}"
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> None:
+        """Wait for a started service (or replica, by its key) to answer /readyz."""
         child = self.services[name]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -619,6 +619,8 @@ def due(state: ChatState, now: datetime, timing: Timing) -> Transition:
     """Whatever the passing of time has decided by `now`: an offer expires, a disconnected
     owner's chat is requeued, a patron who never came back loses the chat."""
     result = Transition(state)
+    if state.chat.state not in OPEN_STATES:
+        return result
     if state.offer is not None:
         result = _chain(result, expire_transfer(state, state.offer.offered_at, now))
     current = result.state

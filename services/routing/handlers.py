@@ -95,16 +95,33 @@ class RoutingHandlers:
     async def _apply(
         self, institution: str, chat_id: str, decide: Callable[[ChatState], domain.Transition]
     ) -> domain.Transition:
-        """Decide on the freshest state we can see; on a lost race, re-read and decide again."""
-        for attempt in range(self.cas_attempts):
-            state, revision = await self.chats.load(institution, chat_id, fresh=attempt > 0)
-            transition = decide(state)
+        """Decide on the freshest state we can see; on a lost race, re-read and decide again.
+
+        The first try may use this replica's cached copy, which can lag another replica's
+        write by a moment. A write from it is safe (the compare-and-set refuses a stale
+        revision), but a refusal or a no-op is only answered once it stands on a fresh read.
+        """
+        fresh = False
+        for _ in range(self.cas_attempts):
+            cached = not fresh and self.chats.is_cached(institution, chat_id)
+            state, revision = await self.chats.load(institution, chat_id, fresh=fresh)
+            try:
+                transition = decide(state)
+            except Refusal:
+                if cached:
+                    fresh = True
+                    continue
+                raise
             if not transition.changed:
+                if cached:
+                    fresh = True
+                    continue
                 return transition
             try:
                 await self.chats.replace(transition.state, revision)
             except StaleRevision:
                 metrics.CAS_RETRIES.inc()
+                fresh = True
                 continue
             await self._published(transition)
             return transition

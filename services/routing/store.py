@@ -42,6 +42,9 @@ class ChatStore:
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
         self._follower = BucketFollower(kv, self._followed)
 
+    def is_cached(self, institution: str, chat_id: str) -> bool:
+        return subjects.chat_key(institution, chat_id) in self._known
+
     async def load(
         self, institution: str, chat_id: str, fresh: bool = False
     ) -> tuple[ChatState, int]:

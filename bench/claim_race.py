@@ -1,0 +1,206 @@
+"""Claim arbitration under a race: N operators claim the same queued chat at once, through
+two routing replicas, and exactly one may win.
+
+    python -m bench.claim_race [--operators 50] [--rounds 200] [--replicas 2]
+
+Starts its own nats-server, nx-27017 and routing replicas on free loopback ports. Each
+round writes a fresh queued chat, fires every operator's claim at once and times each
+request until its answer (the winner's ack or a loser's `conflict`). Prints p50/p99 of
+the winner's latency, of all answers, and of the round (the last answer). The same
+driver backs tests/integration/test_routing_race.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.js.kv import KeyValue
+
+from bench.stats import percentile
+from deploy.local.system import LocalSystem, Ports
+from services.routing import domain
+from shared import subjects
+from shared.bus import Bus
+from shared.clock import SystemClock
+from shared.errors import Refusal
+from shared.schemas.chat import ChatState, Sender
+from shared.schemas.requests import AnswerOffer, ChatResult, ClaimChat, MessageResult, PostMessage
+
+INSTITUTION = "race"
+QUEUE = "race-q"
+
+
+def operators(count: int) -> list[str]:
+    return [f"race-op{i}" for i in range(count)]
+
+
+async def seed_queued_chat(kv: KeyValue) -> ChatState:
+    """A patron's chat waiting in the race queue, written as routing would write it."""
+    transition = domain.start_chat(
+        domain.NewChat(
+            chat_id=uuid.uuid4().hex,
+            institution=INSTITUTION,
+            widget="race",
+            queue=QUEUE,
+            guest_id=uuid.uuid4().hex,
+            question="Who gets this?",
+            name=None,
+            email=None,
+            reason="staffed",
+        ),
+        SystemClock().now(),
+    )
+    state = transition.state
+    await kv.create(subjects.chat_key(INSTITUTION, state.chat.id), state.to_json())
+    return state
+
+
+async def seed_offered_chat(kv: KeyValue, owner: str, targets: list[str]) -> ChatState:
+    """A chat owned by `owner` with an open transfer offer to `targets`."""
+    now = SystemClock().now()
+    queued = await seed_queued_chat(kv)
+    claimed = domain.claim(queued, owner, owner, [QUEUE], now).state
+    offered = domain.offer_transfer(
+        claimed, owner, targets, now, 120.0, to_queue=QUEUE, note="race"
+    ).state
+    entry = await kv.get(subjects.chat_key(INSTITUTION, queued.chat.id))
+    assert entry.revision is not None
+    await kv.update(entry.key, offered.to_json(), last=entry.revision)
+    return offered
+
+
+@dataclass(frozen=True)
+class Answer:
+    operator: str
+    won: bool
+    code: str | None
+    owner: str | None
+    seconds: float
+
+
+async def _timed(operator: str, call: Awaitable[object]) -> Answer:
+    started = time.perf_counter()
+    try:
+        await call
+    except Refusal as refusal:
+        return Answer(operator, False, refusal.code, refusal.owner, time.perf_counter() - started)
+    return Answer(operator, True, None, None, time.perf_counter() - started)
+
+
+async def race_claims(bus: Bus, chat_id: str, names: list[str]) -> list[Answer]:
+    """Every operator claims the chat at the same moment."""
+
+    def claim(op: str) -> Awaitable[ChatResult]:
+        request = ClaimChat(
+            institution=INSTITUTION,
+            chat_id=chat_id,
+            operator=op,
+            operator_name=op,
+            monitoring=[QUEUE],
+        )
+        return bus.request(subjects.routing(INSTITUTION, "claim"), request, ChatResult, timeout=10)
+
+    return list(await asyncio.gather(*(_timed(op, claim(op)) for op in names)))
+
+
+async def race_accepts_and_reclaim(
+    bus: Bus, chat_id: str, owner: str, targets: list[str]
+) -> list[Answer]:
+    """Every target accepts the offer while its owner writes (which takes the chat back)."""
+
+    def accept(op: str) -> Awaitable[ChatResult]:
+        request = AnswerOffer(
+            institution=INSTITUTION, chat_id=chat_id, operator=op, operator_name=op
+        )
+        return bus.request(subjects.routing(INSTITUTION, "accept"), request, ChatResult, timeout=10)
+
+    write = bus.request(
+        subjects.routing(INSTITUTION, "message"),
+        PostMessage(
+            institution=INSTITUTION,
+            chat_id=chat_id,
+            sender=Sender(kind="operator", name=owner, id=owner),
+            body="I'll keep this one",
+        ),
+        MessageResult,
+        timeout=10,
+    )
+    calls = [_timed(op, accept(op)) for op in targets] + [_timed(owner, write)]
+    return list(await asyncio.gather(*calls))
+
+
+def start_cluster(data: Path, replicas: int, mongodb_uri: str | None = None) -> LocalSystem:
+    """nats-server (and nx-27017 unless given) plus `replicas` routing processes."""
+    system = LocalSystem(data=data, ports=Ports.free(), mongodb_uri=mongodb_uri)
+    try:
+        system.start_infra()
+        for replica in range(replicas):
+            system.start_service("routing", replica)
+        for key in list(system.services):
+            system.wait_ready(key)
+    except Exception:
+        system.stop()
+        raise
+    return system
+
+
+async def run(operator_count: int, rounds: int, replicas: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="claim-race-"))
+    system = start_cluster(data, replicas)
+    try:
+        assert system.nats_url is not None
+        bus = await Bus.connect(system.nats_url, "bench-claim-race", request_timeout=10)
+        kv = await bus.js.key_value(subjects.CHAT_BUCKET)
+        names = operators(operator_count)
+        winners: list[float] = []
+        everyone: list[float] = []
+        rounds_s: list[float] = []
+        for _ in range(rounds):
+            chat = await seed_queued_chat(kv)
+            started = time.perf_counter()
+            answers = await race_claims(bus, chat.chat.id, names)
+            rounds_s.append(time.perf_counter() - started)
+            won = [a for a in answers if a.won]
+            if len(won) != 1:
+                raise SystemExit(f"round had {len(won)} winners")
+            winners.append(won[0].seconds)
+            everyone += [a.seconds for a in answers]
+        await bus.close()
+        print(
+            f"claim race: {operator_count} operators, {rounds} rounds, {replicas} routing replicas"
+        )
+        for label, samples in (
+            ("winner's claim", winners),
+            ("every answer", everyone),
+            ("whole round", rounds_s),
+        ):
+            ms = [s * 1000 for s in samples]
+            print(
+                f"  {label:15} p50 {percentile(ms, 50):6.2f} ms  p99 {percentile(ms, 99):6.2f} ms"
+                f"  max {max(ms):6.2f} ms"
+            )
+        print(f"  exactly one winner in {rounds}/{rounds} rounds")
+    finally:
+        system.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--operators", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(run(args.operators, args.rounds, args.replicas))
+
+
+if __name__ == "__main__":
+    main()
