@@ -412,6 +412,7 @@ class PatronSocket(FrameLoop):
             ResumeResult,
         )
         if resumed.chat is not None:
+            link.name = resumed.chat.patron.name or link.name
             self.gw.hub.follow_chat(link, resumed.chat.id)
             messages = await self.gw.chat_messages(link.institution, resumed.chat.id)
             then.append(ChatResumed(chat=resumed.chat, messages=messages))

@@ -130,3 +130,60 @@ async def test_demo_page_loader_opens_the_widget(system: LocalSystem, browser: B
         await expect(inner.locator("#availability")).not_to_have_text("Connecting…")
     finally:
         await context.close()
+
+
+async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, browser: Browser):
+    """Ann transfers a chat to Bob, who accepts it from his offers with the history; the
+    patron is told; the two also talk in the staff pane. Then a reload of the patron's
+    page resumes the chat from the remembered token."""
+    base = system.gateway_url
+    contexts = [await browser.new_context() for _ in range(3)]
+    try:
+        ann, bob, widget = [await c.new_page() for c in contexts]
+        await sign_in(ann, base, "demo-hill-ann")
+        await ann.select_option("#status", "online")
+        await ann.check("#queues input[value=demo-hill]")
+        await sign_in(bob, base, "demo-hill-bob")
+        await bob.select_option("#status", "online")
+        await widget_online(ann, base, "hill")
+
+        await widget.goto(f"{base}/widget?widget=hill")
+        await widget.fill("#name", "Pat")
+        await widget.fill("#question", "Who handles interlibrary loans?")
+        await widget.click("#start-form button")
+        waiting = ann.locator("#waiting li", has_text="Who handles interlibrary loans?")
+        await waiting.locator("button").click()
+        await expect(widget.locator("#log")).to_contain_text("Ann joined the chat.")
+
+        await ann.fill("#transfer-to", "demo-hill-bob")
+        await ann.fill("#transfer-note", "ILL question")
+        await ann.click("#transfer")
+        await expect(ann.locator("#chat-title")).to_contain_text("transferring")
+        await expect(widget.locator("#log")).to_contain_text("Connecting you with a colleague")
+        offer = bob.locator("#offers li", has_text="ILL question")
+        await expect(offer).to_be_visible()
+        await offer.locator("[data-accept]").click()
+        await expect(bob.locator("#log")).to_contain_text("Who handles interlibrary loans?")
+        await expect(widget.locator("#log")).to_contain_text("Bob has taken over the chat.")
+        await expect(ann.locator("#chat-title")).to_contain_text("transferred to Bob")
+        await expect(ann.locator("#body")).to_be_disabled()
+        await bob.fill("#body", "I do! What do you need?")
+        await bob.click("#send")
+        await expect(widget.locator("#log")).to_contain_text("I do! What do you need?")
+
+        await ann.fill("#staff-to", "demo-hill-bob")
+        await ann.fill("#staff-body", "Thanks for taking that one")
+        await ann.click("#staff-send")
+        await expect(bob.locator("#staff-log")).to_contain_text("Ann → demo-hill-bob")
+
+        await widget.reload()
+        await expect(widget.locator("#log")).to_contain_text("I do! What do you need?")
+        await expect(widget.locator("#log")).to_contain_text("Who handles interlibrary loans?")
+        await widget.fill("#body", "A 1923 yearbook")
+        await widget.click("#send-form button")
+        await expect(bob.locator("#log")).to_contain_text("Pat:A 1923 yearbook")
+        await bob.click("#close")
+        await expect(widget.locator("#log")).to_contain_text("The chat has ended.")
+    finally:
+        for context in contexts:
+            await context.close()

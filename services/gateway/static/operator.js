@@ -1,9 +1,12 @@
-// refdesk operator client: sign in, choose status and queues, claim, reply, tag and close.
+// refdesk operator client: sign in, choose status and queues, claim, reply, tag, transfer
+// (and answer transfer offers), take over a disconnected colleague's chat, close, and talk
+// to other staff.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const state = { token: null, user: null, ws: null, refs: new Map(), nextRef: 1,
-                  waiting: new Map(), chats: new Map(), current: null };
+                  waiting: new Map(), orphans: new Map(), offers: new Map(), chats: new Map(),
+                  current: null, queueNames: new Set() };
 
   function send(frame) {
     return new Promise((resolve, reject) => {
@@ -23,15 +26,47 @@
   function renderWaiting() {
     const list = $("waiting");
     list.replaceChildren();
-    if (state.waiting.size === 0) { list.append(el("li", { class: "muted" }, "No one is waiting.")); return; }
+    if (state.waiting.size === 0 && state.orphans.size === 0) { list.append(el("li", { class: "muted" }, "No one is waiting.")); return; }
     for (const chat of state.waiting.values()) {
       const item = el("li", { "data-chat": chat.id });
-      item.append(el("span", {}, `${chat.patron.name || "Patron"}: ${chat.question || ""}`));
+      const again = chat.requeued_at ? " (back in line: their librarian was disconnected)" : "";
+      item.append(el("span", {}, `${chat.patron.name || "Patron"}: ${chat.question || ""}${again}`));
       const button = el("button", { "data-claim": chat.id }, "Claim");
-      button.addEventListener("click", () => claim(chat.id));
+      button.addEventListener("click", () => own("chat.claim", chat.id));
       item.append(button);
       list.append(item);
     }
+    for (const orphan of state.orphans.values()) {
+      const item = el("li", { "data-chat": orphan.chat_id });
+      item.append(el("span", {}, `${orphan.owner} was disconnected from a chat`));
+      const button = el("button", { "data-take": orphan.chat_id }, "Take over");
+      button.addEventListener("click", () => own("chat.take", orphan.chat_id));
+      item.append(button);
+      list.append(item);
+    }
+  }
+  function renderOffers() {
+    const list = $("offers");
+    list.replaceChildren();
+    if (state.offers.size === 0) { list.append(el("li", { class: "muted" }, "No transfer offers.")); return; }
+    for (const offer of state.offers.values()) {
+      const item = el("li", { "data-offer": offer.chat_id });
+      const note = offer.note ? ` — “${offer.note}”` : "";
+      item.append(el("span", {}, `${offer.from} offers ${offer.chat.patron.name || "a patron"}: ${offer.chat.question || ""}${note}`));
+      const accept = el("button", { "data-accept": offer.chat_id }, "Accept");
+      accept.addEventListener("click", () => own("transfer.accept", offer.chat_id));
+      const decline = el("button", { class: "secondary", "data-decline": offer.chat_id }, "Decline");
+      decline.addEventListener("click", async () => {
+        state.offers.delete(offer.chat_id); renderOffers();
+        try { await send({ type: "transfer.decline", chat_id: offer.chat_id }); } catch (err) { showError(err.message); }
+      });
+      item.append(accept, decline);
+      list.append(item);
+    }
+  }
+  function staffLine(text) {
+    const line = el("div", { class: "msg operator" }, text);
+    $("staff-log").append(line); $("staff-log").scrollTop = $("staff-log").scrollHeight;
   }
   function renderMine() {
     const list = $("mine");
@@ -48,7 +83,7 @@
     const entry = state.chats.get(state.current);
     const open = entry && ["active", "transferring"].includes(entry.chat.state);
     $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
-    for (const id of ["body", "send", "tags", "close"]) $(id).disabled = !open;
+    for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer"]) $(id).disabled = !open;
     if (!entry) return;
     for (const m of entry.messages) {
       const line = el("div", { class: `msg ${m.from.kind}` });
@@ -59,13 +94,19 @@
   }
   function select(chatId) { state.current = chatId; renderLog(); }
 
-  async function claim(chatId) {
+  // Claim from the queue, take over from a disconnected colleague, or accept an offer:
+  // each answers with the chat and its whole history.
+  async function own(type, chatId) {
     try {
-      const ack = await send({ type: "chat.claim", chat_id: chatId });
-      state.waiting.delete(chatId);
+      const ack = await send({ type, chat_id: chatId });
+      state.waiting.delete(chatId); state.orphans.delete(chatId); state.offers.delete(chatId);
       state.chats.set(chatId, { chat: ack.chat, messages: ack.messages });
-      renderWaiting(); renderMine(); select(chatId);
+      renderWaiting(); renderOffers(); renderMine(); select(chatId); showError("");
     } catch (err) { showError(err.message); }
+  }
+  function setChatState(chatId, chatState) {
+    const entry = state.chats.get(chatId);
+    if (entry) { entry.chat.state = chatState; renderMine(); renderLog(); }
   }
 
   function onFrame(frame) {
@@ -91,11 +132,35 @@
         if (entry) { entry.messages.push(frame); if (state.current === frame.chat_id) renderLog(); }
         break;
       }
-      case "chat.closed": {
-        const entry = state.chats.get(frame.chat_id);
-        if (entry) { entry.chat.state = frame.state; renderMine(); renderLog(); }
+      case "chat.closed":
+        state.orphans.delete(frame.chat_id); renderWaiting();
+        setChatState(frame.chat_id, frame.state); break;
+      case "chat.resumed":
+        state.chats.set(frame.chat.id, { chat: frame.chat, messages: frame.messages });
+        renderMine(); if (!state.current) select(frame.chat.id); break;
+      case "transfer.offer":
+        state.offers.set(frame.chat_id, frame); renderOffers(); break;
+      case "transfer.withdrawn":
+        state.offers.delete(frame.chat_id); renderOffers(); break;
+      case "transfer.accepted":
+        state.offers.delete(frame.chat_id); renderOffers();
+        if (state.chats.has(frame.chat_id)) { setChatState(frame.chat_id, `transferred to ${frame.operator_name}`); }
         break;
-      }
+      case "transfer.expired":
+        state.offers.delete(frame.chat_id); renderOffers();
+        if (state.chats.has(frame.chat_id)) { setChatState(frame.chat_id, "active"); showError(`Nobody took the transfer (${frame.reason}); the chat is still yours.`); }
+        break;
+      case "chat.owner_left":
+        if (!state.chats.has(frame.chat_id)) { state.orphans.set(frame.chat_id, frame); renderWaiting(); }
+        break;
+      case "chat.owner_returned":
+        state.orphans.delete(frame.chat_id); renderWaiting(); break;
+      case "chat.requeued":
+        state.orphans.delete(frame.chat_id); renderWaiting();
+        if (state.chats.has(frame.chat_id)) setChatState(frame.chat_id, "requeued");
+        break;
+      case "internal.message":
+        staffLine(`${frame.from.name} → ${frame.to.operator || frame.to.queue || "all"}: ${frame.body}`); break;
       case "session.ended":
         showError(`Your session ended: ${frame.reason.replaceAll("_", " ")}.`); break;
     }
@@ -107,6 +172,7 @@
     const list = $("queues");
     list.replaceChildren();
     for (const q of queues) {
+      state.queueNames.add(q.name);
       const item = el("li");
       const label = el("label");
       const box = el("input", { type: "checkbox", value: q.name });
@@ -153,8 +219,34 @@
     if (!body || !state.current) return;
     try {
       const ack = await send({ type: "message", chat_id: state.current, body });
-      state.chats.get(state.current).messages.push({ id: ack.id, seq: ack.seq, body, from: { kind: "operator", name: state.user.display_name } });
+      const entry = state.chats.get(state.current);
+      entry.messages.push({ id: ack.id, seq: ack.seq, body, from: { kind: "operator", name: state.user.display_name } });
+      if (entry.chat.state === "transferring") entry.chat.state = "active";  // writing took it back
+      renderMine();
       $("body").value = ""; renderLog();
+    } catch (err) { showError(err.message); }
+  });
+  $("transfer-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = $("transfer-to").value.trim();
+    if (!name || !state.current) return;
+    const to = state.queueNames.has(name) ? { queue: name } : { operator: name };
+    const note = $("transfer-note").value.trim() || null;
+    try {
+      const ack = await send({ type: "chat.transfer", chat_id: state.current, to, note });
+      state.chats.get(state.current).chat = ack.chat; $("transfer-to").value = ""; $("transfer-note").value = "";
+      renderMine(); renderLog(); showError("");
+    } catch (err) { showError(err.message); }
+  });
+  $("staff-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = $("staff-body").value.trim();
+    const name = $("staff-to").value.trim();
+    if (!body || !name) return;
+    const to = name === "all" ? { all: true } : state.queueNames.has(name) ? { queue: name } : { operator: name };
+    try {
+      await send({ type: "internal.send", to, body });
+      staffLine(`You → ${name}: ${body}`); $("staff-body").value = ""; showError("");
     } catch (err) { showError(err.message); }
   });
   $("close-form").addEventListener("submit", async (event) => {

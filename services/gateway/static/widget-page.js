@@ -1,4 +1,5 @@
-// The patron side of the widget: hello (with a remembered guest token), ask, chat, end.
+// The patron side of the widget: hello (with a remembered guest token, which also resumes
+// an open chat), ask, chat, end.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -37,10 +38,23 @@
         $("availability").textContent = f.widget.online ? "A librarian is available." : "No one is available right now.";
         if (f.widget.online) $("start-form").classList.remove("hidden");
         break;
+      case "chat.resumed":
+      case "chat.started":
+        chatId = f.chat.id; showChat(); $("send-form").classList.remove("hidden");
+        $("log").replaceChildren();
+        for (const m of f.messages || []) line(m.from.kind === "patron" ? "You" : m.from.name, m.body, m.from.kind);
+        break;
       case "chat.queued":
+      case "queue.position":
         line("", `You are number ${f.position} in line.`, "system"); break;
       case "chat.claimed":
         line("", `${f.operator} joined the chat.`, "system"); break;
+      case "chat.transferring":
+        line("", "Connecting you with a colleague…", "system"); break;
+      case "chat.transferred":
+        line("", `${f.operator} has taken over the chat.`, "system"); break;
+      case "chat.requeued":
+        line("", "Your librarian was disconnected; the next one available will continue.", "system"); break;
       case "message":
         line(f.from.name, f.body, f.from.kind); break;
       case "chat.closed":
