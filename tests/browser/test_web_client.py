@@ -145,6 +145,7 @@ async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, b
         await ann.check("#queues input[value=demo-hill]")
         await sign_in(bob, base, "demo-hill-bob")
         await bob.select_option("#status", "online")
+        await expect(bob.locator("#status[data-confirmed=online]")).to_be_attached()
         await widget_online(ann, base, "hill")
 
         await widget.goto(f"{base}/widget?widget=hill")

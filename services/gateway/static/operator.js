@@ -120,7 +120,7 @@
     }
     switch (frame.type) {
       case "session":
-        $("status").value = frame.status; break;
+        $("status").value = frame.status; $("status").dataset.confirmed = frame.status; break;
       case "queue.snapshot":
         state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat])); renderWaiting(); break;
       case "queue.chat_added":
@@ -211,7 +211,11 @@
     connect();
   });
   $("status").addEventListener("change", async () => {
-    try { await send({ type: "status.set", status: $("status").value }); showError(""); } catch (err) { showError(err.message); }
+    // The confirmed status is kept apart from the menu's value until the server agrees.
+    try {
+      const ack = await send({ type: "status.set", status: $("status").value });
+      $("status").dataset.confirmed = ack.status; showError("");
+    } catch (err) { showError(err.message); }
   });
   $("send-form").addEventListener("submit", async (event) => {
     event.preventDefault();
