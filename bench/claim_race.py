@@ -112,9 +112,10 @@ async def race_claims(bus: Bus, chat_id: str, names: list[str]) -> list[Answer]:
 
 
 async def race_accepts_and_reclaim(
-    bus: Bus, chat_id: str, owner: str, targets: list[str]
+    bus: Bus, chat_id: str, owner: str, targets: list[str], owner_first: bool = False
 ) -> list[Answer]:
-    """Every target accepts the offer while its owner writes (which takes the chat back)."""
+    """Every target accepts the offer while its owner writes (which takes the chat back);
+    `owner_first` sends the owner's message just ahead of the accepts instead of after."""
 
     def accept(op: str) -> Awaitable[ChatResult]:
         request = AnswerOffer(
@@ -133,7 +134,9 @@ async def race_accepts_and_reclaim(
         MessageResult,
         timeout=10,
     )
-    calls = [_timed(op, accept(op)) for op in targets] + [_timed(owner, write)]
+    accepts = [_timed(op, accept(op)) for op in targets]
+    mine = _timed(owner, write)
+    calls = [mine, *accepts] if owner_first else [*accepts, mine]
     return list(await asyncio.gather(*calls))
 
 
