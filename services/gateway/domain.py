@@ -119,15 +119,16 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
                 out.append((PATRON, frame))
             if owner and not (message.from_.kind == "operator" and message.from_.id == chat.owner):
                 out.append((owner, frame))
-        case ChatQueued() | ChatRequeued():
+        case ChatQueued():
             out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
-            if isinstance(event, ChatRequeued):
-                requeued = ChatRequeuedFrame(
-                    chat_id=chat.id, queue=chat.queue, reason=event.reason, chat=chat
-                )
-                out += [(PATRON, requeued), (watchers, requeued)]
-                if event.from_operator:
-                    out.append((To(operator=event.from_operator), requeued))
+        case ChatRequeued(reason=reason, from_operator=previous):
+            requeued = ChatRequeuedFrame(
+                chat_id=chat.id, queue=chat.queue, reason=reason, chat=chat
+            )
+            out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
+            out += [(PATRON, requeued), (watchers, requeued)]
+            if previous:
+                out.append((To(operator=previous), requeued))
         case ChatClaimed(operator_name=name):
             out.append((PATRON, ChatClaimedFrame(chat_id=chat.id, operator=name)))
             out.append((watchers, _removed(chat, "claimed")))

@@ -388,6 +388,7 @@ class PatronSocket(FrameLoop):
                     guest_id = claims.guest_id
             except Refusal:
                 guest_id = None
+        returning = guest_id is not None
         guest_id = guest_id or uuid.uuid4().hex
         token = self.gw.tokens.issue_guest(
             GuestClaims(guest_id, self.widget.id), self.gw.clock.now()
@@ -406,17 +407,23 @@ class PatronSocket(FrameLoop):
         online = await self.gw.staffed(self.widget.institution, self.widget.queue)
         welcome = Welcome(guest_id=guest_id, token=token, widget=WidgetInfo(online=online))
         then: list[Model] = [welcome]
+        if returning:
+            then += await self._resume(link)
+        return Reply(ack={"guest_id": guest_id}, then=then)
+
+    async def _resume(self, link: PatronLink) -> list[Model]:
+        """The returning guest's open chat, if any, with its whole history."""
         resumed = await self.gw.bus.request(
             subjects.routing(link.institution, "resume"),
-            ResumeChat(institution=link.institution, guest_id=guest_id),
+            ResumeChat(institution=link.institution, guest_id=link.guest_id),
             ResumeResult,
         )
-        if resumed.chat is not None:
-            link.name = resumed.chat.patron.name or link.name
-            self.gw.hub.follow_chat(link, resumed.chat.id)
-            messages = await self.gw.chat_messages(link.institution, resumed.chat.id)
-            then.append(ChatResumed(chat=resumed.chat, messages=messages))
-        return Reply(ack={"guest_id": guest_id}, then=then)
+        if resumed.chat is None:
+            return []
+        link.name = resumed.chat.patron.name or link.name
+        self.gw.hub.follow_chat(link, resumed.chat.id)
+        messages = await self.gw.chat_messages(link.institution, resumed.chat.id)
+        return [ChatResumed(chat=resumed.chat, messages=messages)]
 
     async def start(self, frame: PatronChatStart) -> Reply:
         link = self._link

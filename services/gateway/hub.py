@@ -160,7 +160,6 @@ class Hub:
         """A chat closed: its patron sockets stop following it (and may start another)."""
         for link in list(self.patrons_by_chat.get(chat_id, ())):
             self.unfollow_chat(link, chat_id)
-        self.chat_owners.pop(chat_id, None)
 
     # operators
     def add_operator(self, link: OperatorLink) -> None:

@@ -426,6 +426,13 @@ def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transit
     return _close_offer(state, "timeout", now)
 
 
+def _end_open_offer(
+    state: ChatState, reason: Literal["patron_left", "owner_left"], now: datetime
+) -> Transition:
+    """Ends the offer if one is open (the chat goes back to its owner first); else nothing."""
+    return Transition(state) if state.offer is None else _close_offer(state, reason, now)
+
+
 def _close_offer(
     state: ChatState,
     reason: Literal["timeout", "declined", "reclaimed", "patron_left", "owner_left"],
@@ -466,9 +473,7 @@ def patron_left(state: ChatState, now: datetime) -> Transition:
     chat = state.chat
     if chat.state not in OPEN_STATES or not state.patron_present:
         return Transition(state)
-    before = Transition(state)
-    if state.offer is not None:
-        before = _chain(before, _close_offer(state, "patron_left", now))
+    before = _end_open_offer(state, "patron_left", now)
     state, chat = before.state, before.state.chat
     n = state.events + 1
     ts = iso(now)
@@ -518,9 +523,7 @@ def _requeue(
     state: ChatState, reason: Literal["owner_disconnected", "patron_wrote"], now: datetime
 ) -> Transition:
     """Back to the front of the queue, ownerless (an open offer ends first)."""
-    before = Transition(state)
-    if state.offer is not None:
-        before = _chain(before, _close_offer(state, "owner_left", now))
+    before = _end_open_offer(state, "owner_left", now)
     state = before.state
     ts = iso(now)
     chat = state.chat
@@ -564,9 +567,7 @@ def take(
         raise Refusal(
             "conflict", f"{chat.owner} is connected and still owns this chat", owner=chat.owner
         )
-    before = Transition(state)
-    if state.offer is not None:
-        before = _chain(before, _close_offer(state, "owner_left", now))
+    before = _end_open_offer(state, "owner_left", now)
     state = before.state
     previous = chat.owner or ""
     ts = iso(now)

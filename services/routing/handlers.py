@@ -127,6 +127,13 @@ class RoutingHandlers:
             return transition
         raise Refusal("conflict", "the chat is changing too fast; try again")
 
+    async def _opened(self, transition: domain.Transition) -> None:
+        """A new chat: its entry is created (never overwritten), then its events go out."""
+        await self.chats.create(transition.state)
+        await self._published(transition)
+        chat = transition.state.chat
+        metrics.CHATS_STARTED.labels(chat.institution, chat.queue).inc()
+
     async def _published(self, transition: domain.Transition) -> None:
         for event in transition.events:
             await self.bus.publish_event(event)
@@ -201,10 +208,8 @@ class RoutingHandlers:
             ),
             self.clock.now(),
         )
-        await self.chats.create(transition.state)
-        await self._published(transition)
+        await self._opened(transition)
         metrics.ROUTING_DECISIONS.labels(reason).inc()
-        metrics.CHATS_STARTED.labels(req.institution, queue.name).inc()
         chat = transition.state.chat
         waiting = self.chats.waiting(req.institution, queue.name)
         return StartChatResult(
@@ -320,9 +325,7 @@ class RoutingHandlers:
             ),
             self.clock.now(),
         )
-        await self.chats.create(transition.state)
-        await self._published(transition)
-        metrics.CHATS_STARTED.labels(req.institution, queue.name).inc()
+        await self._opened(transition)
         return ChatResult(chat=transition.state.chat)
 
     # --- transfers ----------------------------------------------------------------------------
