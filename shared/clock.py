@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -23,6 +23,26 @@ class SystemClock:
         return time.monotonic()
 
 
+class ShiftedClock:
+    """Wall-clock time moved by a fixed amount: the system runs at normal speed as if it
+    were another moment of the year (end-to-end tests at 10:00 on a Tuesday, a demo on
+    Thanksgiving). Every process given the same shift agrees on the time."""
+
+    def __init__(self, shift_s: float) -> None:
+        self.shift = timedelta(seconds=shift_s)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.shift
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def clock_for(shift_s: float) -> Clock:
+    """The clock a service runs on: the system's, unless configured to run shifted."""
+    return ShiftedClock(shift_s) if shift_s else SystemClock()
+
+
 class FixedClock:
     """A clock that only moves when told to; for tests."""
 
@@ -39,8 +59,6 @@ class FixedClock:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
 

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from shared import store, telemetry
 from shared.bus import Bus
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, clock_for
 from shared.ops import ReadinessCheck, ops_app
 from shared.settings import CommonSettings
 
@@ -44,7 +44,7 @@ async def open_runtime(
         bus=bus,
         mongo=mongo,
         db=store.database(mongo, settings.mongodb_db),
-        clock=clock or SystemClock(),
+        clock=clock or clock_for(settings.clock_shift_s),
     )
 
     async def nats_ready() -> bool:

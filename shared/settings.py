@@ -23,3 +23,6 @@ class CommonSettings(BaseSettings):
     stream_replicas: int = 1
     stream_max_age_days: int = 400
     otel_console: bool = False
+    # Seconds added to the wall clock, so that a whole system can run as if at another
+    # moment (tests of hours and holidays, demos). Zero in production.
+    clock_shift_s: float = 0.0

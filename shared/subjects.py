@@ -31,9 +31,11 @@ RoutingAction = Literal[
     "resume",
     "owned",
     "proactive",
+    "coverage",
+    "widget",
 ]
 PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing", "get"]
-TranscriptsAction = Literal["get", "internal_save", "internal_list"]
+TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats"]
 TicketsAction = Literal["create", "get"]
 
 
@@ -76,6 +78,15 @@ def staff_messages(institution: str | None = None) -> str:
     """Internal staff messages, fanned out to every gateway once stored."""
     inst = "*" if institution is None else _token(institution, "institution")
     return f"staff.{inst}.internal"
+
+
+def widget_status(institution: str, widget: str) -> str:
+    """Where routing announces a change of a widget's availability."""
+    return f"widget.{_token(institution, 'institution')}.{_token(widget, 'widget')}.status"
+
+
+def widget_status_all() -> str:
+    return "widget.*.*.status"
 
 
 def routing(institution: str, action: RoutingAction) -> str:

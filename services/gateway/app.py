@@ -45,7 +45,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             config = ConfigStore(runtime.db, settings.config_cache_s)
             await config.ensure_indexes()
             tokens = Tokens(
-                settings.jwt_secret, settings.operator_token_ttl_s, settings.guest_token_ttl_s
+                settings.jwt_secret,
+                settings.operator_token_ttl_s,
+                settings.guest_token_ttl_s,
+                runtime.clock,
             )
             gw = Gateway(settings, runtime.bus, config, tokens, runtime.clock)
             holder["gw"] = gw

@@ -10,6 +10,7 @@ from services.routing.handlers import RoutingHandlers
 from services.routing.settings import RoutingSettings
 from services.routing.store import ChatStore, QueueDirectory
 from services.routing.timers import DeadlineTimers
+from services.routing.widgets import WidgetWatch
 from shared import subjects
 from shared.runtime import Runtime, run_service
 from shared.store import TenantCollection
@@ -28,10 +29,18 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         owner_grace_s=settings.owner_grace_s,
         patron_grace_s=settings.patron_grace_s,
     )
+    db = runtime.db
+    queues = QueueDirectory(
+        TenantCollection(db.queues),
+        TenantCollection(db.users),
+        TenantCollection(db.institutions),
+        TenantCollection(db.widgets),
+        settings.config_cache_s,
+    )
     handlers = RoutingHandlers(
         runtime.bus,
         chats,
-        QueueDirectory(TenantCollection(runtime.db.queues), TenantCollection(runtime.db.users)),
+        queues,
         runtime.clock,
         settings.cas_attempts,
         timing,
@@ -43,9 +52,19 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         subjects.presence_events(), handlers.on_presence_event, queue="routing"
     )
     await runtime.bus.serve("routing", VERSION, handlers.endpoints())
+    widgets = WidgetWatch(
+        handlers,
+        queues,
+        runtime.bus,
+        runtime.clock,
+        settings.widget_tick_s,
+        settings.widget_republish_s,
+    )
+    widgets.start()
     try:
         yield
     finally:
+        await widgets.stop()
         await timers.stop()
         await chats.stop()
 

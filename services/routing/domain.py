@@ -26,7 +26,15 @@ from typing import Literal
 
 from shared.clock import iso
 from shared.errors import Refusal
-from shared.schemas.chat import Chat, ChatState, Message, Patron, Sender, TransferOffer
+from shared.schemas.chat import (
+    Chat,
+    ChatState,
+    Message,
+    Patron,
+    Sender,
+    SkippedQueue,
+    TransferOffer,
+)
 from shared.schemas.events import (
     ChatClaimed,
     ChatClosed,
@@ -35,6 +43,7 @@ from shared.schemas.events import (
     ChatMissed,
     ChatQueued,
     ChatRequeued,
+    ChatRolledOver,
     ChatTagged,
     ChatTaken,
     MessagePosted,
@@ -42,6 +51,7 @@ from shared.schemas.events import (
     OwnerReturned,
     PatronLeft,
     PatronReturned,
+    RolloverHeld,
     TransferAccepted,
     TransferExpired,
     TransferOffered,
@@ -72,6 +82,10 @@ class NewChat:
     name: str | None
     email: str | None
     reason: str
+    queue_institution: str = ""
+    chain: tuple[str, ...] = ()
+    rollover_after_s: int | None = None
+    skipped: tuple[SkippedQueue, ...] = ()
 
 
 class _Keep:
@@ -91,6 +105,7 @@ def _evolve(
     patron_present: bool | None = None,
     patron_left_at: str | _Keep | None = KEEP,
     owner_left_at: str | _Keep | None = KEEP,
+    queued_at: str | _Keep | None = KEEP,
 ) -> ChatState:
     """The next state: what is not named carries over unchanged."""
     update: dict[str, object] = {"chat": chat, "events": events}
@@ -104,6 +119,8 @@ def _evolve(
         update["patron_left_at"] = patron_left_at
     if not isinstance(owner_left_at, _Keep):
         update["owner_left_at"] = owner_left_at
+    if not isinstance(queued_at, _Keep):
+        update["queued_at"] = queued_at
     return state.model_copy(update=update)
 
 
@@ -139,8 +156,16 @@ def start_chat(cmd: NewChat, now: datetime) -> Transition:
         patron=Patron(guest_id=cmd.guest_id, name=cmd.name, email=cmd.email),
         widget=cmd.widget,
         question=cmd.question,
+        queue_institution=cmd.queue_institution or cmd.institution,
     )
-    state = ChatState(chat=chat, last_seq=1, events=3)
+    state = ChatState(
+        chat=chat,
+        last_seq=1,
+        events=3,
+        chain=list(cmd.chain) or [cmd.queue],
+        queued_at=ts,
+        rollover_after_s=cmd.rollover_after_s,
+    )
     sender = Sender(kind="patron", name=cmd.name or "Patron", id=cmd.guest_id)
     question = Message(
         id=f"{cmd.chat_id}-1", chat_id=cmd.chat_id, seq=1, from_=sender, body=cmd.question, ts=ts
@@ -149,7 +174,13 @@ def start_chat(cmd: NewChat, now: datetime) -> Transition:
         ChatCreated(id=_event_id(chat.id, 1), n=1, ts=ts, chat=chat, question=cmd.question),
         MessagePosted(id=_event_id(chat.id, 2), n=2, ts=ts, chat=chat, message=question),
         ChatQueued(
-            id=_event_id(chat.id, 3), n=3, ts=ts, chat=chat, queue=cmd.queue, reason=cmd.reason
+            id=_event_id(chat.id, 3),
+            n=3,
+            ts=ts,
+            chat=chat,
+            queue=cmd.queue,
+            reason=cmd.reason,
+            skipped=list(cmd.skipped),
         ),
     ]
     return Transition(state, events)
@@ -223,7 +254,13 @@ def claim(
         raise Refusal("conflict", f"chat already claimed by {chat.owner}", owner=chat.owner)
     ts = iso(now)
     claimed = chat.model_copy(
-        update={"state": "active", "owner": operator, "owner_name": operator_name, "claimed_at": ts}
+        update={
+            "state": "active",
+            "owner": operator,
+            "owner_name": operator_name,
+            "claimed_at": ts,
+            **_answered_here(chat),
+        }
     )
     wait_s = max(0.0, (now - datetime.fromisoformat(chat.created_at)).total_seconds())
     n = state.events + 1
@@ -237,6 +274,14 @@ def claim(
         wait_s=round(wait_s, 3),
     )
     return Transition(_evolve(state, claimed, events=n), [event])
+
+
+def _answered_here(chat: Chat) -> dict[str, str]:
+    """Whoever takes the chat answers it for the institution of the queue it is in."""
+    return {
+        "answered_institution": chat.queue_institution or chat.institution,
+        "answered_queue": chat.queue,
+    }
 
 
 def _may_write(chat: Chat, sender: Sender) -> None:
@@ -546,7 +591,7 @@ def _requeue(
         reason=reason,
     )
     return Transition(
-        _evolve(state, queued, events=n, offer=None, owner_left_at=None),
+        _evolve(state, queued, events=n, offer=None, owner_left_at=None, queued_at=ts),
         [*before.events, event],
     )
 
@@ -572,7 +617,12 @@ def take(
     previous = chat.owner or ""
     ts = iso(now)
     taken = state.chat.model_copy(
-        update={"state": "active", "owner": operator, "owner_name": operator_name}
+        update={
+            "state": "active",
+            "owner": operator,
+            "owner_name": operator_name,
+            **_answered_here(state.chat),
+        }
     )
     n = state.events + 1
     event = ChatTaken(
@@ -613,6 +663,9 @@ def deadlines(state: ChatState, timing: Timing) -> list[datetime]:
         found.append(_at(state.owner_left_at, timing.owner_grace_s))
     if state.patron_left_at is not None and not state.patron_present:
         found.append(_at(state.patron_left_at, timing.patron_grace_s))
+    rollover = rollover_at(state)
+    if rollover is not None:
+        found.append(rollover)
     return found
 
 
@@ -681,3 +734,81 @@ def estimate_wait(recent_waits: list[float]) -> int | None:
         return None
     ordered = sorted(recent_waits)
     return round(ordered[len(ordered) // 2])
+
+
+# --- rollover ---------------------------------------------------------------------------------
+
+
+def rollover_at(state: ChatState) -> datetime | None:
+    """When a waiting chat is due to move on to the next queue of its chain, if ever."""
+    if state.chat.state != "queued" or not state.rollover_after_s or state.queued_at is None:
+        return None
+    if not rollover_candidates(state):
+        return None
+    return _at(state.queued_at, state.rollover_after_s)
+
+
+def rollover_due(state: ChatState, now: datetime) -> bool:
+    due_at = rollover_at(state)
+    return due_at is not None and now >= due_at
+
+
+def rollover_candidates(state: ChatState) -> list[str]:
+    """The queues after the chat's current one in its chain, in the order they are tried."""
+    chain = state.chain
+    if state.chat.queue not in chain:
+        return []
+    return chain[chain.index(state.chat.queue) + 1 :]
+
+
+def roll_over(
+    state: ChatState,
+    to_queue: str,
+    to_institution: str,
+    rollover_after_s: int | None,
+    reason: str,
+    skipped: list[SkippedQueue],
+    now: datetime,
+) -> Transition:
+    """The chat waited past its queue's rollover timeout: it moves to `to_queue`, where
+    the timeout of that queue starts. Not due (claimed meanwhile, or already moved by
+    another replica): nothing happens."""
+    if not rollover_due(state, now) or to_queue not in rollover_candidates(state):
+        return Transition(state)
+    chat = state.chat
+    ts = iso(now)
+    moved = chat.model_copy(update={"queue": to_queue, "queue_institution": to_institution})
+    n = state.events + 1
+    event = ChatRolledOver(
+        id=_event_id(chat.id, n),
+        n=n,
+        ts=ts,
+        chat=moved,
+        from_queue=chat.queue,
+        queue=to_queue,
+        reason=reason,
+        skipped=skipped,
+    )
+    next_state = _evolve(state, moved, events=n, queued_at=ts)
+    return Transition(next_state.model_copy(update={"rollover_after_s": rollover_after_s}), [event])
+
+
+def hold_rollover(
+    state: ChatState, reason: str, skipped: list[SkippedQueue], now: datetime
+) -> Transition:
+    """The rollover timeout passed, but no later queue can take the chat now: it stays,
+    and the timeout starts again (so it is tried once more later, not at every tick)."""
+    if not rollover_due(state, now):
+        return Transition(state)
+    ts = iso(now)
+    n = state.events + 1
+    event = RolloverHeld(
+        id=_event_id(state.chat.id, n),
+        n=n,
+        ts=ts,
+        chat=state.chat,
+        queue=state.chat.queue,
+        reason=reason,
+        skipped=skipped,
+    )
+    return Transition(_evolve(state, state.chat, events=n, queued_at=ts), [event])

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from services.routing import domain, metrics
+from services.routing import coverage, domain, metrics
 from services.routing.store import ChatStore, QueueDirectory, StaleRevision
 from shared import subjects
 from shared.bus import Bus, Endpoint
-from shared.clock import Clock
+from shared.clock import Clock, iso
 from shared.errors import Refusal
-from shared.schemas.chat import ChatState
+from shared.schemas.chat import ChatState, SkippedQueue
+from shared.schemas.records import Queue
 from shared.schemas.requests import (
+    MAX_COVERAGE_DAYS,
     SESSION_EVENT,
     AnswerOffer,
     ChatResult,
     ClaimChat,
     CloseChat,
+    Coverage,
+    CoverageInterval,
+    CoverageQuery,
     ListQueues,
     MessageResult,
     OwnedChats,
@@ -44,12 +49,15 @@ from shared.schemas.requests import (
     TransferChat,
     TransferResult,
     WaitingChat,
+    WidgetStatus,
+    WidgetStatusQuery,
 )
 
 log = logging.getLogger(__name__)
 
 # Events after which the other chats of the queue have moved up (or down).
-QUEUE_MOVES = frozenset({"claimed", "missed", "requeued"})
+QUEUE_MOVES = frozenset({"claimed", "missed", "requeued", "rolled_over"})
+Staffed = Callable[[Queue], Awaitable[bool]]
 
 
 class RoutingHandlers:
@@ -88,6 +96,8 @@ class RoutingHandlers:
             bind("resume", ResumeChat, self.resume),
             bind("owned", OwnedChats, self.owned),
             bind("proactive", StartProactive, self.proactive),
+            bind("coverage", CoverageQuery, self.coverage_of),
+            bind("widget", WidgetStatusQuery, self.widget),
         ]
 
     # --- the one way a chat changes ----------------------------------------------------------
@@ -100,11 +110,17 @@ class RoutingHandlers:
         The first try may use this replica's cached copy, which can lag another replica's
         write by a moment. A write from it is safe (the compare-and-set refuses a stale
         revision), but a refusal or a no-op is only answered once it stands on a fresh read.
+
+        `institution` is the asker's: a chat is found under its home library and answered
+        only to an institution it is visible to (see `Chat.visible_to`).
         """
+        home = self.chats.home_of(chat_id, institution)
         fresh = False
         for _ in range(self.cas_attempts):
-            cached = not fresh and self.chats.is_cached(institution, chat_id)
-            state, revision = await self.chats.load(institution, chat_id, fresh=fresh)
+            cached = not fresh and self.chats.is_cached(home, chat_id)
+            state, revision = await self.chats.load(home, chat_id, fresh=fresh)
+            if not state.chat.visible_to(institution):
+                raise Refusal("not_found", f"no chat {chat_id}")
             try:
                 transition = decide(state)
             except Refusal:
@@ -138,22 +154,27 @@ class RoutingHandlers:
         for event in transition.events:
             await self.bus.publish_event(event)
             metrics.TRANSITIONS.labels(event.type).inc()
-        if any(event.type in QUEUE_MOVES for event in transition.events):
-            await self._announce_positions(transition.state.chat.institution, transition)
+        moved: set[str] = set()
+        for event in transition.events:
+            if event.type in QUEUE_MOVES:
+                moved.add(event.chat.queue)
+            if event.type == "rolled_over":
+                moved.add(event.from_queue)
+        for queue in sorted(moved):
+            await self._announce_positions(queue)
 
-    async def _announce_positions(self, institution: str, transition: domain.Transition) -> None:
+    async def _announce_positions(self, queue: str) -> None:
         """Tell every patron still waiting in the queue where they now stand."""
-        queue = transition.state.chat.queue
-        waiting = domain.queue_order(self.chats.waiting(institution, queue))
+        waiting = domain.queue_order(self.chats.waiting(queue))
         estimate = domain.estimate_wait(self.chats.recent_waits(queue))
         for position, chat in enumerate(waiting, start=1):
             update = QueuePosition(
-                institution=institution,
+                institution=chat.institution,
                 chat_id=chat.id,
                 position=position,
                 estimated_wait_s=estimate,
             )
-            await self.bus.publish(subjects.chat_position(institution, chat.id), update)
+            await self.bus.publish(subjects.chat_position(chat.institution, chat.id), update)
 
     # --- who is there ---------------------------------------------------------------------
 
@@ -164,11 +185,7 @@ class RoutingHandlers:
             StaffingQuery(institution=institution, queue=queue),
             Staffing,
         )
-        return [
-            op
-            for op in staffing.operators
-            if not self._at_limit(institution, op, staffing.limits.get(op))
-        ]
+        return [op for op in staffing.operators if not self._at_limit(op, staffing.limits.get(op))]
 
     async def _session(self, institution: str, operator: str) -> SessionLookup:
         return await self.bus.request(
@@ -177,45 +194,146 @@ class RoutingHandlers:
             SessionLookup,
         )
 
-    def _at_limit(self, institution: str, operator: str, max_chats: int | None) -> bool:
-        return (
-            max_chats is not None and len(self.chats.owned_by(institution, operator)) >= max_chats
-        )
+    def _at_limit(self, operator: str, max_chats: int | None) -> bool:
+        return max_chats is not None and len(self.chats.owned_by(operator)) >= max_chats
 
-    def _check_limit(self, institution: str, operator: str, max_chats: int | None) -> None:
-        if self._at_limit(institution, operator, max_chats):
+    def _check_limit(self, operator: str, max_chats: int | None) -> None:
+        if self._at_limit(operator, max_chats):
             raise Refusal("forbidden", f"you are at your limit of {max_chats} open chats")
 
     # --- patron side --------------------------------------------------------------------------
 
+    # --- coverage: hours, calendars and who is there ------------------------------------
+
+    async def is_staffed(self, queue: Queue) -> bool:
+        return bool(await self._staffing(queue.institution, queue.name))
+
+    async def _walk(
+        self, directory: coverage.Directory, names: list[str], staffed: Staffed
+    ) -> coverage.Choice:
+        """The first queue of `names` open now and staffed takes the chat. Staffing is
+        asked only of open queues, and no further than the first that can take it."""
+        now = self.clock.now()
+        tried: list[tuple[str, str | None]] = []
+        for name in names:
+            queue = directory.queues.get(name)
+            if queue is None:
+                continue
+            why_not = directory.schedule(name).closed_reason(now)
+            if why_not is None and not await staffed(queue):
+                why_not = coverage.UNSTAFFED
+            tried.append((name, why_not))
+            if why_not is None:
+                break
+        return coverage.choose(tried)
+
+    async def _home_queue(self, institution: str, name: str) -> tuple[coverage.Directory, Queue]:
+        directory = await self.queues.directory()
+        queue = directory.queues.get(name)
+        if queue is None or queue.institution != institution:
+            raise Refusal("not_found", f"no queue {name}")
+        return directory, queue
+
+    async def widget(self, req: WidgetStatusQuery) -> WidgetStatus:
+        directory = await self.queues.directory()
+        found = directory.widgets.get(req.widget)
+        if found is None or found.institution != req.institution:
+            raise Refusal("not_found", f"no widget {req.widget}")
+        return await self.widget_status(directory, req.widget, self.is_staffed)
+
+    async def widget_status(
+        self, directory: coverage.Directory, widget_id: str, staffed: Staffed
+    ) -> WidgetStatus:
+        """A widget is online when a queue of its chain is open and staffed now."""
+        found = directory.widgets[widget_id]
+        chain = [q.name for q in directory.chain(found.queue)]
+        choice = await self._walk(directory, chain, staffed)
+        return WidgetStatus(
+            institution=found.institution,
+            widget=found.id,
+            online=choice.queue is not None,
+            queue=choice.queue,
+            reason=choice.reason,
+            at=iso(self.clock.now()),
+        )
+
+    async def coverage_of(self, req: CoverageQuery) -> Coverage:
+        """Who answers a queue's chats over a span, by hours and calendars alone."""
+        directory = await self.queues.directory()
+        queue = directory.queues.get(req.queue)
+        if queue is None or not (req.any_institution or queue.institution == req.institution):
+            raise Refusal("not_found", f"no queue {req.queue}")
+        zone = directory.schedule(queue.name).zone
+        try:
+            start = coverage.parse_instant(req.start, zone)
+            end = coverage.parse_instant(req.end, zone)
+        except ValueError as exc:
+            raise Refusal("invalid", f"from/to: {exc}") from exc
+        if end <= start:
+            raise Refusal("invalid", "to: must be after from")
+        if end - start > timedelta(days=MAX_COVERAGE_DAYS):
+            raise Refusal("invalid", f"to: a span may cover at most {MAX_COVERAGE_DAYS} days")
+        chain = [directory.schedule(q.name) for q in directory.chain(queue.name)]
+        return Coverage(
+            queue=queue.name,
+            intervals=[
+                CoverageInterval(start=iso(i.start), end=iso(i.end), queue=i.queue, reason=i.reason)
+                for i in coverage.timeline(chain, start, end)
+            ],
+        )
+
+    @staticmethod
+    def _count(trigger: str, choice: coverage.Choice, moved: bool) -> None:
+        if choice.queue is None:
+            outcome = "unavailable" if trigger == "start" else "held"
+        elif trigger == "rollover":
+            outcome = "rolled_over"
+        else:
+            outcome = "fallback" if moved else "home"
+        first = choice.skipped[0].reason if choice.skipped else ""
+        metrics.ROUTING_DECISIONS.labels(
+            trigger, outcome, coverage.cause(first) if first else "none"
+        ).inc()
+
+    # --- patron side --------------------------------------------------------------------------
+
     async def start(self, req: StartChat) -> StartChatResult:
-        queue = await self.queues.get(req.institution, req.queue)
-        if not await self._staffing(req.institution, queue.name):
-            metrics.ROUTING_DECISIONS.labels("unstaffed").inc()
-            raise Refusal("unavailable", f"nobody is answering {queue.display_name} right now")
-        reason = "staffed"
+        """The chat goes to the first queue of the widget queue's chain that is open and
+        staffed now; none is: `unavailable`, and the widget offers the message form."""
+        directory, home = await self._home_queue(req.institution, req.queue)
+        chain = [q.name for q in directory.chain(home.name)]
+        choice = await self._walk(directory, chain, self.is_staffed)
+        self._count("start", choice, moved=choice.queue != home.name)
+        if choice.queue is None:
+            raise Refusal(
+                "unavailable", f"nobody is answering {home.display_name} now ({choice.reason})"
+            )
+        target = directory.queues[choice.queue]
         transition = domain.start_chat(
             domain.NewChat(
                 chat_id=req.chat_id,
                 institution=req.institution,
                 widget=req.widget,
-                queue=queue.name,
+                queue=target.name,
                 guest_id=req.guest_id,
                 question=req.question,
                 name=req.name,
                 email=req.email,
-                reason=reason,
+                reason=choice.reason,
+                queue_institution=target.institution,
+                chain=tuple(chain),
+                rollover_after_s=target.rollover_after_s,
+                skipped=tuple(_skipped(choice)),
             ),
             self.clock.now(),
         )
         await self._opened(transition)
-        metrics.ROUTING_DECISIONS.labels(reason).inc()
         chat = transition.state.chat
-        waiting = self.chats.waiting(req.institution, queue.name)
+        waiting = self.chats.waiting(target.name)
         return StartChatResult(
             chat=chat,
             position=domain.queue_position(waiting, chat.id),
-            estimated_wait_s=domain.estimate_wait(self.chats.recent_waits(queue.name)),
+            estimated_wait_s=domain.estimate_wait(self.chats.recent_waits(target.name)),
         )
 
     async def patron_left(self, req: PatronPresence) -> ChatResult:
@@ -244,7 +362,7 @@ class RoutingHandlers:
     # --- operator side ------------------------------------------------------------------------
 
     async def claim(self, req: ClaimChat) -> ChatResult:
-        self._check_limit(req.institution, req.operator, req.max_chats)
+        self._check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -258,7 +376,7 @@ class RoutingHandlers:
         return ChatResult(chat=chat)
 
     async def take(self, req: ClaimChat) -> ChatResult:
-        self._check_limit(req.institution, req.operator, req.max_chats)
+        self._check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -297,20 +415,20 @@ class RoutingHandlers:
         now = self.clock.now()
         listing: list[WaitingChat] = []
         for queue in req.queues:
-            waiting = domain.queue_order(self.chats.waiting(req.institution, queue))
+            waiting = domain.queue_order(self.chats.waiting(queue))
             for position, chat in enumerate(waiting, start=1):
                 wait = (now - datetime.fromisoformat(chat.created_at)).total_seconds()
                 listing.append(WaitingChat(chat=chat, position=position, wait_s=round(wait, 1)))
         return QueueListing(chats=listing)
 
     async def owned(self, req: OwnedChats) -> OwnedChatsResult:
-        return OwnedChatsResult(chats=self.chats.owned_by(req.institution, req.operator))
+        return OwnedChatsResult(chats=self.chats.owned_by(req.operator))
 
     async def proactive(self, req: StartProactive) -> ChatResult:
         queue = await self.queues.get(req.institution, req.queue)
         if self.chats.open_chat_of_guest(req.institution, req.guest_id) is not None:
             raise Refusal("conflict", "this guest is already in a chat")
-        self._check_limit(req.institution, req.operator, req.max_chats)
+        self._check_limit(req.operator, req.max_chats)
         transition = domain.start_proactive(
             domain.NewProactiveChat(
                 chat_id=req.chat_id,
@@ -342,7 +460,7 @@ class RoutingHandlers:
         session = (await self._session(req.institution, req.to_operator)).session
         if session is None or session.status != "online":
             raise Refusal("unavailable", f"{req.to_operator} is not online")
-        if self._at_limit(req.institution, req.to_operator, session.max_chats):
+        if self._at_limit(req.to_operator, session.max_chats):
             raise Refusal("unavailable", f"{req.to_operator} is at their chat limit")
         return [req.to_operator]
 
@@ -368,7 +486,7 @@ class RoutingHandlers:
         return TransferResult(chat=transition.state.chat, targets=offer.targets)
 
     async def accept(self, req: AnswerOffer) -> ChatResult:
-        self._check_limit(req.institution, req.operator, req.max_chats)
+        self._check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -399,8 +517,34 @@ class RoutingHandlers:
                 await self._apply(
                     institution, chat_id, lambda s: domain.owner_returned(s, owner, now)
                 )
-        return await self._apply(
+        transition = await self._apply(
             institution, chat_id, lambda s: domain.due(s, self.clock.now(), self.timing)
+        )
+        if domain.rollover_due(transition.state, self.clock.now()):
+            return await self._roll_over(transition.state)
+        return transition
+
+    async def _roll_over(self, state: ChatState) -> domain.Transition:
+        """A chat unclaimed past its queue's rollover timeout moves to the next queue of
+        its chain that is open and staffed; when none is, it stays and waits another
+        timeout. Either way the decision is recorded on the chat."""
+        directory = await self.queues.directory()
+        choice = await self._walk(directory, domain.rollover_candidates(state), self.is_staffed)
+        self._count("rollover", choice, moved=choice.queue is not None)
+        chat, now, skipped = state.chat, self.clock.now(), _skipped(choice)
+        if choice.queue is None:
+            reason = f"rollover held: {choice.reason}"
+            return await self._apply(
+                chat.institution, chat.id, lambda s: domain.hold_rollover(s, reason, skipped, now)
+            )
+        target = directory.queues[choice.queue]
+        reason = f"rollover timeout {state.rollover_after_s}s"
+        return await self._apply(
+            chat.institution,
+            chat.id,
+            lambda s: domain.roll_over(
+                s, target.name, target.institution, target.rollover_after_s, reason, skipped, now
+            ),
         )
 
     async def on_presence_event(self, msg: Msg) -> None:
@@ -418,8 +562,12 @@ class RoutingHandlers:
                 return  # already signed in again
         mark = domain.owner_left if isinstance(event, SessionEnded) else domain.owner_returned
         now = self.clock.now()
-        for chat in self.chats.owned_by(institution, operator):
+        for chat in self.chats.owned_by(operator):
             try:
                 await self._apply(institution, chat.id, lambda s: mark(s, operator, now))
             except Refusal as refusal:
                 log.warning("could not mark owner of %s: %s", chat.id, refusal.message)
+
+
+def _skipped(choice: coverage.Choice) -> list[SkippedQueue]:
+    return [SkippedQueue(queue=skip.queue, reason=skip.reason) for skip in choice.skipped]

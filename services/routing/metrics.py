@@ -4,7 +4,14 @@ from prometheus_client import Counter, Histogram
 
 CHATS_STARTED = Counter("refdesk_chats_started_total", "Chats started", ["institution", "queue"])
 ROUTING_DECISIONS = Counter(
-    "refdesk_routing_decisions_total", "Routing decisions by reason", ["reason"]
+    "refdesk_routing_decisions_total",
+    "Where chats were placed: at start or at a rollover timeout, the outcome (home, "
+    "fallback, rolled_over, held, unavailable) and the kind of reason the first queue "
+    "passed over gave (outside_hours, holiday, closure, unstaffed; none)",
+    ["trigger", "outcome", "cause"],
+)
+WIDGET_CHANGES = Counter(
+    "refdesk_widget_status_changes_total", "Widget availability changes announced", ["online"]
 )
 CAS_RETRIES = Counter(
     "refdesk_routing_cas_retries_total", "Compare-and-set writes retried after a stale read"

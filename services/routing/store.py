@@ -8,23 +8,27 @@ chats (for queue snapshots and positions) current with writes from every routing
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
+import time
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from services.routing.coverage import Directory
 from services.routing.domain import OPEN_STATES
 from shared import subjects
 from shared.bus import BucketFollower
 from shared.errors import Refusal
 from shared.schemas.chat import Chat, ChatState
-from shared.schemas.records import Queue
+from shared.schemas.records import Institution, Queue, Widget
 from shared.store import TenantCollection
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
+# Chat ids remembered with their home institution after they close, for late requests.
+HOMES_KEPT = 100_000
 
 
 class StaleRevision(Exception):
@@ -39,8 +43,14 @@ class ChatStore:
         self.kv = kv
         self.on_change: Callable[[ChatState], None] | None = None
         self._known: dict[str, tuple[ChatState, int]] = {}
+        self._homes: OrderedDict[str, str] = OrderedDict()
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
         self._follower = BucketFollower(kv, self._followed)
+
+    def home_of(self, chat_id: str, asking: str) -> str:
+        """The home institution a chat is stored under. A backup service's operator asks
+        about a library's chat by id alone; an unknown id is looked for under the asker's."""
+        return self._homes.get(chat_id, asking)
 
     def is_cached(self, institution: str, chat_id: str) -> bool:
         return subjects.chat_key(institution, chat_id) in self._known
@@ -83,6 +93,10 @@ class ChatStore:
         known = self._known.get(key)
         if known and known[1] >= revision:
             return
+        if state.chat.id not in self._homes:
+            self._homes[state.chat.id] = state.chat.institution
+            if len(self._homes) > HOMES_KEPT:
+                self._homes.popitem(last=False)
         if known and known[0].chat.state == "queued" and state.chat.state == "active":
             created = known[0].chat.created_at
             claimed = state.chat.claimed_at
@@ -105,20 +119,21 @@ class ChatStore:
                 return state.chat
         return None
 
-    def owned_by(self, institution: str, operator: str) -> list[Chat]:
+    def owned_by(self, operator: str) -> list[Chat]:
+        """An operator's open chats, whichever library's patrons asked them."""
         return [
             s.chat
-            for s in self.open_chats(institution)
+            for s, _ in self._known.values()
             if s.chat.owner == operator and s.chat.state in ("active", "transferring")
         ]
 
-    def waiting(self, institution: str, queue: str) -> list[Chat]:
+    def waiting(self, queue: str) -> list[Chat]:
+        """Chats waiting in a queue (queue names are unique across the consortium), from
+        every library whose chats have fallen back or rolled over to it."""
         return [
             state.chat
             for state, _ in self._known.values()
-            if state.chat.state == "queued"
-            and state.chat.queue == queue
-            and state.chat.institution == institution
+            if state.chat.state == "queued" and state.chat.queue == queue
         ]
 
     def recent_waits(self, queue: str) -> list[float]:
@@ -136,11 +151,43 @@ class ChatStore:
 
 
 class QueueDirectory:
-    """Read access to queues and staff accounts (written by the gateway's admin API)."""
+    """Read access to queues, institutions, widgets and staff accounts (written by the
+    gateway's admin API).
 
-    def __init__(self, queues: TenantCollection, users: TenantCollection) -> None:
+    Coverage needs the whole consortium's configuration at once (a chain crosses
+    institutions), so it reads a snapshot of it, refreshed at most every `cache_s`.
+    """
+
+    def __init__(
+        self,
+        queues: TenantCollection,
+        users: TenantCollection,
+        institutions: TenantCollection,
+        widgets: TenantCollection,
+        cache_s: float,
+    ) -> None:
         self.queues = queues
         self.users = users
+        self.institutions = institutions
+        self.widgets = widgets
+        self.cache_s = cache_s
+        self._snapshot: tuple[float, Directory] | None = None
+
+    async def directory(self) -> Directory:
+        now = time.monotonic()
+        if self._snapshot is not None and now - self._snapshot[0] < self.cache_s:
+            return self._snapshot[1]
+        # Consortium-wide on purpose: fallback chains cross institutions by design.
+        queues = await self.queues.raw.find({}, {"_id": 0}).to_list()
+        institutions = await self.institutions.raw.find({}, {"_id": 0}).to_list()
+        widgets = await self.widgets.raw.find({}, {"_id": 0}).to_list()
+        directory = Directory(
+            queues={q["name"]: Queue.model_validate(q) for q in queues},
+            institutions={i["name"]: Institution.model_validate(i) for i in institutions},
+            widgets={w["id"]: Widget.model_validate(w) for w in widgets},
+        )
+        self._snapshot = (now, directory)
+        return directory
 
     async def get(self, institution: str, name: str) -> Queue:
         doc = await self.queues.find_one(institution, {"name": name}, {"_id": 0})

@@ -40,6 +40,17 @@ class Chat(Model):
     widget: str | None = None
     question: str | None = None
     requeued_at: str | None = None
+    # The institution whose queue the chat is in now: a backup service's after a fallback
+    # or rollover. `institution` stays the home library's (the widget's): its patron asked.
+    queue_institution: str | None = None
+    # Which institution and queue answered: set when an operator claims or takes it.
+    answered_institution: str | None = None
+    answered_queue: str | None = None
+
+    def visible_to(self, institution: str) -> bool:
+        """The home library, the institution whose queue holds it and the one that
+        answered it may see and act on a chat; nobody else."""
+        return institution in (self.institution, self.queue_institution, self.answered_institution)
 
 
 class Sender(Model):
@@ -57,6 +68,13 @@ class Message(Model):
     from_: Sender = Field(alias="from")
     body: str
     ts: str
+
+
+class SkippedQueue(Model):
+    """A queue of the chain passed over by a routing decision, and why."""
+
+    queue: str
+    reason: str
 
 
 class TransferOffer(Model):
@@ -85,3 +103,8 @@ class ChatState(Model):
     # grace periods that follow are measured from these (see routing.domain.deadline).
     patron_left_at: str | None = None
     owner_left_at: str | None = None
+    # The queues the chat may move through, home first (see shared.chains), when it last
+    # entered a queue, and how long it may wait there unclaimed before rolling over.
+    chain: list[str] = Field(default_factory=list)
+    queued_at: str | None = None
+    rollover_after_s: int | None = None

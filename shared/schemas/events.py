@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender, TransferOffer
+from shared.schemas.chat import Chat, Message, Sender, SkippedQueue, TransferOffer
 
 
 class _Event(Model):
@@ -30,9 +30,34 @@ class ChatCreated(_Event):
 
 
 class ChatQueued(_Event):
+    """The routing decision that placed a new chat: the queue, why, and the queues of the
+    chain passed over on the way (closed or unstaffed)."""
+
     type: Literal["queued"] = "queued"
     queue: str
     reason: str
+    skipped: list[SkippedQueue] = Field(default_factory=list)
+
+
+class ChatRolledOver(_Event):
+    """Unclaimed past its queue's rollover timeout, the chat moved to the next open,
+    staffed queue of its chain."""
+
+    type: Literal["rolled_over"] = "rolled_over"
+    from_queue: str
+    queue: str
+    reason: str
+    skipped: list[SkippedQueue] = Field(default_factory=list)
+
+
+class RolloverHeld(_Event):
+    """The rollover timeout passed but no later queue of the chain could take the chat:
+    it stays, and the timeout starts again."""
+
+    type: Literal["rollover_held"] = "rollover_held"
+    queue: str
+    reason: str
+    skipped: list[SkippedQueue] = Field(default_factory=list)
 
 
 class ChatClaimed(_Event):
@@ -133,6 +158,8 @@ class ChatTaken(_Event):
 ChatEvent = Annotated[
     ChatCreated
     | ChatQueued
+    | ChatRolledOver
+    | RolloverHeld
     | ChatClaimed
     | MessagePosted
     | ChatTagged

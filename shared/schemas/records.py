@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from typing import Literal
 from zoneinfo import available_timezones
 
+import holidays
 from pydantic import Field, field_validator, model_validator
 
 from shared import names
@@ -14,6 +16,32 @@ from shared.schemas.base import Model
 Role = Literal["consortium_admin", "institution_admin", "operator"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+MAX_FALLBACK = 10
+
+
+def check_zone(value: str) -> str:
+    if value not in available_timezones():
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'America/Chicago'")
+    return value
+
+
+@cache
+def _calendars() -> dict[str, list[str]]:
+    return holidays.list_supported_countries()
+
+
+def calendar_parts(value: str) -> tuple[str, str | None]:
+    """`US` -> ("US", None); `US-TX` -> ("US", "TX"): a country, or one of its subdivisions,
+    as the `holidays` package knows them."""
+    country, _, subdiv = value.partition("-")
+    known = _calendars()
+    if country not in known:
+        raise ValueError(f"unknown holiday calendar {value!r}; use a country code like 'US'")
+    if subdiv and subdiv not in known[country]:
+        raise ValueError(
+            f"unknown holiday calendar {value!r}: {country} has no subdivision {subdiv!r}"
+        )
+    return country, subdiv or None
 
 
 class Institution(Model):
@@ -26,9 +54,7 @@ class Institution(Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        if value not in available_timezones():
-            raise ValueError(f"unknown time zone {value!r}")
-        return value
+        return check_zone(value)
 
 
 class User(Model):
@@ -60,9 +86,18 @@ class HoursWindow(Model):
 
 
 class Holidays(Model):
+    """A holiday of `calendar` closes the queue for the whole local day unless `covered`;
+    `closures` are extra closed days (a snow day, the day before a holiday)."""
+
     calendar: str = "US"
     covered: bool = False
-    closures: list[dt.date] = Field(default_factory=list)
+    closures: list[dt.date] = Field(default_factory=list, max_length=366)
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        calendar_parts(value)
+        return value
 
 
 class Queue(Model):
@@ -70,15 +105,37 @@ class Queue(Model):
     institution: str
     display_name: str
     timezone: str | None = None
-    hours: list[HoursWindow] = Field(default_factory=list)
+    hours: list[HoursWindow] = Field(default_factory=list, max_length=70)
     holidays: Holidays = Field(default_factory=Holidays)
-    fallback: list[str] = Field(default_factory=list)
-    rollover_after_s: int | None = Field(default=None, ge=10)
+    # Queues tried next, in order, when this one is closed or unstaffed (see shared.chains).
+    fallback: list[str] = Field(default_factory=list, max_length=MAX_FALLBACK)
+    # An unclaimed chat moves on to the next open, staffed queue of its chain after this.
+    rollover_after_s: int | None = Field(default=None, ge=5, le=86_400)
 
     @field_validator("name")
     @classmethod
     def _named(cls, value: str) -> str:
         return names.check_queue(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            names.check_queue(name)
+        if len(set(value)) != len(value):
+            raise ValueError("a queue can appear in the fallback list only once")
+        return value
+
+    @model_validator(mode="after")
+    def _not_own_fallback(self) -> Queue:
+        if self.name in self.fallback:
+            raise ValueError(f"fallback: {self.name} cannot fall back to itself")
+        return self
 
 
 class Widget(Model):

@@ -6,13 +6,14 @@ A successful reply is the result model's JSON; a refusal is an `ErrorBody` with 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender
+from shared.schemas.chat import Chat, Message, Sender, SkippedQueue
 
 OperatorStatus = Literal["online", "away", "internal", "offline"]
 
@@ -277,9 +278,14 @@ class GetTranscript(Model):
 
 
 class RoutingDecision(Model):
+    """One decision about where a chat waits: when it started, or when it was due to roll
+    over. `queue` None: it stayed where it was."""
+
     at: str
-    queue: str
+    trigger: Literal["start", "rollover"] = "start"
+    queue: str | None
     reason: str
+    skipped: list[SkippedQueue] = Field(default_factory=list)
 
 
 class Transcript(Model):
@@ -344,3 +350,70 @@ class Ticket(Model):
     assignee: str | None
     created_by: str
     created_at: str
+
+
+# --- coverage -----------------------------------------------------------------------------
+
+
+class WidgetStatusQuery(Model):
+    institution: str
+    widget: str
+
+
+class WidgetStatus(Model):
+    """Whether a widget's chain has a queue open and staffed now: routing publishes it on
+    the widget's status subject whenever it changes, and answers it when asked."""
+
+    v: Literal[1] = 1
+    institution: str
+    widget: str
+    online: bool
+    queue: str | None
+    reason: str
+    at: str
+
+
+MAX_COVERAGE_DAYS = 62
+
+
+class CoverageQuery(Model):
+    institution: str
+    queue: str
+    # ISO 8601: a date (the queue's local midnight), a local date-time, or one with offset.
+    start: str = Field(max_length=40)
+    end: str = Field(max_length=40)
+    # A consortium admin may ask about any institution's queue.
+    any_institution: bool = False
+
+
+class CoverageInterval(Model):
+    start: str
+    end: str
+    queue: str | None
+    reason: str
+
+
+class Coverage(Model):
+    queue: str
+    intervals: list[CoverageInterval]
+
+
+class StatsQuery(Model):
+    institution: str
+    start: datetime
+    end: datetime
+
+
+class Stats(Model):
+    """A library's chats in a span, split by who answered them. `answered_for_others`
+    counts chats of other libraries this institution answered (a backup service's work)."""
+
+    institution: str
+    start: str
+    end: str
+    chats: int
+    answered_at_home: int
+    answered_by_backup: int
+    missed: int
+    unanswered: int
+    answered_for_others: int
