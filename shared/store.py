@@ -53,6 +53,27 @@ class TenantCollection:
             raise ValueError("a tenant query needs an institution")
         return {**(query or {}), "institution": institution}
 
+    @staticmethod
+    def shared(institution: str, query: Mapping[str, Any] | None = None) -> Document:
+        """Documents of the institution, and those another institution shares with it
+        (listed in their `shared_with`: a library's chat that a backup service answered)."""
+        if not institution:
+            raise ValueError("a tenant query needs an institution")
+        return {
+            **(query or {}),
+            "$or": [{"institution": institution}, {"shared_with": institution}],
+        }
+
+    async def find_one_shared(self, institution: str, query: Mapping[str, Any]) -> Document | None:
+        return await self.raw.find_one(self.shared(institution, query))
+
+    async def count(self, institution: str, query: Mapping[str, Any] | None = None) -> int:
+        return await self.raw.count_documents(self.scoped(institution, query))
+
+    async def count_shared_with(self, institution: str, query: Mapping[str, Any]) -> int:
+        """Only documents other institutions share with this one."""
+        return await self.raw.count_documents({**query, "shared_with": institution})
+
     async def find_one(
         self,
         institution: str,

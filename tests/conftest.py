@@ -50,14 +50,16 @@ async def _load_demo(uri: str, db: str) -> None:
         await client.close()
 
 
-def start_system(servers: Servers, data: Path, db: str = E2E_DB) -> LocalSystem:
+def start_system(
+    servers: Servers, data: Path, db: str = E2E_DB, env: dict[str, str] | None = None
+) -> LocalSystem:
     asyncio.run(_load_demo(servers.mongodb_uri, db))
     system = LocalSystem(
         data=data,
         ports=Ports.free(),
         mongodb_uri=servers.mongodb_uri,
         nats_url=servers.nats_url,
-        extra_env={"REFDESK_MONGODB_DB": db, **E2E_ENV},
+        extra_env={"REFDESK_MONGODB_DB": db, **E2E_ENV, **(env or {})},
     )
     try:
         system.start_services()

@@ -6,6 +6,7 @@ these closures at definition time.
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -21,11 +22,15 @@ from shared.passwords import verify_password
 from shared.schemas.base import Model
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
+    Coverage,
+    CoverageQuery,
     CreateTicket,
     GetTicket,
     GetTranscript,
     InternalHistory,
     InternalMessages,
+    Stats,
+    StatsQuery,
     Ticket,
     Transcript,
 )
@@ -161,6 +166,97 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         everyone = claims.role == "consortium_admin"
         return await get().config.queues_of(None if everyone else claims.institution)
 
+    async def visible_queue(name: str, claims: StaffClaims) -> Queue:
+        queue = await get().config.queue(name)
+        if queue is None or not (
+            claims.role == "consortium_admin" or queue.institution == claims.institution
+        ):
+            raise Refusal("not_found", f"no queue {name}")
+        return queue
+
+    @router.get("/queues/{name}", response_model=Queue)
+    async def read_queue(name: str, claims: Staff) -> Queue:
+        return await visible_queue(name, claims)
+
+    async def save_queue(queue: Queue, claims: StaffClaims, create: bool) -> Queue:
+        """Hours, time zone and calendar are checked by the schema (422 naming the
+        field); the fallback chain against the stored queues. A refusal stores nothing."""
+        domain.check_queue_admin(queue, claims.role, claims.institution)
+        if await get().config.institution(queue.institution) is None:
+            raise Refusal("invalid", f"institution: no institution {queue.institution}")
+        domain.check_fallback(queue, await get().config.queues_of(None), claims.role)
+        if not await get().config.save_queue(queue, create):
+            if create:
+                raise Refusal("conflict", f"queue {queue.name} already exists")
+            raise Refusal("not_found", f"no queue {queue.name}")
+        return queue
+
+    @router.post("/queues", response_model=Queue, status_code=201)
+    async def create_queue(body: Queue, claims: Staff) -> Queue:
+        return await save_queue(body, claims, create=True)
+
+    @router.put("/queues/{name}", response_model=Queue)
+    async def replace_queue(name: str, body: Queue, claims: Staff) -> Queue:
+        if body.name != name:
+            raise Refusal("invalid", "name: a queue cannot be renamed; create a new one")
+        stored = await visible_queue(name, claims)
+        if stored.institution != body.institution:
+            raise Refusal("invalid", "institution: a queue cannot move to another institution")
+        return await save_queue(body, claims, create=False)
+
+    @router.delete("/queues/{name}", status_code=204)
+    async def delete_queue(name: str, claims: Staff) -> Response:
+        queue = await visible_queue(name, claims)
+        domain.check_queue_admin(queue, claims.role, claims.institution)
+        users = [q.name for q in await get().config.queues_of(None) if name in q.fallback]
+        widgets = await get().config.widgets_on(name)
+        if users or widgets:
+            raise Refusal(
+                "conflict", f"{name} is still used by queues {users} and widgets {widgets}"
+            )
+        await get().config.delete_queue(name)
+        return Response(status_code=204)
+
+    @router.get("/coverage", response_model=Coverage)
+    async def coverage(
+        claims: Staff,
+        queue: Annotated[str, Query(max_length=80)],
+        start: Annotated[str, Query(alias="from", max_length=40)],
+        end: Annotated[str, Query(alias="to", max_length=40)],
+    ) -> Coverage:
+        """Who answers the queue's chats from `from` to `to` (dates are the queue's local
+        midnights), by hours and calendars alone."""
+        return await get().bus.request(
+            subjects.routing(claims.institution, "coverage"),
+            CoverageQuery(
+                institution=claims.institution,
+                queue=queue,
+                start=start,
+                end=end,
+                any_institution=claims.role == "consortium_admin",
+            ),
+            Coverage,
+        )
+
+    @router.get("/stats", response_model=Stats)
+    async def stats(
+        claims: Staff,
+        start: Annotated[datetime, Query(alias="from")],
+        end: Annotated[datetime, Query(alias="to")],
+        institution: Annotated[str | None, Query()] = None,
+    ) -> Stats:
+        """A library's chats in a span: answered at home, by a backup service, missed."""
+        inst = scope(claims, institution)
+        if start.tzinfo is None or end.tzinfo is None:
+            raise Refusal("invalid", "from/to: give a time zone offset, e.g. Z")
+        if end <= start:
+            raise Refusal("invalid", "to: must be after from")
+        return await get().bus.request(
+            subjects.transcripts(inst, "stats"),
+            StatsQuery(institution=inst, start=start, end=end),
+            Stats,
+        )
+
     @router.get("/transcripts/{chat_id}", response_model=Transcript)
     async def transcript(
         chat_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
@@ -226,12 +322,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
         cors(request, response, widget.allowed_origins)
-        online = await get().staffed(widget.institution, widget.queue)
-        return WidgetStatusView(
-            online=online,
-            queue=widget.queue if online else None,
-            reason="staffed" if online else "unstaffed",
-        )
+        status = await get().widget_status(widget)
+        return WidgetStatusView(online=status.online, queue=status.queue, reason=status.reason)
 
     @router.post(
         "/widgets/{widget_id}/offline-message", response_model=OfflineReceipt, status_code=201

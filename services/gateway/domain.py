@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
+from shared import chains
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, Message
@@ -17,6 +18,7 @@ from shared.schemas.events import (
     ChatMissed,
     ChatQueued,
     ChatRequeued,
+    ChatRolledOver,
     ChatTaken,
     MessagePosted,
     OwnerLeft,
@@ -30,6 +32,7 @@ from shared.schemas.protocol import (
     ChatClaimedFrame,
     ChatClosedFrame,
     ChatRequeuedFrame,
+    ChatRolledOverFrame,
     ChatTransferred,
     ChatTransferring,
     InternalMessageFrame,
@@ -43,8 +46,10 @@ from shared.schemas.protocol import (
     TransferExpiredFrame,
     TransferOfferFrame,
     TransferWithdrawnFrame,
+    WidgetStatusFrame,
 )
-from shared.schemas.requests import InternalMessage
+from shared.schemas.records import Queue
+from shared.schemas.requests import InternalMessage, WidgetStatus
 
 
 class TokenBucket:
@@ -129,6 +134,16 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
             out += [(PATRON, requeued), (watchers, requeued)]
             if previous:
                 out.append((To(operator=previous), requeued))
+        case ChatRolledOver(from_queue=previous, reason=reason):
+            rolled = ChatRolledOverFrame(
+                chat_id=chat.id, from_queue=previous, queue=chat.queue, reason=reason, chat=chat
+            )
+            before = To(queue=previous)
+            out += [
+                (before, QueueChatRemoved(chat_id=chat.id, queue=previous, reason="rolled_over"))
+            ]
+            out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
+            out += [(PATRON, rolled), (before, rolled), (watchers, rolled)]
         case ChatClaimed(operator_name=name):
             out.append((PATRON, ChatClaimedFrame(chat_id=chat.id, operator=name)))
             out.append((watchers, _removed(chat, "claimed")))
@@ -169,6 +184,43 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
         case _:
             pass
     return out
+
+
+def check_queue_admin(queue: Queue, role: str, institution: str) -> None:
+    """An institution admin manages their own queues; a consortium admin any queue."""
+    if role == "operator":
+        raise Refusal("forbidden", "only admins may change queues")
+    if role != "consortium_admin" and queue.institution != institution:
+        raise Refusal("forbidden", "you can only manage your own institution's queues")
+
+
+def check_fallback(queue: Queue, stored: Sequence[Queue], role: str) -> None:
+    """Every fallback queue exists; one of another institution (a backup service's) is
+    chained only by a consortium admin; and the chain never loops."""
+    by_name = {q.name: q for q in stored}
+    for name in queue.fallback:
+        other = by_name.get(name)
+        if other is None:
+            raise Refusal("invalid", f"fallback: no queue {name}")
+        if other.institution != queue.institution and role != "consortium_admin":
+            raise Refusal(
+                "forbidden",
+                f"fallback: {name} belongs to {other.institution}; only a consortium admin "
+                "may chain another institution's queue",
+            )
+    links = {q.name: q.fallback for q in stored} | {queue.name: queue.fallback}
+    cycle = chains.find_cycle(queue.name, links)
+    if cycle:
+        raise Refusal("invalid", f"fallback: {' -> '.join(cycle)} would loop")
+
+
+def widget_changed(before: WidgetStatus, after: WidgetStatus) -> bool:
+    """Whether patrons should hear of it: the time of the announcement alone is no news."""
+    return (before.online, before.queue, before.reason) != (after.online, after.queue, after.reason)
+
+
+def widget_frame(status: WidgetStatus) -> WidgetStatusFrame:
+    return WidgetStatusFrame(online=status.online, queue=status.queue, reason=status.reason)
 
 
 def offered_to(event: ChatEvent) -> list[str]:

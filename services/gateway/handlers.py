@@ -90,8 +90,6 @@ from shared.schemas.requests import (
     SessionRef,
     SetMonitoring,
     SetStatus,
-    Staffing,
-    StaffingQuery,
     StartChat,
     StartChatResult,
     StartProactive,
@@ -99,6 +97,8 @@ from shared.schemas.requests import (
     TransferChat,
     TransferResult,
     TypingNotice,
+    WidgetStatus,
+    WidgetStatusQuery,
 )
 
 log = logging.getLogger(__name__)
@@ -126,16 +126,53 @@ class Gateway:
     clock: Clock
     hub: Hub = field(default_factory=Hub)
 
-    async def staffed(self, institution: str, queue: str) -> bool:
+    widgets: dict[str, WidgetStatus] = field(default_factory=dict)
+
+    async def widget_status(self, widget: Widget) -> WidgetStatus:
+        """The widget's availability as routing last announced it; asked for when this
+        replica has not heard yet. Routing unreachable: offline, so patrons get the form."""
+        known = self.widgets.get(widget.id)
+        if known is not None:
+            return known
         try:
-            staffing = await self.bus.request(
-                subjects.presence(institution, "staffing"),
-                StaffingQuery(institution=institution, queue=queue),
-                Staffing,
+            status = await self.bus.request(
+                subjects.routing(widget.institution, "widget"),
+                WidgetStatusQuery(institution=widget.institution, widget=widget.id),
+                WidgetStatus,
             )
-        except Refusal:
-            return False
-        return bool(staffing.operators)
+        except Refusal as refusal:
+            return WidgetStatus(
+                institution=widget.institution,
+                widget=widget.id,
+                online=False,
+                queue=None,
+                reason=f"unavailable: {refusal.message}",
+                at=iso(self.clock.now()),
+            )
+        self._hold(status)
+        return status
+
+    def _hold(self, status: WidgetStatus) -> bool:
+        """Keep the newest status of a widget; True when it differs from the one held."""
+        held = self.widgets.get(status.widget)
+        if held is not None and held.at > status.at:
+            return False  # an older announcement, overtaken (replicas announce apart)
+        self.widgets[status.widget] = status
+        return held is None or domain.widget_changed(held, status)
+
+    async def on_widget_status(self, msg: Msg) -> None:
+        try:
+            status = WidgetStatus.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("unreadable widget status on %s", msg.subject)
+            return
+        if not self._hold(status):
+            return
+        links = self.hub.patrons_by_widget.get(status.widget, ())
+        if links:
+            text = domain.widget_frame(status).model_dump_json()
+            for link in links:
+                link.outbox.send_text(text)
 
     async def chat_messages(self, institution: str, chat_id: str) -> list[Message]:
         events = await self.bus.chat_history(institution, chat_id)
@@ -188,6 +225,7 @@ class Gateway:
         await self.bus.subscribe(subjects.chat_position_all(), self.on_position)
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
         await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
+        await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
 
     def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
         if to.patron:
@@ -404,8 +442,9 @@ class PatronSocket(FrameLoop):
             "chat.end": self.end,
         }
         await self.gw.config.saw_guest(link.institution, guest_id, link.widget, self.gw.clock.now())
-        online = await self.gw.staffed(self.widget.institution, self.widget.queue)
-        welcome = Welcome(guest_id=guest_id, token=token, widget=WidgetInfo(online=online))
+        status = await self.gw.widget_status(self.widget)
+        info = WidgetInfo(online=status.online, queue=status.queue, reason=status.reason)
+        welcome = Welcome(guest_id=guest_id, token=token, widget=info)
         then: list[Model] = [welcome]
         if returning:
             then += await self._resume(link)
@@ -580,7 +619,7 @@ class OperatorSocket(FrameLoop):
         frames: list[Model] = []
         for chat in owned.chats:
             self.gw.hub.track_owner(chat.id, link.username)
-            messages = await self.gw.chat_messages(link.institution, chat.id)
+            messages = await self.gw.chat_messages(chat.institution, chat.id)
             frames.append(ChatResumed(chat=chat, messages=messages))
         return frames
 
@@ -666,7 +705,8 @@ class OperatorSocket(FrameLoop):
         )
         # Known now, before the event comes round, so typing works at once.
         self.gw.hub.track_owner(chat_id, link.username)
-        messages = await self.gw.chat_messages(link.institution, chat_id)
+        # The chat's history lives under its home library, which may not be ours.
+        messages = await self.gw.chat_messages(result.chat.institution, chat_id)
         return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
 
     async def claim(self, frame: ChatClaim) -> Reply:

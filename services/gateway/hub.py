@@ -110,6 +110,7 @@ class Hub:
     def __init__(self) -> None:
         self.patrons_by_chat: dict[str, set[PatronLink]] = defaultdict(set)
         self.patrons_by_guest: dict[str, set[PatronLink]] = defaultdict(set)
+        self.patrons_by_widget: dict[str, set[PatronLink]] = defaultdict(set)
         self.operators: dict[str, OperatorLink] = {}
         self.sessions: dict[str, OperatorLink] = {}
         self.watchers: dict[str, set[OperatorLink]] = defaultdict(set)
@@ -125,6 +126,7 @@ class Hub:
     # patrons
     def add_patron(self, link: PatronLink) -> None:
         self.patrons_by_guest[link.guest_id].add(link)
+        self.patrons_by_widget[link.widget].add(link)
 
     def guest_connected(self, guest_id: str) -> bool:
         return bool(self.patrons_by_guest.get(guest_id))
@@ -154,6 +156,11 @@ class Hub:
             links.discard(link)
             if not links:
                 del self.patrons_by_guest[link.guest_id]
+        on_widget = self.patrons_by_widget.get(link.widget)
+        if on_widget is not None:
+            on_widget.discard(link)
+            if not on_widget:
+                del self.patrons_by_widget[link.widget]
         return orphaned
 
     def end_chat(self, chat_id: str) -> None:

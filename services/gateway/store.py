@@ -71,6 +71,28 @@ class ConfigStore:
     async def institution(self, name: str) -> Institution | None:
         return await self._cached("institutions", name, Institution, {"name": name})
 
+    async def save_queue(self, queue: Queue, create: bool) -> bool:
+        """Store a queue; False when creating a name that exists or replacing one that
+        does not. The change is visible to this replica at once."""
+        doc = queue.model_dump(mode="json")
+        if create:
+            result = await self.db.queues.update_one(
+                {"name": queue.name}, {"$setOnInsert": doc}, upsert=True
+            )
+            saved = result.upserted_id is not None
+        else:
+            replaced = await self.db.queues.replace_one({"name": queue.name}, doc)
+            saved = replaced.matched_count == 1
+        self._cache.pop(("queues", queue.name), None)
+        return saved
+
+    async def delete_queue(self, name: str) -> None:
+        await self.db.queues.delete_one({"name": name})
+        self._cache.pop(("queues", name), None)
+
+    async def widgets_on(self, queue: str) -> list[str]:
+        return [d["id"] for d in await self.db.widgets.find({"queue": queue}, {"id": 1}).to_list()]
+
     async def queues_of(self, institution: str | None) -> list[Queue]:
         """Queues of one institution, or of every institution when None."""
         query = {} if institution is None else {"institution": institution}

@@ -10,17 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from shared.schemas.chat import Chat, Message
-from shared.schemas.events import ChatEvent
+from shared.schemas.events import ChatEvent, ChatQueued, ChatRolledOver, RolloverHeld
 from shared.schemas.requests import RoutingDecision
 
-ROUTING_EVENT_TYPES = ("queued",)
+ROUTING_EVENT_TYPES = ("queued", "rolled_over", "rollover_held")
 
 
 def chat_document(event: ChatEvent) -> dict[str, Any]:
     """The chat as of this event, flattened for search, with the event number it reflects."""
-    doc = event.chat.model_dump(mode="json")
-    doc["_id"] = event.chat.id
+    chat = event.chat
+    doc = chat.model_dump(mode="json")
+    doc["_id"] = chat.id
     doc["n"] = event.n
+    # The institution that answered a library's chat (a backup service) sees it too.
+    answered = chat.answered_institution
+    doc["shared_with"] = [answered] if answered and answered != chat.institution else []
     return doc
 
 
@@ -40,14 +44,18 @@ def event_document(event: ChatEvent) -> dict[str, Any]:
         "type": event.type,
         "ts": event.ts,
     }
-    if event.type == "queued":
-        doc["queue"] = event.queue
+    if isinstance(event, ChatQueued | ChatRolledOver | RolloverHeld):
+        doc["trigger"] = "start" if event.type == "queued" else "rollover"
+        doc["queue"] = None if event.type == "rollover_held" else event.chat.queue
         doc["reason"] = event.reason
+        doc["skipped"] = [s.model_dump(mode="json") for s in event.skipped]
     return doc
 
 
 def chat_from_document(doc: dict[str, Any]) -> Chat:
-    return Chat.model_validate({k: v for k, v in doc.items() if k not in ("_id", "n")})
+    return Chat.model_validate(
+        {k: v for k, v in doc.items() if k not in ("_id", "n", "shared_with")}
+    )
 
 
 def message_from_document(doc: dict[str, Any]) -> Message:
@@ -57,7 +65,13 @@ def message_from_document(doc: dict[str, Any]) -> Message:
 def routing_from_events(docs: list[dict[str, Any]]) -> list[RoutingDecision]:
     ordered = sorted(docs, key=lambda d: d["n"])
     return [
-        RoutingDecision(at=d["ts"], queue=d["queue"], reason=d["reason"])
+        RoutingDecision(
+            at=d["ts"],
+            trigger=d.get("trigger", "start"),
+            queue=d["queue"],
+            reason=d["reason"],
+            skipped=d.get("skipped", []),
+        )
         for d in ordered
         if d["type"] in ROUTING_EVENT_TYPES
     ]

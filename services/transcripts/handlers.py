@@ -24,6 +24,8 @@ from shared.schemas.requests import (
     InternalHistory,
     InternalMessage,
     InternalMessages,
+    Stats,
+    StatsQuery,
     Transcript,
 )
 
@@ -48,6 +50,7 @@ class TranscriptHandlers:
                 InternalMessage,
                 self.save_internal,
             ),
+            Endpoint("stats", subjects.transcripts_endpoint("stats"), StatsQuery, self.stats),
             Endpoint(
                 "internal_list",
                 subjects.transcripts_endpoint("internal_list"),
@@ -65,6 +68,9 @@ class TranscriptHandlers:
             req.institution, req.conversation, req.limit
         )
         return InternalMessages(messages=messages)
+
+    async def stats(self, req: StatsQuery) -> Stats:
+        return await self.store.stats(req)
 
     async def get(self, req: GetTranscript) -> Transcript:
         transcript = await self.store.transcript(req.institution, req.chat_id)

@@ -7,8 +7,9 @@ from collections import defaultdict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.transcripts import domain
+from shared.clock import iso
 from shared.schemas.events import ChatEvent
-from shared.schemas.requests import InternalMessage, Transcript
+from shared.schemas.requests import InternalMessage, Stats, StatsQuery, Transcript
 from shared.store import Document, TenantCollection
 
 
@@ -24,6 +25,27 @@ class TranscriptStore:
         await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
         await self.chats.raw.create_index([("institution", 1), ("created_at", -1)])
         await self.internal.raw.create_index([("institution", 1), ("conversation", 1), ("ts", 1)])
+
+    async def stats(self, query: StatsQuery) -> Stats:
+        """The institution's patrons' chats created in the span, split by who answered."""
+        inst = query.institution
+        span = {"created_at": {"$gte": iso(query.start), "$lt": iso(query.end)}}
+        answered = {**span, "answered_institution": {"$ne": None}}
+        chats = await self.chats.count(inst, span)
+        at_home = await self.chats.count(inst, {**span, "answered_institution": inst})
+        by_backup = await self.chats.count(inst, answered) - at_home
+        missed = await self.chats.count(inst, {**span, "state": "missed"})
+        return Stats(
+            institution=inst,
+            start=iso(query.start),
+            end=iso(query.end),
+            chats=chats,
+            answered_at_home=at_home,
+            answered_by_backup=by_backup,
+            missed=missed,
+            unanswered=chats - at_home - by_backup,
+            answered_for_others=await self.chats.count_shared_with(inst, span),
+        )
 
     async def save_internal(self, message: InternalMessage) -> None:
         """Idempotent: a retried save of the same message id stores it once."""
@@ -75,11 +97,13 @@ class TranscriptStore:
         return fresh
 
     async def transcript(self, institution: str, chat_id: str) -> Transcript | None:
-        chat = await self.chats.find_one(institution, {"_id": chat_id})
+        """A chat of the institution's patrons, or one it answered for another library."""
+        chat = await self.chats.find_one_shared(institution, {"_id": chat_id})
         if chat is None:
             return None
-        messages = await self.messages.find(institution, {"chat_id": chat_id}, sort=[("seq", 1)])
-        events = await self.events.find(institution, {"chat_id": chat_id}, sort=[("n", 1)])
+        home = str(chat["institution"])
+        messages = await self.messages.find(home, {"chat_id": chat_id}, sort=[("seq", 1)])
+        events = await self.events.find(home, {"chat_id": chat_id}, sort=[("n", 1)])
         return Transcript(
             chat=domain.chat_from_document(chat),
             messages=[domain.message_from_document(m) for m in messages],

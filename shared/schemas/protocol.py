@@ -210,6 +210,18 @@ class Error(Model):
 
 class WidgetInfo(Model):
     online: bool
+    queue: str | None = None
+    reason: str | None = None
+
+
+class WidgetStatusFrame(Model):
+    """To a widget's patrons: its availability changed (an operator came or went, a window
+    opened or closed, a holiday began). `queue` answers now; `reason` says why."""
+
+    type: Literal["widget.status"] = "widget.status"
+    online: bool
+    queue: str | None
+    reason: str
 
 
 class Welcome(Model):
@@ -255,10 +267,6 @@ class ChatClosedFrame(Model):
     state: str
     reason: str
 
-
-class WidgetStatus(Model):
-    type: Literal["widget.status"] = "widget.status"
-    online: bool
 
 
 class SessionFrame(Model):
@@ -321,6 +329,18 @@ class ChatTransferred(Model):
     type: Literal["chat.transferred"] = "chat.transferred"
     chat_id: str
     operator: str
+
+
+class ChatRolledOverFrame(Model):
+    """To the patron and the watchers of both queues: nobody claimed the chat in time,
+    so it moved to the next queue of its chain (a backup service, often)."""
+
+    type: Literal["chat.rolled_over"] = "chat.rolled_over"
+    chat_id: str
+    from_queue: str
+    queue: str
+    reason: str
+    chat: Chat
 
 
 class ChatRequeuedFrame(Model):
@@ -396,7 +416,8 @@ ServerFrame = Annotated[
     | TypingFrame
     | ChatClaimedFrame
     | ChatClosedFrame
-    | WidgetStatus
+    | WidgetStatusFrame
+    | ChatRolledOverFrame
     | SessionFrame
     | SessionEndedFrame
     | QueueSnapshot

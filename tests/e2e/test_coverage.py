@@ -1,0 +1,200 @@
+"""Coverage end to end: fallback to the backup service, rollover, who sees the transcript,
+live widget status, and the queue settings that drive them.
+
+This module runs its own system on its own database, with every service's clock shifted to
+Tuesday 24 November 2026, 10:00 in New York (River's time zone), so that River's hours are
+open whatever the day the tests run. The consortium admin first turns on daytime hours for
+the backup service (the demo has it on nights and weekends only) and a short rollover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.local.system import LocalSystem
+from tests.client import ProtocolClient, login, operator, patron
+from tests.conftest import start_system
+from tests.servers import Servers
+
+DB = "refdesk_coverage"
+TUESDAY_10_NEW_YORK = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+ROLLOVER_S = 5
+ALL_DAY = [
+    {"day": d, "open": "00:00", "close": "24:00"} for d in ("mon", "tue", "wed", "thu", "fri")
+]
+
+
+@pytest.fixture(scope="module")
+def shifted(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    shift = (TUESDAY_10_NEW_YORK - datetime.now(UTC)).total_seconds()
+    running = start_system(
+        servers,
+        tmp_path_factory.mktemp("coverage"),
+        db=DB,
+        env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}", "REFDESK_CONFIG_CACHE_S": "0.2"},
+    )
+    try:
+        asyncio.run(_daytime_backup(running.gateway_url))
+        yield running
+    finally:
+        running.stop()
+
+
+async def _daytime_backup(base: str) -> None:
+    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
+    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+        backup = (await http.get("/api/queues/demo-backup")).json()
+        backup["hours"] += ALL_DAY
+        assert (await http.put("/api/queues/demo-backup", json=backup)).status_code == 200
+        river = (await http.get("/api/queues/demo-river")).json()
+        river["rollover_after_s"] = ROLLOVER_S
+        assert (await http.put("/api/queues/demo-river", json=river)).status_code == 200
+    await asyncio.sleep(0.5)  # past every replica's configuration cache
+
+
+async def _get(base: str, username: str, path: str, **params: str) -> httpx.Response:
+    auth = {"Authorization": f"Bearer {await login(base, username)}"}
+    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
+        return await http.get(path, params=params)
+
+
+async def _transcript(base: str, username: str, chat_id: str) -> httpx.Response:
+    """The transcript once the recorder has the chat in its final state."""
+    for _ in range(50):
+        r = await _get(base, username, f"/api/transcripts/{chat_id}")
+        if r.status_code == 200 and r.json()["chat"]["state"] == "closed":
+            return r
+        await asyncio.sleep(0.1)
+    return r
+
+
+async def _close_all(*clients: ProtocolClient) -> None:
+    for client in clients:
+        await client.close()
+
+
+async def test_unstaffed_library_falls_back_to_the_backup_service(shifted: LocalSystem):
+    base = shifted.gateway_url
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    pat = await patron(base, "river")
+    try:
+        assert pat.frames[-1]["widget"] == {
+            "online": True,
+            "queue": "demo-backup",
+            "reason": "fallback: unstaffed",
+        }
+        started = await pat.ok({"type": "chat.start", "question": "Is the archive open?"})
+        queued = await pat.expect("chat.queued")
+        assert queued["queue"] == "demo-backup"
+        added = await dan.expect("queue.chat_added")
+        chat_id = started["chat_id"]
+        assert added["chat"]["id"] == chat_id and added["chat"]["institution"] == "river"
+        claimed = await dan.ok({"type": "chat.claim", "chat_id": chat_id})
+        assert claimed["chat"]["answered_institution"] == "backup"
+        assert [m["body"] for m in claimed["messages"]] == ["Is the archive open?"]
+        await dan.ok({"type": "message", "chat_id": chat_id, "body": "Until 6pm today."})
+        assert (await pat.expect("message"))["body"] == "Until 6pm today."
+        await dan.ok({"type": "chat.close", "chat_id": chat_id})
+        record = (await _transcript(base, "demo-river-cat", chat_id)).json()
+        assert record["routing"] == [
+            {
+                "at": record["routing"][0]["at"],
+                "trigger": "start",
+                "queue": "demo-backup",
+                "reason": "fallback: unstaffed",
+                "skipped": [{"queue": "demo-river", "reason": "unstaffed"}],
+            }
+        ]
+        # The patron's time is the shifted clock's: a Tuesday morning in New York.
+        assert record["chat"]["created_at"].startswith("2026-11-24T15:")
+    finally:
+        await _close_all(pat, dan)
+
+
+async def test_rollover_moves_an_unclaimed_chat_and_the_backup_answers_it(shifted: LocalSystem):
+    base = shifted.gateway_url
+    cat = await operator(base, "demo-river-cat", ["demo-river"])
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    pat = await patron(base, "river")
+    try:
+        started = await pat.ok({"type": "chat.start", "question": "Interlibrary loan?"})
+        chat_id = started["chat_id"]
+        assert (await pat.expect("chat.queued"))["queue"] == "demo-river"
+        began = time.monotonic()
+        rolled = await pat.expect("chat.rolled_over", timeout=ROLLOVER_S + 5)
+        waited = time.monotonic() - began
+        assert rolled["from_queue"] == "demo-river" and rolled["queue"] == "demo-backup"
+        assert rolled["reason"] == f"rollover timeout {ROLLOVER_S}s"
+        assert ROLLOVER_S - 1 <= waited <= ROLLOVER_S + 3
+        # The watchers of both queues hear of it.
+        assert (await cat.expect("chat.rolled_over"))["chat_id"] == chat_id
+        assert (await dan.expect("chat.rolled_over"))["chat_id"] == chat_id
+        await dan.ok({"type": "chat.claim", "chat_id": chat_id})
+        assert (await pat.expect("chat.claimed"))["operator"] == "Dan"
+        await dan.ok({"type": "chat.close", "chat_id": chat_id})
+
+        river = await _transcript(base, "demo-river-cat", chat_id)
+        assert river.status_code == 200
+        routing = river.json()["routing"]
+        assert [(r["trigger"], r["queue"], r["reason"]) for r in routing] == [
+            ("start", "demo-river", "hours"),
+            ("rollover", "demo-backup", f"rollover timeout {ROLLOVER_S}s"),
+        ]
+        chat = river.json()["chat"]
+        assert (chat["institution"], chat["answered_institution"], chat["answered_queue"]) == (
+            "river",
+            "backup",
+            "demo-backup",
+        )
+        assert (await _transcript(base, "demo-backup-dan", chat_id)).status_code == 200
+        hill = await _get(base, "demo-hill-ann", f"/api/transcripts/{chat_id}")
+        assert hill.status_code == 404 and hill.json()["code"] == "not_found"
+
+        span = {"from": "2026-11-24T00:00:00Z", "to": "2026-11-25T00:00:00Z"}
+        home = (await _get(base, "demo-river-cat", "/api/stats", **span)).json()
+        assert home["answered_by_backup"] >= 1 and home["chats"] >= home["answered_by_backup"]
+        vendor = (await _get(base, "demo-backup-dan", "/api/stats", **span)).json()
+        assert vendor["answered_for_others"] >= 1 and vendor["chats"] == 0
+    finally:
+        await _close_all(pat, cat, dan)
+
+
+async def _status_after(pat: ProtocolClient, online: bool, change: Any) -> float:
+    """Seconds from a change (awaited) to the widget's status frame saying `online`."""
+    began = time.monotonic()
+    await change()
+    await pat.expect(lambda f: f["type"] == "widget.status" and f["online"] is online)
+    return time.monotonic() - began
+
+
+async def test_widget_status_follows_the_operators_within_two_seconds(shifted: LocalSystem):
+    base = shifted.gateway_url
+    pat = await patron(base, "hill")
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"], status="away")
+    try:
+        assert pat.frames[-1]["widget"]["online"] is False
+        # Away, monitoring is not answering: the widget stays offline.
+        assert (await _get(base, "demo-hill-ann", "/api/widgets/hill/status")).json() == {
+            "online": False,
+            "queue": None,
+            "reason": "unstaffed",
+        }
+        coming = await _status_after(
+            pat, True, lambda: ann.ok({"type": "status.set", "status": "online"})
+        )
+        status = (await _get(base, "demo-hill-ann", "/api/widgets/hill/status")).json()
+        assert status == {"online": True, "queue": "demo-hill", "reason": "hours"}
+        going = await _status_after(
+            pat, False, lambda: ann.ok({"type": "status.set", "status": "offline"})
+        )
+        print(f"widget.status: online after {coming:.2f} s, offline after {going:.2f} s")
+        assert coming < 2.0 and going < 2.0
+    finally:
+        await _close_all(pat, ann)
