@@ -51,17 +51,25 @@ async def _load_demo(uri: str, db: str) -> None:
 
 
 def start_system(
-    servers: Servers, data: Path, db: str = E2E_DB, env: dict[str, str] | None = None
+    servers: Servers,
+    data: Path,
+    db: str = E2E_DB,
+    env: dict[str, str] | None = None,
+    own_nats: bool = False,
 ) -> LocalSystem:
+    """The whole system on the session's servers. `own_nats`: on a nats-server of its own,
+    for a system running beside the session's (two on one server would share endpoints,
+    buckets and the transcripts consumer)."""
     asyncio.run(_load_demo(servers.mongodb_uri, db))
     system = LocalSystem(
         data=data,
         ports=Ports.free(),
         mongodb_uri=servers.mongodb_uri,
-        nats_url=servers.nats_url,
+        nats_url=None if own_nats else servers.nats_url,
         extra_env={"REFDESK_MONGODB_DB": db, **E2E_ENV, **(env or {})},
     )
     try:
+        system.start_infra()
         system.start_services()
     except Exception:
         system.stop()

@@ -268,7 +268,6 @@ class ChatClosedFrame(Model):
     reason: str
 
 
-
 class SessionFrame(Model):
     type: Literal["session"] = "session"
     operator: str

@@ -102,7 +102,13 @@ async def test_chat_is_claimed_answered_closed_and_transcribed(system: LocalSyst
         assert body["chat"]["owner"] == "demo-hill-ann"
         assert body["chat"]["patron"]["email"] == "pat@example.org"
         assert body["routing"] == [
-            {"at": body["routing"][0]["at"], "queue": "demo-hill", "reason": "staffed"}
+            {
+                "at": body["routing"][0]["at"],
+                "trigger": "start",
+                "queue": "demo-hill",
+                "reason": "hours",
+                "skipped": [],
+            }
         ]
     finally:
         await pat.close()

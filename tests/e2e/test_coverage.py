@@ -39,6 +39,7 @@ def shifted(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
         tmp_path_factory.mktemp("coverage"),
         db=DB,
         env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}", "REFDESK_CONFIG_CACHE_S": "0.2"},
+        own_nats=True,
     )
     try:
         asyncio.run(_daytime_backup(running.gateway_url))
