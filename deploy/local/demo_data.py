@@ -92,8 +92,13 @@ def queues() -> list[Queue]:
             display_name="River Library",
             hours=[window(d, "09:00", "18:00") for d in WEEKDAYS],
             holidays=Holidays(calendar="US", covered=False),
+            # Closed or unstaffed, River's chats go to the backup service; one left waiting
+            # two minutes moves there too once the backup service is open.
             fallback=["demo-backup"],
+            rollover_after_s=120,
         ),
+        # The backup service works the consortium's nights and weekends (a real procedure:
+        # Mon-Fri 5pm-8am, Sat 10am-10pm, Sun 10am to Monday 8am; no service on holidays).
         Queue(
             name="demo-backup",
             institution="backup",

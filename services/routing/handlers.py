@@ -114,7 +114,7 @@ class RoutingHandlers:
         `institution` is the asker's: a chat is found under its home library and answered
         only to an institution it is visible to (see `Chat.visible_to`).
         """
-        home = self.chats.home_of(chat_id, institution)
+        home = await self.chats.home_of(chat_id, institution)
         fresh = False
         for _ in range(self.cas_attempts):
             cached = not fresh and self.chats.is_cached(home, chat_id)

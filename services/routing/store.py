@@ -7,6 +7,7 @@ chats (for queue snapshots and positions) current with writes from every routing
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 RECENT_WAITS = 20
 # Chat ids remembered with their home institution after they close, for late requests.
 HOMES_KEPT = 100_000
+HOME_WAIT_S = 0.3
+HOME_WAIT_STEPS = 6
 
 
 class StaleRevision(Exception):
@@ -47,10 +50,21 @@ class ChatStore:
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
         self._follower = BucketFollower(kv, self._followed)
 
-    def home_of(self, chat_id: str, asking: str) -> str:
+    async def home_of(self, chat_id: str, asking: str) -> str:
         """The home institution a chat is stored under. A backup service's operator asks
-        about a library's chat by id alone; an unknown id is looked for under the asker's."""
-        return self._homes.get(chat_id, asking)
+        about a library's chat by id alone. An id this replica has not seen yet is the
+        asker's own, or one another replica has only just written: the watcher brings it
+        within moments, so wait that long before looking under the asker's."""
+        for _ in range(HOME_WAIT_STEPS):
+            home = self._homes.get(chat_id)
+            if home is not None:
+                return home
+            try:
+                await self.kv.get(subjects.chat_key(asking, chat_id))
+                return asking
+            except KeyNotFoundError:
+                await asyncio.sleep(HOME_WAIT_S / HOME_WAIT_STEPS)
+        return asking
 
     def is_cached(self, institution: str, chat_id: str) -> bool:
         return subjects.chat_key(institution, chat_id) in self._known

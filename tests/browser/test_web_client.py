@@ -188,3 +188,36 @@ async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, b
     finally:
         for context in contexts:
             await context.close()
+
+
+async def test_widget_follows_live_status_and_takes_a_message_when_offline(
+    system: LocalSystem, browser: Browser
+):
+    base = system.gateway_url
+    operator_ctx = await browser.new_context()
+    patron_ctx = await browser.new_context()
+    try:
+        widget = await patron_ctx.new_page()
+        await widget.goto(f"{base}/widget?widget=hill")
+        await expect(widget.locator("#availability")).to_have_text("No one is available right now.")
+        await expect(widget.locator("#offline-form")).to_be_visible()
+        await expect(widget.locator("#start-form")).to_be_hidden()
+
+        # An operator comes online: the open page turns to the question form by itself.
+        desk = await operator_ctx.new_page()
+        await sign_in(desk, base, "demo-hill-ann")
+        await desk.check("#queues input[value=demo-hill]")
+        await desk.select_option("#status", "online")
+        await expect(widget.locator("#start-form")).to_be_visible(timeout=3000)
+        await expect(widget.locator("#availability")).to_have_text("A librarian is available.")
+
+        # And goes away again: back to the message form, which becomes a ticket.
+        await desk.select_option("#status", "offline")
+        await expect(widget.locator("#offline-form")).to_be_visible(timeout=3000)
+        await widget.fill("#off-email", "pat@example.org")
+        await widget.fill("#off-question", "Can I renew a laptop loan?")
+        await widget.click("#offline-form button")
+        await expect(widget.locator("#offline-sent")).to_contain_text("ticket")
+    finally:
+        await operator_ctx.close()
+        await patron_ctx.close()

@@ -30,7 +30,9 @@
     for (const chat of state.waiting.values()) {
       const item = el("li", { "data-chat": chat.id });
       const again = chat.requeued_at ? " (back in line: their librarian was disconnected)" : "";
-      item.append(el("span", {}, `${chat.patron.name || "Patron"}: ${chat.question || ""}${again}`));
+      // A chat of another library's patron, fallen back or rolled over to this queue.
+      const from = chat.queue_institution && chat.queue_institution !== chat.institution ? ` [${chat.institution}]` : "";
+      item.append(el("span", {}, `${chat.patron.name || "Patron"}${from}: ${chat.question || ""}${again}`));
       const button = el("button", { "data-claim": chat.id }, "Claim");
       button.addEventListener("click", () => own("chat.claim", chat.id));
       item.append(button);
@@ -159,6 +161,8 @@
         state.orphans.delete(frame.chat_id); renderWaiting();
         if (state.chats.has(frame.chat_id)) setChatState(frame.chat_id, "requeued");
         break;
+      case "chat.rolled_over":
+        staffLine(`A waiting chat moved from ${frame.from_queue} to ${frame.queue} (${frame.reason}).`); break;
       case "internal.message":
         staffLine(`${frame.from.name} → ${frame.to.operator || frame.to.queue || "all"}: ${frame.body}`); break;
       case "session.ended":

@@ -23,7 +23,17 @@
     row.append(name, document.createTextNode(text));
     $("log").append(row); $("log").scrollTop = $("log").scrollHeight;
   }
-  function showChat() { $("start-form").classList.add("hidden"); $("chat").classList.remove("hidden"); }
+  function showChat() {
+    $("start-form").classList.add("hidden"); $("offline-form").classList.add("hidden");
+    $("chat").classList.remove("hidden");
+  }
+  // Online: the question form; offline: the leave-a-message form. A chat under way stays.
+  function availability(online) {
+    $("availability").textContent = online ? "A librarian is available." : "No one is available right now.";
+    if (chatId) return;
+    $("start-form").classList.toggle("hidden", !online);
+    $("offline-form").classList.toggle("hidden", online);
+  }
 
   function onFrame(f) {
     if (f.type === "ack" || f.type === "error") {
@@ -35,9 +45,7 @@
     switch (f.type) {
       case "welcome":
         localStorage.setItem(tokenKey, f.token);
-        $("availability").textContent = f.widget.online ? "A librarian is available." : "No one is available right now.";
-        if (f.widget.online) $("start-form").classList.remove("hidden");
-        break;
+        availability(f.widget.online); break;
       case "chat.resumed":
       case "chat.started":
         chatId = f.chat.id; showChat(); $("send-form").classList.remove("hidden");
@@ -53,6 +61,8 @@
         line("", "Connecting you with a colleague…", "system"); break;
       case "chat.transferred":
         line("", `${f.operator} has taken over the chat.`, "system"); break;
+      case "chat.rolled_over":
+        line("", "Still waiting: your question has been passed to our partner librarians.", "system"); break;
       case "chat.requeued":
         line("", "Your librarian was disconnected; the next one available will continue.", "system"); break;
       case "message":
@@ -60,7 +70,7 @@
       case "chat.closed":
         line("", "The chat has ended.", "system"); chatId = null; $("send-form").classList.add("hidden"); break;
       case "widget.status":
-        $("availability").textContent = f.online ? "A librarian is available." : "No one is available right now."; break;
+        availability(f.online); break;
     }
   }
 
@@ -77,6 +87,18 @@
       const ack = await send({ type: "chat.start", question, name: $("name").value.trim() || null });
       chatId = ack.chat_id; showChat(); line($("name").value.trim() || "You", question, "patron");
     } catch (err) { $("error").textContent = err.message; }
+  });
+  $("offline-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { name: $("off-name").value.trim() || null, email: $("off-email").value.trim(), question: $("off-question").value.trim() };
+    const r = await fetch(`/api/widgets/${encodeURIComponent(widget)}/offline-message`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const answer = await r.json();
+    if (!r.ok) { $("error").textContent = answer.message || "Could not send your question."; return; }
+    $("offline-form").classList.add("hidden");
+    $("offline-sent").textContent = `Thank you. Your question is ticket ${answer.ticket_id}.`;
+    $("offline-sent").classList.remove("hidden");
   });
   $("send-form").addEventListener("submit", async (event) => {
     event.preventDefault();
