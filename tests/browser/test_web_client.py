@@ -45,6 +45,8 @@ async def sign_in(page: Page, base: str, username: str) -> None:
     await page.fill("#password", "refdesk-demo")
     await page.click("button[type=submit]")
     await expect(page.locator("#whoami")).to_contain_text(username)
+    # The session is open once the server has said which status it holds.
+    await expect(page.locator("#status[data-confirmed]")).to_be_attached()
 
 
 async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0) -> None:
@@ -55,7 +57,7 @@ async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0
         if (await status.json())["online"]:
             return
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"widget {widget} never came online")
+            raise AssertionError(f"widget {widget} never came online: {await status.json()}")
         await asyncio.sleep(0.1)
 
 
