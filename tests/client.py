@@ -112,3 +112,11 @@ async def patron(base_url: str, widget: str, token: str | None = None) -> Protoc
     await client.ok({"type": "hello", "token": token})
     await client.expect("welcome")
     return client
+
+
+async def widget_says(pat: ProtocolClient, status: dict[str, Any]) -> None:
+    """The widget's status as welcomed, or as pushed within a tick when an operator has
+    only just signed in."""
+    if pat.frames[-1]["widget"] != status:
+        pushed = await pat.expect("widget.status", timeout=2.0)
+        assert {k: pushed[k] for k in status} == status

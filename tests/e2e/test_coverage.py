@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, login, operator, patron
+from tests.client import ProtocolClient, login, operator, patron, widget_says
 from tests.conftest import start_system
 from tests.servers import Servers
 
@@ -74,14 +74,6 @@ async def _transcript(base: str, username: str, chat_id: str) -> httpx.Response:
             return r
         await asyncio.sleep(0.1)
     return r
-
-
-async def widget_says(pat: ProtocolClient, status: dict[str, Any]) -> None:
-    """The widget's status as welcomed, or as pushed within a tick when an operator has
-    only just signed in."""
-    if pat.frames[-1]["widget"] != status:
-        pushed = await pat.expect("widget.status", timeout=2.0)
-        assert {k: pushed[k] for k in status} == status
 
 
 async def _close_all(*clients: ProtocolClient) -> None:

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import operator, patron
+from tests.client import operator, patron, widget_says
 from tests.conftest import start_system
-from tests.e2e.test_coverage import widget_says
 from tests.servers import Servers
 
 MIDNIGHT_IN_CHICAGO = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
