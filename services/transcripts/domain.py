@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.schemas.chat import Chat, Message
-from shared.schemas.events import ChatEvent, ChatQueued, ChatRolledOver, RolloverHeld
+from shared.schemas.events import ChatEvent, RoutingDecided
 from shared.schemas.requests import RoutingDecision
 
 ROUTING_EVENT_TYPES = ("queued", "rolled_over", "rollover_held")
@@ -44,7 +44,7 @@ def event_document(event: ChatEvent) -> dict[str, Any]:
         "type": event.type,
         "ts": event.ts,
     }
-    if isinstance(event, ChatQueued | ChatRolledOver | RolloverHeld):
+    if isinstance(event, RoutingDecided):
         doc["trigger"] = "start" if event.type == "queued" else "rollover"
         doc["queue"] = None if event.type == "rollover_held" else event.chat.queue
         doc["reason"] = event.reason

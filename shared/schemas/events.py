@@ -29,35 +29,34 @@ class ChatCreated(_Event):
     question: str
 
 
-class ChatQueued(_Event):
-    """The routing decision that placed a new chat: the queue, why, and the queues of the
-    chain passed over on the way (closed or unstaffed)."""
+class RoutingDecided(_Event):
+    """A routing decision: the queue (the one the chat is in after it), why, and the
+    queues of the chain passed over on the way (closed or unstaffed)."""
 
-    type: Literal["queued"] = "queued"
     queue: str
     reason: str
     skipped: list[SkippedQueue] = Field(default_factory=list)
 
 
-class ChatRolledOver(_Event):
+class ChatQueued(RoutingDecided):
+    """A new chat placed in the first open, staffed queue of its chain."""
+
+    type: Literal["queued"] = "queued"
+
+
+class ChatRolledOver(RoutingDecided):
     """Unclaimed past its queue's rollover timeout, the chat moved to the next open,
     staffed queue of its chain."""
 
     type: Literal["rolled_over"] = "rolled_over"
     from_queue: str
-    queue: str
-    reason: str
-    skipped: list[SkippedQueue] = Field(default_factory=list)
 
 
-class RolloverHeld(_Event):
+class RolloverHeld(RoutingDecided):
     """The rollover timeout passed but no later queue of the chain could take the chat:
-    it stays, and the timeout starts again."""
+    it stays in `queue`, and the timeout starts again."""
 
     type: Literal["rollover_held"] = "rollover_held"
-    queue: str
-    reason: str
-    skipped: list[SkippedQueue] = Field(default_factory=list)
 
 
 class ChatClaimed(_Event):

@@ -1,0 +1,92 @@
+"""Rollover in the pure state machine: a chat unclaimed past its queue's timeout moves to
+the next queue of its chain; who answers it is recorded, and who may see it follows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from services.routing import domain
+from shared.schemas.chat import SkippedQueue
+from tests.factories import T0
+
+TIMING = domain.Timing()
+CHAIN = ("demo-river", "demo-backup", "demo-overnight")
+
+
+def river_chat(rollover_after_s: int | None = 60) -> domain.Transition:
+    return domain.start_chat(
+        domain.NewChat(
+            chat_id=uuid.uuid4().hex,
+            institution="river",
+            widget="river",
+            queue="demo-river",
+            guest_id="guest1",
+            question="Interlibrary loan?",
+            name=None,
+            email=None,
+            reason="hours",
+            queue_institution="river",
+            chain=CHAIN,
+            rollover_after_s=rollover_after_s,
+        ),
+        T0,
+    )
+
+
+def after(seconds: float):  # type: ignore[no-untyped-def]
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_a_waiting_chat_rolls_over_at_its_queues_timeout_and_not_before():
+    start = river_chat()
+    assert domain.deadlines(start.state, TIMING) == [after(60)]
+    assert domain.rollover_candidates(start.state) == ["demo-backup", "demo-overnight"]
+    early = domain.roll_over(start.state, "demo-backup", "backup", 300, "r", [], after(59))
+    assert not early.changed
+    moved = domain.roll_over(
+        start.state, "demo-backup", "backup", 300, "rollover timeout 60s", [], after(60)
+    )
+    assert [e.type for e in moved.events] == ["rolled_over"]
+    chat = moved.state.chat
+    assert (chat.queue, chat.queue_institution, chat.institution) == (
+        "demo-backup",
+        "backup",
+        "river",
+    )
+    # The backup queue's own timeout starts now, towards the last queue of the chain.
+    assert domain.deadlines(moved.state, TIMING) == [after(360)]
+    # A replica that fires late, on the state it read before the move, changes nothing.
+    again = domain.roll_over(moved.state, "demo-backup", "backup", 300, "r", [], after(61))
+    assert not again.changed
+
+
+def test_the_backup_answers_and_the_chat_is_visible_to_home_and_backup_only():
+    moved = domain.roll_over(river_chat().state, "demo-backup", "backup", None, "r", [], after(60))
+    assert moved.state.chat.visible_to("backup") and moved.state.chat.visible_to("river")
+    claimed = domain.claim(moved.state, "demo-backup-dan", "Dan", ["demo-backup"], after(70))
+    chat = claimed.state.chat
+    assert (chat.answered_institution, chat.answered_queue) == ("backup", "demo-backup")
+    assert not chat.visible_to("hill")
+    assert domain.deadlines(claimed.state, TIMING) == []
+    late = domain.roll_over(claimed.state, "demo-overnight", "x", None, "r", [], after(999))
+    assert not late.changed
+
+
+def test_nowhere_to_go_holds_the_chat_and_starts_the_timeout_again():
+    start = river_chat()
+    skipped = [SkippedQueue(queue="demo-backup", reason="outside hours")]
+    assert not domain.hold_rollover(start.state, "held", skipped, after(30)).changed
+    held = domain.hold_rollover(start.state, "rollover held: closed", skipped, after(60))
+    assert [e.type for e in held.events] == ["rollover_held"]
+    assert held.events[0].skipped == skipped  # type: ignore[union-attr]
+    assert held.state.chat.queue == "demo-river"
+    assert domain.deadlines(held.state, TIMING) == [after(120)]
+
+
+def test_no_timeout_or_no_later_queue_means_no_rollover():
+    assert domain.deadlines(river_chat(rollover_after_s=None).state, TIMING) == []
+    last = domain.roll_over(river_chat().state, "demo-overnight", "x", None, "r", [], after(60))
+    assert last.state.chat.queue == "demo-overnight"
+    assert domain.rollover_candidates(last.state) == []
+    assert domain.deadlines(last.state, TIMING) == []
