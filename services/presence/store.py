@@ -29,6 +29,9 @@ class SessionStore:
         self.kv = kv
         self.on_expired = on_expired
         self._live: dict[str, Session] = {}
+        # The newest revision seen of each key, by our own writes or the watcher: the
+        # watcher may deliver an older revision after this replica wrote a newer one.
+        self._seen: dict[str, int] = {}
         self._follower = BucketFollower(kv, self._followed)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -48,12 +51,13 @@ class SessionStore:
         key = subjects.presence_key(session.institution, session.operator)
         try:
             if revision == 0:
-                await self.kv.create(key, session.to_json())
+                written = await self.kv.create(key, session.to_json())
             else:
-                await self.kv.update(key, session.to_json(), last=revision)
+                written = await self.kv.update(key, session.to_json(), last=revision)
         except KeyWrongLastSequenceError as exc:
             raise StaleRevision(key) from exc
-        self._live[key] = session
+        if self._newer(key, written):
+            self._live[key] = session
 
     async def remove(self, session: Session, revision: int) -> None:
         key = subjects.presence_key(session.institution, session.operator)
@@ -62,11 +66,20 @@ class SessionStore:
         except KeyWrongLastSequenceError as exc:
             raise StaleRevision(key) from exc
         self._live.pop(key, None)
+        self._seen[key] = max(self._seen.get(key, 0), revision)
 
     def live(self) -> list[Session]:
         return list(self._live.values())
 
-    def _followed(self, key: str, value: bytes | None, _revision: int) -> None:
+    def _newer(self, key: str, revision: int) -> bool:
+        if revision and revision <= self._seen.get(key, 0):
+            return False
+        self._seen[key] = revision
+        return True
+
+    def _followed(self, key: str, value: bytes | None, revision: int) -> None:
+        if not self._newer(key, revision):
+            return  # older than what this replica already holds
         if value is None:
             gone = self._live.pop(key, None)
             # A deletion this replica did not make itself: an expiry, or a close by another

@@ -102,3 +102,34 @@ async def test_expiring_bucket_tells_followers_when_an_entry_ages_out(bus: Bus):
         assert seen == [("hill.demo-hill-ann", b"online"), ("hill.demo-hill-ann", None)]
     finally:
         await follower.stop()
+
+
+async def test_presence_view_never_goes_back_to_an_older_revision(bus: Bus):
+    """The bucket watcher may deliver an entry after this replica has written a newer one
+    (status then monitoring set in quick succession): the newer one must stay."""
+    from services.presence.store import SessionStore
+    from shared.schemas.requests import Session
+
+    kv = await bus.key_value(f"presence{uuid.uuid4().hex[:8]}")
+    store = SessionStore(kv)
+    await store.start_watching()
+    try:
+        first = Session(
+            institution="hill",
+            operator="demo-hill-ann",
+            name="Ann",
+            session_id="s1",
+            started_at="2026-11-24T15:00:00.000Z",
+        )
+        await store.write(first, 0)
+        _, revision = await store.get("hill", "demo-hill-ann")
+        online = first.model_copy(update={"status": "online", "monitoring": ["demo-hill"]})
+        await store.write(online, revision)
+        # What the watcher delivers late: the first revision, after the second was written.
+        store._followed("hill.demo-hill-ann", first.to_json(), revision)
+        assert store.live() == [online]
+        for _ in range(50):  # and the watcher's own deliveries settle on the newest
+            await asyncio.sleep(0.02)
+        assert store.live() == [online]
+    finally:
+        await store.stop()
