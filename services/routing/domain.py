@@ -372,9 +372,11 @@ def offer_transfer(
     *,
     to_operator: str | None = None,
     to_queue: str | None = None,
+    to_queue_institution: str | None = None,
     note: str | None = None,
 ) -> Transition:
-    """The owner offers the chat to an operator, or to everyone `targets` lists for a queue.
+    """The owner offers the chat to an operator, or to everyone `targets` lists for a queue
+    (of `to_queue_institution`, which the chat moves into when accepted).
 
     `targets` are the operators who may accept, resolved by the caller from presence.
     """
@@ -398,6 +400,7 @@ def offer_transfer(
         by=by,
         to_operator=to_operator,
         to_queue=to_queue,
+        to_queue_institution=to_queue_institution if to_queue else None,
         targets=offered,
         note=note,
         offered_at=ts,
@@ -431,6 +434,7 @@ def accept_transfer(
             "owner": operator,
             "owner_name": operator_name,
             "queue": offer.to_queue or chat.queue,
+            "queue_institution": offer.to_queue_institution or chat.queue_institution,
         }
     )
     n = state.events + 1

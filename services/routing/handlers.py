@@ -478,6 +478,8 @@ class RoutingHandlers:
                 self.timing.offer_timeout_s,
                 to_operator=req.to_operator,
                 to_queue=req.to_queue,
+                # Queues are looked up in the transferring operator's own institution.
+                to_queue_institution=req.institution,
                 note=req.note,
             ),
         )

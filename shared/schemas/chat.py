@@ -83,6 +83,7 @@ class TransferOffer(Model):
     by: str
     to_operator: str | None = None
     to_queue: str | None = None
+    to_queue_institution: str | None = None
     targets: list[str]
     declined: list[str] = Field(default_factory=list)
     note: str | None = None

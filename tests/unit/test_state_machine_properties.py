@@ -3,6 +3,7 @@ invariants the lifecycle promises (hypothesis stateful testing)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from hypothesis import settings
@@ -12,11 +13,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from services.routing import domain
 from shared.errors import Refusal
 from shared.schemas.chat import Sender
-from tests.factories import PATRON, T0, started
+from tests.factories import PATRON, T0
 
 OPERATORS = ["demo-hill-ann", "demo-hill-bob", "demo-hill-cat"]
 TIMING = domain.Timing(offer_timeout_s=120, owner_grace_s=60, patron_grace_s=600)
 operators = st.sampled_from(OPERATORS)
+# The chat may roll over from the library's queue to the backup service's after 60 s;
+# everyone monitors both, so that claims and take-overs happen on either side.
+CHAIN = ("demo-hill", "demo-backup")
+MONITORING = list(CHAIN)
+INSTITUTION_OF = {"demo-hill": "hill", "demo-backup": "backup"}
 
 
 def staff(name: str) -> Sender:
@@ -26,7 +32,23 @@ def staff(name: str) -> Sender:
 class ChatLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        start = started()
+        start = domain.start_chat(
+            domain.NewChat(
+                chat_id=uuid.uuid4().hex,
+                institution="hill",
+                widget="hill",
+                queue="demo-hill",
+                guest_id=PATRON.id or "",
+                question="Where are the theses?",
+                name="Pat",
+                email=None,
+                reason="hours",
+                queue_institution="hill",
+                chain=CHAIN,
+                rollover_after_s=60,
+            ),
+            T0,
+        )
         self.state = start.state
         self.log = list(start.events)  # every event of every accepted transition
         self.now = T0
@@ -41,7 +63,7 @@ class ChatLifecycle(RuleBasedStateMachine):
 
     @rule(op=operators)
     def claim(self, op: str) -> None:
-        self.apply(lambda: domain.claim(self.state, op, op, ["demo-hill"], self.now))
+        self.apply(lambda: domain.claim(self.state, op, op, MONITORING, self.now))
 
     @rule(op=operators)
     def operator_writes(self, op: str) -> None:
@@ -54,7 +76,7 @@ class ChatLifecycle(RuleBasedStateMachine):
     @rule(op=operators, offered_to=st.lists(operators, max_size=3), to_queue=st.booleans())
     def offer(self, op: str, offered_to: list[str], to_queue: bool) -> None:
         where = (
-            {"to_queue": "demo-hill"}
+            {"to_queue": "demo-hill", "to_queue_institution": "hill"}
             if to_queue
             else {"to_operator": offered_to[0] if offered_to else op}
         )
@@ -77,7 +99,7 @@ class ChatLifecycle(RuleBasedStateMachine):
         owner = self.state.chat.owner
         assert owner is not None
         if to_queue:
-            where = {"to_queue": "demo-hill"}
+            where = {"to_queue": "demo-hill", "to_queue_institution": "hill"}
         else:
             where = {"to_operator": offered_to[0]}
         self.apply(
@@ -122,6 +144,20 @@ class ChatLifecycle(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         self.apply(lambda: domain.due(self.state, self.now, TIMING))
 
+    @rule(moves=st.booleans())
+    def rollover_comes_due(self, moves: bool) -> None:
+        """A minute passes unclaimed and the rollover timer fires: the backup service
+        can take the chat, or nobody can."""
+        self.time_passes(60)
+        if moves:
+            self.apply(
+                lambda: domain.roll_over(
+                    self.state, "demo-backup", "backup", None, "rollover", [], self.now
+                )
+            )
+        else:
+            self.apply(lambda: domain.hold_rollover(self.state, "held", [], self.now))
+
     @precondition(owns_chat)
     @rule()
     def owner_disconnects(self) -> None:
@@ -138,7 +174,7 @@ class ChatLifecycle(RuleBasedStateMachine):
 
     @rule(op=operators)
     def colleague_takes_over(self, op: str) -> None:
-        self.apply(lambda: domain.take(self.state, op, op, ["demo-hill"], self.now))
+        self.apply(lambda: domain.take(self.state, op, op, MONITORING, self.now))
 
     @rule()
     def patron_reconnects(self) -> None:
@@ -178,6 +214,21 @@ class ChatLifecycle(RuleBasedStateMachine):
             assert chat.state in ("active", "transferring")
         if chat.state in ("queued", "active", "transferring"):
             assert (self.state.patron_left_at is None) == self.state.patron_present
+
+    @invariant()
+    def rollover_moves_only_waiting_chats_along_the_chain(self) -> None:
+        chat = self.state.chat
+        assert chat.queue in CHAIN and chat.queue_institution == INSTITUTION_OF[chat.queue]
+        assert chat.institution == "hill"  # the home library, whatever happens
+        for event in self.log:
+            if event.type in ("rolled_over", "rollover_held"):
+                assert event.chat.state == "queued" and event.chat.owner is None
+        if chat.state in ("active", "transferring"):
+            assert chat.answered_queue in CHAIN
+            assert chat.answered_institution == INSTITUTION_OF[chat.answered_queue]
+        if any(e.type == "rolled_over" for e in self.log):
+            assert chat.queue == "demo-backup" and chat.visible_to("backup")
+        assert not chat.visible_to("river")
 
     @invariant()
     def nothing_happens_after_the_end(self) -> None:
