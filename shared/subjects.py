@@ -35,7 +35,7 @@ RoutingAction = Literal[
     "widget",
 ]
 PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing", "get"]
-TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats"]
+TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats", "missed"]
 TicketsAction = Literal["create", "get"]
 
 

@@ -29,6 +29,8 @@ from shared.schemas.requests import (
     GetTranscript,
     InternalHistory,
     InternalMessages,
+    MissedChats,
+    MissedQuery,
     Stats,
     StatsQuery,
     Ticket,
@@ -236,6 +238,24 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
                 any_institution=claims.role == "consortium_admin",
             ),
             Coverage,
+        )
+
+    @router.get("/chats/missed", response_model=MissedChats)
+    async def missed_chats(
+        claims: Staff,
+        since: Annotated[datetime, Query()],
+        institution: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> MissedChats:
+        """Chats of the library's patrons nobody claimed since `since`, newest first,
+        including those that had fallen back or rolled over to a backup service."""
+        inst = scope(claims, institution)
+        if since.tzinfo is None:
+            raise Refusal("invalid", "since: give a time zone offset, e.g. Z")
+        return await get().bus.request(
+            subjects.transcripts(inst, "missed"),
+            MissedQuery(institution=inst, since=since, limit=limit),
+            MissedChats,
         )
 
     @router.get("/stats", response_model=Stats)

@@ -196,13 +196,17 @@ def check_queue_admin(queue: Queue, role: str, institution: str) -> None:
 
 def check_fallback(queue: Queue, stored: Sequence[Queue], role: str) -> None:
     """Every fallback queue exists; one of another institution (a backup service's) is
-    chained only by a consortium admin; and the chain never loops."""
+    added to a chain only by a consortium admin (a library admin editing the hours keeps
+    the chain the coordinator set); and the chain never loops."""
     by_name = {q.name: q for q in stored}
+    current = by_name.get(queue.name)
+    kept = set(current.fallback) if current is not None else set()
     for name in queue.fallback:
         other = by_name.get(name)
         if other is None:
             raise Refusal("invalid", f"fallback: no queue {name}")
-        if other.institution != queue.institution and role != "consortium_admin":
+        crossing = other.institution != queue.institution
+        if crossing and name not in kept and role != "consortium_admin":
             raise Refusal(
                 "forbidden",
                 f"fallback: {name} belongs to {other.institution}; only a consortium admin "

@@ -24,6 +24,8 @@ from shared.schemas.requests import (
     InternalHistory,
     InternalMessage,
     InternalMessages,
+    MissedChats,
+    MissedQuery,
     Stats,
     StatsQuery,
     Transcript,
@@ -51,6 +53,7 @@ class TranscriptHandlers:
                 self.save_internal,
             ),
             Endpoint("stats", subjects.transcripts_endpoint("stats"), StatsQuery, self.stats),
+            Endpoint("missed", subjects.transcripts_endpoint("missed"), MissedQuery, self.missed),
             Endpoint(
                 "internal_list",
                 subjects.transcripts_endpoint("internal_list"),
@@ -68,6 +71,9 @@ class TranscriptHandlers:
             req.institution, req.conversation, req.limit
         )
         return InternalMessages(messages=messages)
+
+    async def missed(self, req: MissedQuery) -> MissedChats:
+        return MissedChats(chats=await self.store.missed(req))
 
     async def stats(self, req: StatsQuery) -> Stats:
         return await self.store.stats(req)

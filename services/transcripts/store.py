@@ -8,8 +8,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.transcripts import domain
 from shared.clock import iso
+from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
-from shared.schemas.requests import InternalMessage, Stats, StatsQuery, Transcript
+from shared.schemas.requests import (
+    InternalMessage,
+    MissedQuery,
+    Stats,
+    StatsQuery,
+    Transcript,
+)
 from shared.store import Document, TenantCollection
 
 
@@ -46,6 +53,15 @@ class TranscriptStore:
             unanswered=chats - at_home - by_backup,
             answered_for_others=await self.chats.count_shared_with(inst, span),
         )
+
+    async def missed(self, query: MissedQuery) -> list[Chat]:
+        docs = await self.chats.find(
+            query.institution,
+            {"state": "missed", "closed_at": {"$gte": iso(query.since)}},
+            sort=[("closed_at", -1)],
+            limit=query.limit,
+        )
+        return [domain.chat_from_document(d) for d in docs]
 
     async def save_internal(self, message: InternalMessage) -> None:
         """Idempotent: a retried save of the same message id stores it once."""

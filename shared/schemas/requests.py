@@ -417,3 +417,16 @@ class Stats(Model):
     missed: int
     unanswered: int
     answered_for_others: int
+
+
+class MissedQuery(Model):
+    institution: str
+    since: datetime
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class MissedChats(Model):
+    """Chats of the institution's patrons that nobody claimed, newest first: wherever they
+    waited, a backup service's queue included."""
+
+    chats: list[Chat]

@@ -197,3 +197,31 @@ async def test_widget_status_follows_the_operators_within_two_seconds(shifted: L
         assert coming < 2.0 and going < 2.0
     finally:
         await _close_all(pat, ann)
+
+
+async def test_a_missed_chat_at_the_backup_service_is_the_home_librarys_missed_chat(
+    shifted: LocalSystem,
+):
+    base = shifted.gateway_url
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    pat = await patron(base, "river")
+    try:
+        started = await pat.ok({"type": "chat.start", "question": "Anyone there?"})
+        assert (await pat.expect("chat.queued"))["queue"] == "demo-backup"
+        ended = await pat.ok({"type": "chat.end", "chat_id": started["chat_id"]})
+        assert ended["state"] == "missed"
+        since = {"since": "2026-11-24T00:00:00Z"}
+        for _ in range(50):
+            river = (await _get(base, "demo-river-cat", "/api/chats/missed", **since)).json()
+            if any(c["id"] == started["chat_id"] for c in river["chats"]):
+                break
+            await asyncio.sleep(0.1)
+        missed = next(c for c in river["chats"] if c["id"] == started["chat_id"])
+        assert (missed["queue"], missed["queue_institution"]) == ("demo-backup", "backup")
+        for other in ("demo-backup-dan", "demo-hill-ann"):
+            theirs = (await _get(base, other, "/api/chats/missed", **since)).json()
+            assert started["chat_id"] not in [c["id"] for c in theirs["chats"]]
+        naive = await _get(base, "demo-river-cat", "/api/chats/missed", since="2026-11-24")
+        assert naive.status_code == 422
+    finally:
+        await _close_all(pat, dan)

@@ -94,6 +94,10 @@ async def test_only_a_consortium_admin_chains_the_backup_service(
             f"/api/queues/{SCRATCH}", json={**scratch, "fallback": ["demo-backup"]}
         )
         assert backed.status_code == 200 and backed.json()["fallback"] == ["demo-backup"]
+        # The library's admin may still change the hours of the chained queue.
+        later = {**backed.json(), "hours": [{"day": "tue", "open": "08:00", "close": "12:00"}]}
+        edited = await hill_admin.put(f"/api/queues/{SCRATCH}", json=later)
+        assert edited.status_code == 200 and edited.json()["fallback"] == ["demo-backup"]
         async with await client_for(system, "demo-river-cat") as elsewhere:
             assert (await elsewhere.get(f"/api/queues/{SCRATCH}")).status_code == 404
             assert (await elsewhere.put(f"/api/queues/{SCRATCH}", json=scratch)).status_code == 404
