@@ -98,6 +98,12 @@ class WidgetStatusView(Model):
     reason: str
 
 
+def aware(field: str, *instants: datetime) -> None:
+    """A span's edges must say their offset: a bare local time is ambiguous."""
+    if any(instant.tzinfo is None for instant in instants):
+        raise Refusal("invalid", f"{field}: give a time zone offset, e.g. Z")
+
+
 def build_router(get: Callable[[], Gateway]) -> APIRouter:
     """REST routes; `get` returns the process's Gateway once its lifespan has started."""
     router = APIRouter(prefix="/api")
@@ -250,8 +256,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         """Chats of the library's patrons nobody claimed since `since`, newest first,
         including those that had fallen back or rolled over to a backup service."""
         inst = scope(claims, institution)
-        if since.tzinfo is None:
-            raise Refusal("invalid", "since: give a time zone offset, e.g. Z")
+        aware("since", since)
         return await get().bus.request(
             subjects.transcripts(inst, "missed"),
             MissedQuery(institution=inst, since=since, limit=limit),
@@ -267,8 +272,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     ) -> Stats:
         """A library's chats in a span: answered at home, by a backup service, missed."""
         inst = scope(claims, institution)
-        if start.tzinfo is None or end.tzinfo is None:
-            raise Refusal("invalid", "from/to: give a time zone offset, e.g. Z")
+        aware("from/to", start, end)
         if end <= start:
             raise Refusal("invalid", "to: must be after from")
         return await get().bus.request(
