@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.clock import iso
 from shared.errors import Refusal
@@ -131,6 +131,12 @@ def _chain(first: Transition, then: Transition) -> Transition:
 
 def _event_id(chat_id: str, n: int) -> str:
     return f"{chat_id}.{n}"
+
+
+def _next(state: ChatState, now: datetime) -> tuple[int, dict[str, Any]]:
+    """The number of the chat's next event, and its `id`, `n` and `ts` to build it with."""
+    n = state.events + 1
+    return n, {"id": _event_id(state.chat.id, n), "n": n, "ts": iso(now)}
 
 
 def normalize_tags(tags: list[str]) -> list[str]:
@@ -263,11 +269,9 @@ def claim(
         }
     )
     wait_s = max(0.0, (now - datetime.fromisoformat(chat.created_at)).total_seconds())
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = ChatClaimed(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=claimed,
         operator=operator,
         operator_name=operator_name,
@@ -316,11 +320,11 @@ def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> 
     state, chat = before.state, before.state.chat
     ts = iso(now)
     seq = state.last_seq + 1
-    n = state.events + 1
+    n, stamp = _next(state, now)
     message = Message(
         id=f"{chat.id}-{seq}", chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
     )
-    posted = MessagePosted(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, message=message)
+    posted = MessagePosted(**stamp, chat=chat, message=message)
     return Transition(_evolve(state, chat, last_seq=seq, events=n), [*before.events, posted])
 
 
@@ -335,8 +339,8 @@ def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transit
     if merged == chat.tags:
         return Transition(state)
     tagged = chat.model_copy(update={"tags": merged})
-    n = state.events + 1
-    event = ChatTagged(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=tagged, by=by, tags=merged)
+    n, stamp = _next(state, now)
+    event = ChatTagged(**stamp, chat=tagged, by=by, tags=merged)
     return Transition(_evolve(state, tagged, events=n), [event])
 
 
@@ -350,16 +354,14 @@ def close(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Trans
         raise Refusal("forbidden", "claim the chat before closing it")
     ts = iso(now)
     merged = normalize_tags([*chat.tags, *tags]) if by.kind == "operator" else chat.tags
-    n = state.events + 1
+    n, stamp = _next(state, now)
     if chat.state == "queued":
         missed = chat.model_copy(update={"state": "missed", "closed_at": ts})
-        event: ChatEvent = ChatMissed(
-            id=_event_id(chat.id, n), n=n, ts=ts, chat=missed, reason="patron_left"
-        )
+        event: ChatEvent = ChatMissed(**stamp, chat=missed, reason="patron_left")
         return Transition(_evolve(state, missed, events=n), [event])
     reason = "closed_by_operator" if by.kind == "operator" else "closed_by_patron"
     closed = chat.model_copy(update={"state": "closed", "closed_at": ts, "tags": merged})
-    event = ChatClosed(id=_event_id(chat.id, n), n=n, ts=ts, chat=closed, by=by, reason=reason)
+    event = ChatClosed(**stamp, chat=closed, by=by, reason=reason)
     return Transition(_evolve(state, closed, events=n, offer=None, owner_left_at=None), [event])
 
 
@@ -407,8 +409,8 @@ def offer_transfer(
         expires_at=iso(now + timedelta(seconds=timeout_s)),
     )
     transferring = chat.model_copy(update={"state": "transferring"})
-    n = state.events + 1
-    event = TransferOffered(id=_event_id(chat.id, n), n=n, ts=ts, chat=transferring, offer=offer)
+    n, stamp = _next(state, now)
+    event = TransferOffered(**stamp, chat=transferring, offer=offer)
     return Transition(_evolve(state, transferring, events=n, offer=offer), [event])
 
 
@@ -437,11 +439,9 @@ def accept_transfer(
             "queue_institution": offer.to_queue_institution or chat.queue_institution,
         }
     )
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = TransferAccepted(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=iso(now),
+        **stamp,
         chat=moved,
         from_operator=offer.by,
         operator=operator,
@@ -492,23 +492,18 @@ def _close_offer(
     offer = state.offer
     assert offer is not None
     chat = state.chat.model_copy(update={"state": "active"})
-    n = state.events + 1
-    ts = iso(now)
+    n, stamp = _next(state, now)
     event: ChatEvent
     if reason == "reclaimed":
         event = TransferWithdrawn(
-            id=_event_id(chat.id, n),
-            n=n,
-            ts=ts,
+            **stamp,
             chat=chat,
             operator=offer.by,
             targets=offer.targets,
         )
     else:
         event = TransferExpired(
-            id=_event_id(chat.id, n),
-            n=n,
-            ts=ts,
+            **stamp,
             chat=chat,
             reason=reason,
             targets=offer.targets,
@@ -524,9 +519,9 @@ def patron_left(state: ChatState, now: datetime) -> Transition:
         return Transition(state)
     before = _end_open_offer(state, "patron_left", now)
     state, chat = before.state, before.state.chat
-    n = state.events + 1
+    n, stamp = _next(state, now)
     ts = iso(now)
-    left = PatronLeft(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat)
+    left = PatronLeft(**stamp, chat=chat)
     return Transition(
         _evolve(state, chat, events=n, patron_present=False, patron_left_at=ts),
         [*before.events, left],
@@ -538,8 +533,8 @@ def patron_returned(state: ChatState, now: datetime) -> Transition:
     chat = state.chat
     if chat.state not in OPEN_STATES or state.patron_present:
         return Transition(state)
-    n = state.events + 1
-    back = PatronReturned(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat)
+    n, stamp = _next(state, now)
+    back = PatronReturned(**stamp, chat=chat)
     return Transition(
         _evolve(state, chat, events=n, patron_present=True, patron_left_at=None), [back]
     )
@@ -552,9 +547,9 @@ def owner_left(state: ChatState, operator: str, now: datetime) -> Transition:
         return Transition(state)
     if state.owner_left_at is not None:
         return Transition(state)
-    n = state.events + 1
+    n, stamp = _next(state, now)
     ts = iso(now)
-    left = OwnerLeft(id=_event_id(chat.id, n), n=n, ts=ts, chat=chat, operator=operator)
+    left = OwnerLeft(**stamp, chat=chat, operator=operator)
     return Transition(_evolve(state, chat, events=n, owner_left_at=ts), [left])
 
 
@@ -563,8 +558,8 @@ def owner_returned(state: ChatState, operator: str, now: datetime) -> Transition
     chat = state.chat
     if state.owner_left_at is None or chat.owner != operator or chat.state not in OPEN_STATES:
         return Transition(state)
-    n = state.events + 1
-    back = OwnerReturned(id=_event_id(chat.id, n), n=n, ts=iso(now), chat=chat, operator=operator)
+    n, stamp = _next(state, now)
+    back = OwnerReturned(**stamp, chat=chat, operator=operator)
     return Transition(_evolve(state, chat, events=n, owner_left_at=None), [back])
 
 
@@ -585,11 +580,9 @@ def _requeue(
             "requeued_at": ts,
         }
     )
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = ChatRequeued(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=queued,
         from_operator=chat.owner or "",
         reason=reason,
@@ -619,7 +612,6 @@ def take(
     before = _end_open_offer(state, "owner_left", now)
     state = before.state
     previous = chat.owner or ""
-    ts = iso(now)
     taken = state.chat.model_copy(
         update={
             "state": "active",
@@ -628,11 +620,9 @@ def take(
             **_answered_here(state.chat),
         }
     )
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = ChatTaken(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=taken,
         from_operator=previous,
         operator=operator,
@@ -696,18 +686,14 @@ def _patron_gone_for_good(state: ChatState, now: datetime) -> Transition:
     """The patron grace period ran out: unclaimed, the chat was missed; claimed, it closes."""
     chat = state.chat
     ts = iso(now)
-    n = state.events + 1
+    n, stamp = _next(state, now)
     if chat.state == "queued":
         missed = chat.model_copy(update={"state": "missed", "closed_at": ts})
-        event: ChatEvent = ChatMissed(
-            id=_event_id(chat.id, n), n=n, ts=ts, chat=missed, reason="patron_left"
-        )
+        event: ChatEvent = ChatMissed(**stamp, chat=missed, reason="patron_left")
         return Transition(_evolve(state, missed, events=n), [event])
     closed = chat.model_copy(update={"state": "closed", "closed_at": ts})
     event = ChatClosed(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=closed,
         by=Sender(kind="system", name="refdesk"),
         reason="patron_left",
@@ -782,11 +768,9 @@ def roll_over(
     chat = state.chat
     ts = iso(now)
     moved = chat.model_copy(update={"queue": to_queue, "queue_institution": to_institution})
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = ChatRolledOver(
-        id=_event_id(chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=moved,
         from_queue=chat.queue,
         queue=to_queue,
@@ -805,11 +789,9 @@ def hold_rollover(
     if not rollover_due(state, now):
         return Transition(state)
     ts = iso(now)
-    n = state.events + 1
+    n, stamp = _next(state, now)
     event = RolloverHeld(
-        id=_event_id(state.chat.id, n),
-        n=n,
-        ts=ts,
+        **stamp,
         chat=state.chat,
         queue=state.chat.queue,
         reason=reason,
