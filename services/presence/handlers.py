@@ -12,6 +12,7 @@ from shared.clock import Clock
 from shared.errors import Refusal
 from shared.schemas.requests import (
     Done,
+    EndReason,
     OpenSession,
     Session,
     SessionEnded,
@@ -102,13 +103,7 @@ class PresenceHandlers:
                 await self.sessions.remove(existing, revision)
             except StaleRevision:
                 continue
-            ended = SessionEnded(
-                institution=req.institution,
-                operator=req.operator,
-                session_id=req.session_id,
-                reason="disconnected",
-            )
-            await self.bus.publish(subjects.presence_events(req.institution), ended)
+            await self._ended(existing, "disconnected")
             break
         self._count_online()
         return Done()
@@ -128,14 +123,17 @@ class PresenceHandlers:
     async def session_expired(self, session: Session) -> None:
         """A session's heartbeats stopped (its gateway died, or the network did): say so,
         so that routing starts the owner grace period of its chats."""
+        await self._ended(session, "expired")
+        self._count_online()
+
+    async def _ended(self, session: Session, reason: EndReason) -> None:
         ended = SessionEnded(
             institution=session.institution,
             operator=session.operator,
             session_id=session.session_id,
-            reason="expired",
+            reason=reason,
         )
         await self.bus.publish(subjects.presence_events(session.institution), ended)
-        self._count_online()
 
     def _count_online(self) -> None:
         metrics.OPERATORS_ONLINE.set(sum(1 for s in self.sessions.live() if s.status == "online"))

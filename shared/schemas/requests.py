@@ -244,6 +244,9 @@ class TypingNotice(Model):
     from_: Sender = Field(alias="from")
 
 
+EndReason = Literal["signed_in_elsewhere", "ended_by_admin", "expired", "disconnected"]
+
+
 class SessionEnded(Model):
     """Published on the presence events subject when a session is replaced or ended."""
 
@@ -252,7 +255,7 @@ class SessionEnded(Model):
     institution: str
     operator: str
     session_id: str
-    reason: Literal["signed_in_elsewhere", "ended_by_admin", "expired", "disconnected"]
+    reason: EndReason
 
 
 class SessionStarted(Model):

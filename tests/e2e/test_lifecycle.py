@@ -53,6 +53,18 @@ async def claimed_chat(
     return pat, chat_id, token
 
 
+async def offered_to_bob(
+    system: LocalSystem,
+) -> tuple[ProtocolClient, ProtocolClient, ProtocolClient, str]:
+    """Ann's claimed chat, offered to Bob, who has the offer: (ann, bob, patron, chat id)."""
+    ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
+    bob = await operator(system.gateway_url, "demo-hill-bob", [])
+    pat, chat_id, _ = await claimed_chat(system, ann)
+    await ann.ok({"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}})
+    await bob.expect(about(chat_id, "transfer.offer"))
+    return ann, bob, pat, chat_id
+
+
 async def test_transfer_to_an_operator(system: LocalSystem):
     ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
     bob = await operator(system.gateway_url, "demo-hill-bob", [])
@@ -114,14 +126,8 @@ async def test_transfer_to_a_queue_first_accept_wins(system: LocalSystem):
 
 
 async def test_owner_typing_during_a_transfer_takes_the_chat_back(system: LocalSystem):
-    ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
-    bob = await operator(system.gateway_url, "demo-hill-bob", [])
-    pat, chat_id, _ = await claimed_chat(system, ann)
+    ann, bob, pat, chat_id = await offered_to_bob(system)
     async with clients(ann, bob, pat):
-        await ann.ok(
-            {"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}}
-        )
-        await bob.expect(about(chat_id, "transfer.offer"))
         await ann.ok({"type": "message", "chat_id": chat_id, "body": "Actually, I have it"})
         withdrawn = await bob.expect(about(chat_id, "transfer.withdrawn"))
         assert withdrawn["reason"] == "reclaimed"
@@ -132,14 +138,8 @@ async def test_owner_typing_during_a_transfer_takes_the_chat_back(system: LocalS
 
 
 async def test_unanswered_offer_expires_back_to_the_owner(system: LocalSystem):
-    ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
-    bob = await operator(system.gateway_url, "demo-hill-bob", [])
-    pat, chat_id, _ = await claimed_chat(system, ann)
+    ann, bob, pat, chat_id = await offered_to_bob(system)
     async with clients(ann, bob, pat):
-        await ann.ok(
-            {"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}}
-        )
-        await bob.expect(about(chat_id, "transfer.offer"))
         wait = OFFER_TIMEOUT_S + 3
         assert (await ann.expect(about(chat_id, "transfer.expired"), wait))["reason"] == "timeout"
         await bob.expect(about(chat_id, "transfer.expired"), 2)
@@ -150,14 +150,8 @@ async def test_unanswered_offer_expires_back_to_the_owner(system: LocalSystem):
 
 
 async def test_a_declined_offer_goes_back_at_once(system: LocalSystem):
-    ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
-    bob = await operator(system.gateway_url, "demo-hill-bob", [])
-    pat, chat_id, _ = await claimed_chat(system, ann)
+    ann, bob, pat, chat_id = await offered_to_bob(system)
     async with clients(ann, bob, pat):
-        await ann.ok(
-            {"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}}
-        )
-        await bob.expect(about(chat_id, "transfer.offer"))
         await bob.ok({"type": "transfer.decline", "chat_id": chat_id})
         assert (await ann.expect(about(chat_id, "transfer.expired")))["reason"] == "declined"
         await ann.ok({"type": "chat.close", "chat_id": chat_id})
