@@ -73,6 +73,31 @@ def test_the_backup_answers_and_the_chat_is_visible_to_home_and_backup_only():
     assert not late.changed
 
 
+def test_the_backup_hands_the_chat_back_to_the_library_and_keeps_sight_of_it():
+    moved = domain.roll_over(river_chat().state, "demo-backup", "backup", None, "r", [], after(60))
+    claimed = domain.claim(moved.state, "demo-backup-dan", "Dan", ["demo-backup"], after(70))
+    offered = domain.offer_transfer(
+        claimed.state,
+        "demo-backup-dan",
+        ["demo-river-rae"],
+        after(80),
+        120,
+        to_queue="demo-river",
+        to_queue_institution="river",
+    )
+    back = domain.accept_transfer(offered.state, "demo-river-rae", "Rae", after(90))
+    chat = back.state.chat
+    assert (chat.queue, chat.queue_institution, chat.owner) == (
+        "demo-river",
+        "river",
+        "demo-river-rae",
+    )
+    # Who first answered it stays on record, so Dan's service can still read the chat.
+    assert (chat.answered_institution, chat.answered_queue) == ("backup", "demo-backup")
+    assert chat.visible_to("backup") and chat.visible_to("river")
+    assert not chat.visible_to("hill")
+
+
 def test_nowhere_to_go_holds_the_chat_and_starts_the_timeout_again():
     start = river_chat()
     skipped = [SkippedQueue(queue="demo-backup", reason="outside hours")]
