@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -13,6 +16,7 @@ from deploy.local import demo_data
 from deploy.local.system import LocalSystem, Ports
 from shared import store
 from shared.bus import Bus
+from tests.client import login
 from tests.servers import Servers, real_servers
 
 E2E_DB = "refdesk_e2e"
@@ -82,3 +86,44 @@ def system(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     running = start_system(servers, tmp_path_factory.mktemp("system"))
     yield running
     running.stop()
+
+
+# Tuesday 24 November 2026, 10:00 in New York (River's time zone).
+TUESDAY_10_NEW_YORK = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+TUESDAY_ROLLOVER_S = 5
+ALL_DAY = [
+    {"day": d, "open": "00:00", "close": "24:00"} for d in ("mon", "tue", "wed", "thu", "fri")
+]
+
+
+@contextmanager
+def tuesday_system(servers: Servers, data: Path, db: str) -> Iterator[LocalSystem]:
+    """A system of its own with every service's clock shifted to a Tuesday morning, so that
+    River's hours are open whatever the day the tests run. The consortium admin has turned
+    on daytime hours for the backup service (the demo has it on nights and weekends only)
+    and a short rollover for River."""
+    shift = (TUESDAY_10_NEW_YORK - datetime.now(UTC)).total_seconds()
+    running = start_system(
+        servers,
+        data,
+        db=db,
+        env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}", "REFDESK_CONFIG_CACHE_S": "0.2"},
+        own_nats=True,
+    )
+    try:
+        asyncio.run(_daytime_backup(running.gateway_url))
+        yield running
+    finally:
+        running.stop()
+
+
+async def _daytime_backup(base: str) -> None:
+    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
+    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+        backup = (await http.get("/api/queues/demo-backup")).json()
+        backup["hours"] += ALL_DAY
+        assert (await http.put("/api/queues/demo-backup", json=backup)).status_code == 200
+        river = (await http.get("/api/queues/demo-river")).json()
+        river["rollover_after_s"] = TUESDAY_ROLLOVER_S
+        assert (await http.put("/api/queues/demo-river", json=river)).status_code == 200
+    await asyncio.sleep(0.5)  # past every replica's configuration cache

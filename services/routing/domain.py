@@ -163,6 +163,7 @@ def start_chat(cmd: NewChat, now: datetime) -> Transition:
         widget=cmd.widget,
         question=cmd.question,
         queue_institution=cmd.queue_institution or cmd.institution,
+        home_queue=cmd.chain[0] if cmd.chain else cmd.queue,
     )
     state = ChatState(
         chat=chat,
@@ -222,6 +223,7 @@ def start_proactive(cmd: NewProactiveChat, now: datetime) -> Transition:
         patron=Patron(guest_id=cmd.guest_id),
         widget=cmd.widget,
         question=cmd.body,
+        home_queue=cmd.queue,
     )
     sender = Sender(kind="operator", name=cmd.operator_name, id=cmd.operator)
     opening = Message(

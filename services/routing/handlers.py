@@ -448,24 +448,45 @@ class RoutingHandlers:
 
     # --- transfers ----------------------------------------------------------------------------
 
-    async def _transfer_targets(self, req: TransferChat) -> list[str]:
+    async def _transfer_targets(self, req: TransferChat, home: str) -> tuple[str, list[str]]:
+        """The institution the chat is offered into and the operators it is offered to.
+
+        An operator transfers within their own institution; one answering for another
+        library (the backup service) may also hand the chat back to the patron's library,
+        its queues or its operators. Nobody else's.
+        """
         if (req.to_operator is None) == (req.to_queue is None):
             raise Refusal("invalid", "transfer to exactly one operator or one queue")
+        reachable = dict.fromkeys((req.institution, home))
         if req.to_queue is not None:
-            queue = await self.queues.get(req.institution, req.to_queue)
-            return await self._staffing(req.institution, queue.name)
+            for institution in reachable:
+                try:
+                    queue = await self.queues.get(institution, req.to_queue)
+                except Refusal:
+                    continue
+                return queue.institution, await self._staffing(queue.institution, queue.name)
+            raise Refusal("not_found", f"no queue {req.to_queue}")
         assert req.to_operator is not None
-        if not await self.queues.user_exists(req.institution, req.to_operator):
+        for institution in reachable:
+            if await self.queues.user_exists(institution, req.to_operator):
+                break
+        else:
             raise Refusal("not_found", f"no operator {req.to_operator}")
-        session = (await self._session(req.institution, req.to_operator)).session
+        session = (await self._session(institution, req.to_operator)).session
         if session is None or session.status != "online":
             raise Refusal("unavailable", f"{req.to_operator} is not online")
         if self._at_limit(req.to_operator, session.max_chats):
             raise Refusal("unavailable", f"{req.to_operator} is at their chat limit")
-        return [req.to_operator]
+        return institution, [req.to_operator]
 
     async def transfer(self, req: TransferChat) -> TransferResult:
-        targets = await self._transfer_targets(req)
+        home = await self.chats.home_of(req.chat_id, req.institution)
+        if home != req.institution:
+            # Another library's chat: say nothing of its queues to anyone it is hidden from.
+            state, _ = await self.chats.load(home, req.chat_id)
+            if not state.chat.visible_to(req.institution):
+                raise Refusal("not_found", f"no chat {req.chat_id}")
+        into, targets = await self._transfer_targets(req, home)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -478,8 +499,7 @@ class RoutingHandlers:
                 self.timing.offer_timeout_s,
                 to_operator=req.to_operator,
                 to_queue=req.to_queue,
-                # Queues are looked up in the transferring operator's own institution.
-                to_queue_institution=req.institution,
+                to_queue_institution=into,
                 note=req.note,
             ),
         )

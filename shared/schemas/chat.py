@@ -43,6 +43,9 @@ class Chat(Model):
     # The institution whose queue the chat is in now: a backup service's after a fallback
     # or rollover. `institution` stays the home library's (the widget's): its patron asked.
     queue_institution: str | None = None
+    # The queue the patron's widget routes to, first of its chain: where an operator
+    # answering for another library (the backup service) can hand the chat back.
+    home_queue: str | None = None
     # Which institution and queue answered: set when an operator claims or takes it.
     answered_institution: str | None = None
     answered_queue: str | None = None

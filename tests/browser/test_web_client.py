@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.system import LocalSystem
+from tests.conftest import tuesday_system
+from tests.servers import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -223,3 +225,59 @@ async def test_widget_follows_live_status_and_takes_a_message_when_offline(
     finally:
         await operator_ctx.close()
         await patron_ctx.close()
+
+
+@pytest.fixture(scope="module")
+def tuesday(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    with tuesday_system(servers, tmp_path_factory.mktemp("tuesday"), "refdesk_tuesday") as running:
+        yield running
+
+
+async def test_the_backup_service_hands_a_chat_back_to_the_library(
+    tuesday: LocalSystem, browser: Browser
+):
+    """River is unstaffed, so its patron reaches Dan at the backup service; when Cat comes
+    to River's desk, Dan hands the chat back to River's queue, which the transfer box
+    suggests, and Cat takes it over with the history."""
+    base = tuesday.gateway_url
+    contexts = [await browser.new_context() for _ in range(3)]
+    try:
+        dan, cat, widget = [await c.new_page() for c in contexts]
+        await sign_in(dan, base, "demo-backup-dan")
+        await dan.check("#queues input[value=demo-backup]")
+        await dan.select_option("#status", "online")
+        await widget_online(dan, base, "river")
+
+        await widget.goto(f"{base}/widget?widget=river")
+        await widget.fill("#name", "Pat")
+        await widget.fill("#question", "Can River renew my thesis loan?")
+        await widget.click("#start-form button")
+        waiting = dan.locator("#waiting li", has_text="Can River renew my thesis loan?")
+        await expect(waiting).to_contain_text("[river]")
+        await waiting.locator("button").click()
+        await expect(widget.locator("#log")).to_contain_text("Dan joined the chat.")
+
+        await sign_in(cat, base, "demo-river-cat")
+        await cat.check("#queues input[value=demo-river]")
+        await cat.select_option("#status", "online")
+        await expect(cat.locator("#status[data-confirmed=online]")).to_be_attached()
+
+        hand_back = dan.locator("#transfer-targets option[value=demo-river]")
+        await expect(hand_back).to_have_attribute("label", "hand back to river")
+        await dan.fill("#transfer-to", "demo-river")
+        await dan.fill("#transfer-note", "Renewals are River's")
+        await dan.click("#transfer")
+        offer = cat.locator("#offers li", has_text="Renewals are River's")
+        await expect(offer).to_be_visible()
+        await offer.locator("[data-accept]").click()
+        await expect(cat.locator("#log")).to_contain_text("Can River renew my thesis loan?")
+        await expect(widget.locator("#log")).to_contain_text("Cat has taken over the chat.")
+        await expect(dan.locator("#chat-title")).to_contain_text("transferred to Cat")
+        await cat.fill("#body", "Renewed until June.")
+        await cat.click("#send")
+        await expect(widget.locator("#log")).to_contain_text("Renewed until June.")
+        await cat.click("#close")
+        await expect(widget.locator("#log")).to_contain_text("The chat has ended.")
+    finally:
+        for context in contexts:
+            await context.close()

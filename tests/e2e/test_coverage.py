@@ -2,9 +2,7 @@
 live widget status, and the queue settings that drive them.
 
 This module runs its own system on its own database, with every service's clock shifted to
-Tuesday 24 November 2026, 10:00 in New York (River's time zone), so that River's hours are
-open whatever the day the tests run. The consortium admin first turns on daytime hours for
-the backup service (the demo has it on nights and weekends only) and a short rollover.
+Tuesday 24 November 2026, 10:00 in New York (see `tuesday_system`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,44 +17,17 @@ import pytest
 
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, login, operator, patron, widget_says
-from tests.conftest import start_system
+from tests.conftest import TUESDAY_ROLLOVER_S, tuesday_system
 from tests.servers import Servers
 
 DB = "refdesk_coverage"
-TUESDAY_10_NEW_YORK = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
-ROLLOVER_S = 5
-ALL_DAY = [
-    {"day": d, "open": "00:00", "close": "24:00"} for d in ("mon", "tue", "wed", "thu", "fri")
-]
+ROLLOVER_S = TUESDAY_ROLLOVER_S
 
 
 @pytest.fixture(scope="module")
 def shifted(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    shift = (TUESDAY_10_NEW_YORK - datetime.now(UTC)).total_seconds()
-    running = start_system(
-        servers,
-        tmp_path_factory.mktemp("coverage"),
-        db=DB,
-        env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}", "REFDESK_CONFIG_CACHE_S": "0.2"},
-        own_nats=True,
-    )
-    try:
-        asyncio.run(_daytime_backup(running.gateway_url))
+    with tuesday_system(servers, tmp_path_factory.mktemp("coverage"), DB) as running:
         yield running
-    finally:
-        running.stop()
-
-
-async def _daytime_backup(base: str) -> None:
-    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
-    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
-        backup = (await http.get("/api/queues/demo-backup")).json()
-        backup["hours"] += ALL_DAY
-        assert (await http.put("/api/queues/demo-backup", json=backup)).status_code == 200
-        river = (await http.get("/api/queues/demo-river")).json()
-        river["rollover_after_s"] = ROLLOVER_S
-        assert (await http.put("/api/queues/demo-river", json=river)).status_code == 200
-    await asyncio.sleep(0.5)  # past every replica's configuration cache
 
 
 async def _get(base: str, username: str, path: str, **params: str) -> httpx.Response:
@@ -163,6 +133,60 @@ async def test_rollover_moves_an_unclaimed_chat_and_the_backup_answers_it(shifte
         assert vendor["answered_for_others"] >= 1 and vendor["chats"] == 0
     finally:
         await _close_all(pat, cat, dan)
+
+
+async def test_the_backup_hands_a_chat_back_to_the_patrons_library(shifted: LocalSystem):
+    base = shifted.gateway_url
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    pat = await patron(base, "river")
+    cat: ProtocolClient | None = None
+    try:
+        started = await pat.ok({"type": "chat.start", "question": "Can I renew a thesis?"})
+        chat_id = started["chat_id"]
+        assert (await pat.expect("chat.queued"))["queue"] == "demo-backup"
+        await dan.ok({"type": "chat.claim", "chat_id": chat_id})
+        cat = await operator(base, "demo-river-cat", ["demo-river"])
+        # Only the patron's own library, never a third one.
+        for to in ({"queue": "demo-hill"}, {"operator": "demo-hill-ann"}):
+            refused = await dan.request({"type": "chat.transfer", "chat_id": chat_id, "to": to})
+            assert (refused["type"], refused["code"]) == ("error", "not_found"), refused
+        note = "Your library can renew it"
+        await dan.ok(
+            {
+                "type": "chat.transfer",
+                "chat_id": chat_id,
+                "to": {"queue": "demo-river"},
+                "note": note,
+            }
+        )
+        offer = await cat.expect("transfer.offer")
+        assert (offer["chat_id"], offer["to_queue"], offer["note"]) == (chat_id, "demo-river", note)
+        assert [m["body"] for m in offer["messages"]] == ["Can I renew a thesis?"]
+        accepted = await cat.ok({"type": "transfer.accept", "chat_id": chat_id})
+        assert accepted["chat"]["home_queue"] == "demo-river"
+        assert (accepted["chat"]["owner"], accepted["chat"]["queue"]) == (
+            "demo-river-cat",
+            "demo-river",
+        )
+        assert (await pat.expect("chat.transferred"))["operator"] == "Cat"
+        assert (await dan.expect("transfer.accepted"))["operator"] == "demo-river-cat"
+        await cat.ok({"type": "message", "chat_id": chat_id, "body": "Renewed until June."})
+        assert (await pat.expect("message"))["body"] == "Renewed until June."
+        await cat.ok({"type": "chat.close", "chat_id": chat_id})
+
+        chat = (await _transcript(base, "demo-river-cat", chat_id)).json()["chat"]
+        assert (chat["queue"], chat["queue_institution"], chat["owner"]) == (
+            "demo-river",
+            "river",
+            "demo-river-cat",
+        )
+        # The backup answered first and keeps the transcript; Hill never had a part.
+        assert (chat["answered_institution"], chat["answered_queue"]) == ("backup", "demo-backup")
+        assert (await _transcript(base, "demo-backup-dan", chat_id)).status_code == 200
+        hill = await _get(base, "demo-hill-ann", f"/api/transcripts/{chat_id}")
+        assert hill.status_code == 404
+    finally:
+        await _close_all(pat, dan, *([cat] if cat else []))
 
 
 async def _status_after(pat: ProtocolClient, online: bool, change: Any) -> float:

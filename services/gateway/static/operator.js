@@ -87,12 +87,26 @@
     $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
     for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer"]) $(id).disabled = !open;
     if (!entry) return;
+    renderTransferTargets(entry.chat);
     for (const m of entry.messages) {
       const line = el("div", { class: `msg ${m.from.kind}` });
       line.append(el("span", { class: "who" }, m.from.name + ":"), document.createTextNode(m.body));
       log.append(line);
     }
     log.scrollTop = log.scrollHeight;
+  }
+  // Suggestions for the transfer box: this institution's queues and, for another library's
+  // patron (the backup service answering), that library's own queue to hand the chat back to.
+  function renderTransferTargets(chat) {
+    const list = $("transfer-targets");
+    list.replaceChildren();
+    for (const name of state.queueNames) list.append(el("option", { value: name }));
+    if (chat.home_queue && !state.queueNames.has(chat.home_queue)) {
+      list.append(el("option", { value: chat.home_queue, label: `hand back to ${chat.institution}` }));
+    }
+  }
+  function transferTarget(name, chat) {
+    return state.queueNames.has(name) || name === chat.home_queue ? { queue: name } : { operator: name };
   }
   function select(chatId) { state.current = chatId; renderLog(); }
 
@@ -238,7 +252,7 @@
     event.preventDefault();
     const name = $("transfer-to").value.trim();
     if (!name || !state.current) return;
-    const to = state.queueNames.has(name) ? { queue: name } : { operator: name };
+    const to = transferTarget(name, state.chats.get(state.current).chat);
     const note = $("transfer-note").value.trim() || null;
     try {
       const ack = await send({ type: "chat.transfer", chat_id: state.current, to, note });
