@@ -218,6 +218,14 @@ class Directory:
         fallbacks = {q.name: q.fallback for q in self.queues.values()}
         return [self.queues[n] for n in chains.chain(name, fallbacks)]
 
+    def current(self, chain: Sequence[str]) -> list[str]:
+        """A waiting chat's chain as configured now: its home queue's (a coordinator may
+        have switched rollover to the backup service off or on since it started); the one
+        it started with if that queue is gone."""
+        if not chain or chain[0] not in self.queues:
+            return list(chain)
+        return [q.name for q in self.chain(chain[0])]
+
 
 def parse_instant(text: str, zone: ZoneInfo) -> datetime:
     """A span edge as a coordinator writes it: a date (local midnight), a local time, or an

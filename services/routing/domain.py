@@ -20,6 +20,7 @@ a retried close, or a patron and an operator closing at once, must not fail eith
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -745,12 +746,17 @@ def rollover_due(state: ChatState, now: datetime) -> bool:
     return due_at is not None and now >= due_at
 
 
-def rollover_candidates(state: ChatState) -> list[str]:
-    """The queues after the chat's current one in its chain, in the order they are tried."""
-    chain = state.chain
+def rollover_candidates(state: ChatState, chain: Sequence[str] | None = None) -> list[str]:
+    """The queues after the chat's current one in its chain (the one it started with, or
+    `chain` as configured now), in the order they are tried."""
+    chain = list(state.chain if chain is None else chain)
     if state.chat.queue not in chain:
         return []
     return chain[chain.index(state.chat.queue) + 1 :]
+
+
+def _rechained(state: ChatState, chain: Sequence[str] | None) -> ChatState:
+    return state if chain is None else state.model_copy(update={"chain": list(chain)})
 
 
 def roll_over(
@@ -761,11 +767,13 @@ def roll_over(
     reason: str,
     skipped: list[SkippedQueue],
     now: datetime,
+    chain: Sequence[str] | None = None,
 ) -> Transition:
     """The chat waited past its queue's rollover timeout: it moves to `to_queue`, where
     the timeout of that queue starts. Not due (claimed meanwhile, or already moved by
-    another replica): nothing happens."""
-    if not rollover_due(state, now) or to_queue not in rollover_candidates(state):
+    another replica): nothing happens. `chain`: the chain as configured now, which the
+    chat follows from here on."""
+    if not rollover_due(state, now) or to_queue not in rollover_candidates(state, chain):
         return Transition(state)
     chat = state.chat
     ts = iso(now)
@@ -779,15 +787,20 @@ def roll_over(
         reason=reason,
         skipped=skipped,
     )
-    next_state = _evolve(state, moved, events=n, queued_at=ts)
+    next_state = _rechained(_evolve(state, moved, events=n, queued_at=ts), chain)
     return Transition(next_state.model_copy(update={"rollover_after_s": rollover_after_s}), [event])
 
 
 def hold_rollover(
-    state: ChatState, reason: str, skipped: list[SkippedQueue], now: datetime
+    state: ChatState,
+    reason: str,
+    skipped: list[SkippedQueue],
+    now: datetime,
+    chain: Sequence[str] | None = None,
 ) -> Transition:
     """The rollover timeout passed, but no later queue can take the chat now: it stays,
-    and the timeout starts again (so it is tried once more later, not at every tick)."""
+    and the timeout starts again (so it is tried once more later, not at every tick).
+    When `chain`, as configured now, has no queue after the chat's, it stays for good."""
     if not rollover_due(state, now):
         return Transition(state)
     ts = iso(now)
@@ -799,4 +812,6 @@ def hold_rollover(
         reason=reason,
         skipped=skipped,
     )
-    return Transition(_evolve(state, state.chat, events=n, queued_at=ts), [event])
+    return Transition(
+        _rechained(_evolve(state, state.chat, events=n, queued_at=ts), chain), [event]
+    )

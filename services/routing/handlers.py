@@ -56,6 +56,8 @@ from shared.schemas.requests import (
 log = logging.getLogger(__name__)
 
 # Events after which the other chats of the queue have moved up (or down).
+# Why a chat stays put when the chain, as configured now, has no queue after its own.
+ROLLOVER_OFF = "no later queue in the chain"
 QUEUE_MOVES = frozenset({"claimed", "missed", "requeued", "rolled_over"})
 Staffed = Callable[[Queue], Awaitable[bool]]
 
@@ -551,13 +553,17 @@ class RoutingHandlers:
         its chain that is open and staffed; when none is, it stays and waits another
         timeout. Either way the decision is recorded on the chat."""
         directory = await self.queues.directory()
-        choice = await self._walk(directory, domain.rollover_candidates(state), self.is_staffed)
+        chain = directory.current(state.chain)
+        candidates = domain.rollover_candidates(state, chain)
+        choice = await self._walk(directory, candidates, self.is_staffed)
         self._count("rollover", choice, moved=choice.queue is not None)
         chat, now, skipped = state.chat, self.clock.now(), _skipped(choice)
         if choice.queue is None:
-            reason = f"rollover held: {choice.reason}"
+            reason = f"rollover held: {choice.reason if candidates else ROLLOVER_OFF}"
             return await self._apply(
-                chat.institution, chat.id, lambda s: domain.hold_rollover(s, reason, skipped, now)
+                chat.institution,
+                chat.id,
+                lambda s: domain.hold_rollover(s, reason, skipped, now, chain),
             )
         target = directory.queues[choice.queue]
         reason = f"rollover timeout {state.rollover_after_s}s"
@@ -565,7 +571,14 @@ class RoutingHandlers:
             chat.institution,
             chat.id,
             lambda s: domain.roll_over(
-                s, target.name, target.institution, target.rollover_after_s, reason, skipped, now
+                s,
+                target.name,
+                target.institution,
+                target.rollover_after_s,
+                reason,
+                skipped,
+                now,
+                chain,
             ),
         )
 

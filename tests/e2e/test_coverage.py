@@ -135,6 +135,42 @@ async def test_rollover_moves_an_unclaimed_chat_and_the_backup_answers_it(shifte
         await _close_all(pat, cat, dan)
 
 
+async def _set_fallback(base: str, queue: str, fallback: list[str]) -> None:
+    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
+    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+        stored = (await http.get(f"/api/queues/{queue}")).json()
+        saved = await http.put(f"/api/queues/{queue}", json={**stored, "fallback": fallback})
+        assert saved.status_code == 200, saved.text
+    await asyncio.sleep(0.5)  # past every replica's configuration cache
+
+
+async def test_switching_rollover_off_keeps_a_waiting_chat_at_home(shifted: LocalSystem):
+    """The coordinator takes the backup service out of River's chain while a chat waits:
+    when its timeout comes, the chat stays in River's queue, and says why, once."""
+    base = shifted.gateway_url
+    cat = await operator(base, "demo-river-cat", ["demo-river"])
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    pat = await patron(base, "river")
+    try:
+        started = await pat.ok({"type": "chat.start", "question": "Is the map room open?"})
+        assert (await pat.expect("chat.queued"))["queue"] == "demo-river"
+        await _set_fallback(base, "demo-river", [])
+        await asyncio.sleep(2 * ROLLOVER_S + 1)  # two timeouts: held once, then no more
+        # Reading up to the ack of a message takes in every frame sent before it.
+        await pat.ok({"type": "message", "chat_id": started["chat_id"], "body": "Still here"})
+        assert not [f for f in pat.frames if f["type"] == "chat.rolled_over"]
+        await cat.ok({"type": "chat.claim", "chat_id": started["chat_id"]})
+        await cat.ok({"type": "chat.close", "chat_id": started["chat_id"]})
+        routing = (await _transcript(base, "demo-river-cat", started["chat_id"])).json()["routing"]
+        assert [(r["trigger"], r["queue"], r["reason"]) for r in routing] == [
+            ("start", "demo-river", "hours"),
+            ("rollover", None, "rollover held: no later queue in the chain"),
+        ]
+    finally:
+        await _set_fallback(base, "demo-river", ["demo-backup"])
+        await _close_all(pat, cat, dan)
+
+
 async def test_the_backup_hands_a_chat_back_to_the_patrons_library(shifted: LocalSystem):
     base = shifted.gateway_url
     dan = await operator(base, "demo-backup-dan", ["demo-backup"])

@@ -228,6 +228,16 @@ def test_chains_follow_fallbacks_in_order_and_find_cycles():
     assert chains.chain("a", {**links, "d": ["a"]}) == ["a", "b", "d", "c"]
 
 
+def test_a_waiting_chat_follows_its_home_queues_chain_as_configured_now():
+    assert CONSORTIUM.current(["demo-lib", "demo-backup"]) == ["demo-lib", "demo-backup"]
+    # The coordinator switched the library's rollover to the backup service off.
+    switched_off = directory(LIBRARY.model_copy(update={"fallback": []}), BACKUP)
+    assert switched_off.current(["demo-lib", "demo-backup"]) == ["demo-lib"]
+    # A home queue deleted meanwhile: the chain the chat started with stands.
+    assert directory(BACKUP).current(["demo-lib", "demo-backup"]) == ["demo-lib", "demo-backup"]
+    assert CONSORTIUM.current([]) == []
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -109,6 +109,26 @@ def test_nowhere_to_go_holds_the_chat_and_starts_the_timeout_again():
     assert domain.deadlines(held.state, TIMING) == [after(120)]
 
 
+def test_rollover_follows_the_chain_as_configured_when_it_comes_due():
+    start = river_chat()
+    # The coordinator took the backup service out of River's chain: the chat stays for
+    # good, once recorded, with no timeout left to run.
+    kept = domain.hold_rollover(start.state, "rollover held: off", [], after(60), ["demo-river"])
+    assert [e.type for e in kept.events] == ["rollover_held"]
+    assert kept.state.chain == ["demo-river"]
+    assert domain.deadlines(kept.state, TIMING) == []
+    # A queue no longer in the chain is refused; the new order is followed from here on.
+    chain = ["demo-river", "demo-overnight"]
+    assert not domain.roll_over(
+        start.state, "demo-backup", "backup", None, "r", [], after(60), chain
+    ).changed
+    moved = domain.roll_over(
+        start.state, "demo-overnight", "night", None, "r", [], after(60), chain
+    )
+    assert moved.state.chat.queue == "demo-overnight" and moved.state.chain == chain
+    assert domain.rollover_candidates(moved.state) == []
+
+
 def test_no_timeout_or_no_later_queue_means_no_rollover():
     assert domain.deadlines(river_chat(rollover_after_s=None).state, TIMING) == []
     last = domain.roll_over(river_chat().state, "demo-overnight", "x", None, "r", [], after(60))
