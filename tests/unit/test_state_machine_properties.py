@@ -144,19 +144,24 @@ class ChatLifecycle(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         self.apply(lambda: domain.due(self.state, self.now, TIMING))
 
-    @rule(moves=st.booleans())
-    def rollover_comes_due(self, moves: bool) -> None:
+    @rule(outcome=st.sampled_from(["moves", "held", "switched_off"]))
+    def rollover_comes_due(self, outcome: str) -> None:
         """A minute passes unclaimed and the rollover timer fires: the backup service
-        can take the chat, or nobody can."""
+        can take the chat, or nobody can, or the coordinator has taken the backup out of
+        the chain (the chat then stays where it is for good)."""
         self.time_passes(60)
-        if moves:
+        if outcome == "moves":
             self.apply(
                 lambda: domain.roll_over(
                     self.state, "demo-backup", "backup", None, "rollover", [], self.now
                 )
             )
-        else:
+        elif outcome == "held":
             self.apply(lambda: domain.hold_rollover(self.state, "held", [], self.now))
+        else:
+            self.apply(lambda: domain.hold_rollover(self.state, "off", [], self.now, ["demo-hill"]))
+            if self.state.chain == ["demo-hill"]:
+                assert domain.rollover_at(self.state) is None
 
     @precondition(owns_chat)
     @rule()
