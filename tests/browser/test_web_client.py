@@ -51,6 +51,20 @@ async def sign_in(page: Page, base: str, username: str) -> None:
     await expect(page.locator("#status[data-confirmed]")).to_be_attached()
 
 
+async def at_the_desk(page: Page, base: str, username: str, queue: str) -> None:
+    """Signed in, monitoring `queue` and online, once the server has confirmed it."""
+    await sign_in(page, base, username)
+    await page.check(f"#queues input[value={queue}]")
+    await page.select_option("#status", "online")
+    await expect(page.locator("#status[data-confirmed=online]")).to_be_attached()
+
+
+async def accept_offer(page: Page, note: str) -> None:
+    offer = page.locator("#offers li", has_text=note)
+    await expect(offer).to_be_visible()
+    await offer.locator("[data-accept]").click()
+
+
 async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0) -> None:
     """Wait until the system says the widget is staffed (presence has taken the change)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -69,9 +83,7 @@ async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, br
     patron_ctx = await browser.new_context()
     try:
         desk = await operator_ctx.new_page()
-        await sign_in(desk, base, "demo-hill-ann")
-        await desk.select_option("#status", "online")
-        await desk.check("#queues input[value=demo-hill]")
+        await at_the_desk(desk, base, "demo-hill-ann", "demo-hill")
         await widget_online(desk, base, "hill")
 
         widget = await patron_ctx.new_page()
@@ -144,12 +156,8 @@ async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, b
     contexts = [await browser.new_context() for _ in range(3)]
     try:
         ann, bob, widget = [await c.new_page() for c in contexts]
-        await sign_in(ann, base, "demo-hill-ann")
-        await ann.select_option("#status", "online")
-        await ann.check("#queues input[value=demo-hill]")
-        await sign_in(bob, base, "demo-hill-bob")
-        await bob.select_option("#status", "online")
-        await expect(bob.locator("#status[data-confirmed=online]")).to_be_attached()
+        await at_the_desk(ann, base, "demo-hill-ann", "demo-hill")
+        await at_the_desk(bob, base, "demo-hill-bob", "demo-hill")
         await widget_online(ann, base, "hill")
 
         await widget.goto(f"{base}/widget?widget=hill")
@@ -165,9 +173,7 @@ async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, b
         await ann.click("#transfer")
         await expect(ann.locator("#chat-title")).to_contain_text("transferring")
         await expect(widget.locator("#log")).to_contain_text("Connecting you with a colleague")
-        offer = bob.locator("#offers li", has_text="ILL question")
-        await expect(offer).to_be_visible()
-        await offer.locator("[data-accept]").click()
+        await accept_offer(bob, "ILL question")
         await expect(bob.locator("#log")).to_contain_text("Who handles interlibrary loans?")
         await expect(widget.locator("#log")).to_contain_text("Bob has taken over the chat.")
         await expect(ann.locator("#chat-title")).to_contain_text("transferred to Bob")
@@ -243,9 +249,7 @@ async def test_the_backup_service_hands_a_chat_back_to_the_library(
     contexts = [await browser.new_context() for _ in range(3)]
     try:
         dan, cat, widget = [await c.new_page() for c in contexts]
-        await sign_in(dan, base, "demo-backup-dan")
-        await dan.check("#queues input[value=demo-backup]")
-        await dan.select_option("#status", "online")
+        await at_the_desk(dan, base, "demo-backup-dan", "demo-backup")
         await widget_online(dan, base, "river")
 
         await widget.goto(f"{base}/widget?widget=river")
@@ -257,19 +261,14 @@ async def test_the_backup_service_hands_a_chat_back_to_the_library(
         await waiting.locator("button").click()
         await expect(widget.locator("#log")).to_contain_text("Dan joined the chat.")
 
-        await sign_in(cat, base, "demo-river-cat")
-        await cat.check("#queues input[value=demo-river]")
-        await cat.select_option("#status", "online")
-        await expect(cat.locator("#status[data-confirmed=online]")).to_be_attached()
+        await at_the_desk(cat, base, "demo-river-cat", "demo-river")
 
         hand_back = dan.locator("#transfer-targets option[value=demo-river]")
         await expect(hand_back).to_have_attribute("label", "hand back to river")
         await dan.fill("#transfer-to", "demo-river")
         await dan.fill("#transfer-note", "Renewals are River's")
         await dan.click("#transfer")
-        offer = cat.locator("#offers li", has_text="Renewals are River's")
-        await expect(offer).to_be_visible()
-        await offer.locator("[data-accept]").click()
+        await accept_offer(cat, "Renewals are River's")
         await expect(cat.locator("#log")).to_contain_text("Can River renew my thesis loan?")
         await expect(widget.locator("#log")).to_contain_text("Cat has taken over the chat.")
         await expect(dan.locator("#chat-title")).to_contain_text("transferred to Cat")
