@@ -225,6 +225,10 @@ def start_proactive(cmd: NewProactiveChat, now: datetime) -> Transition:
         widget=cmd.widget,
         question=cmd.body,
         home_queue=cmd.queue,
+        # The library reaching out answers its own chat, and counts it so.
+        queue_institution=cmd.institution,
+        answered_institution=cmd.institution,
+        answered_queue=cmd.queue,
     )
     sender = Sender(kind="operator", name=cmd.operator_name, id=cmd.operator)
     opening = Message(

@@ -129,6 +129,9 @@ def test_proactive_chat_is_owned_from_the_start_and_transfers_like_any_other():
     chat = start.state.chat
     assert types(start) == ["created", "message"]
     assert chat.state == "active" and chat.origin == "proactive" and chat.owner == "demo-hill-ann"
+    # Answered at home from the start: statistics count it so, not as unanswered.
+    assert (chat.answered_institution, chat.answered_queue) == ("hill", chat.queue)
+    assert chat.queue_institution == "hill" and not chat.visible_to("backup")
     assert start.events[1].message.from_.kind == "operator" and start.events[1].message.seq == 1
     offer = domain.offer_transfer(
         start.state, "demo-hill-ann", ["demo-hill-bob"], T0, 120, to_operator="demo-hill-bob"
