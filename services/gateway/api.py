@@ -7,7 +7,7 @@ these closures at definition time.
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from shared import subjects
 from shared.errors import Refusal
 from shared.passwords import verify_password
 from shared.schemas.base import Model
-from shared.schemas.records import Queue
+from shared.schemas.records import Queue, Widget
 from shared.schemas.requests import (
     Coverage,
     CoverageQuery,
@@ -104,6 +104,19 @@ def aware(field: str, *instants: datetime) -> None:
         raise Refusal("invalid", f"{field}: give a time zone offset, e.g. Z")
 
 
+Owned = TypeVar("Owned", Queue, Widget)
+
+
+def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
+    """A configuration document the caller may read: their institution's, or anyone's for
+    a consortium admin. Anything else does not exist for them."""
+    if thing is None or not (
+        claims.role == "consortium_admin" or thing.institution == claims.institution
+    ):
+        raise Refusal("not_found", f"no {what}")
+    return thing
+
+
 def build_router(get: Callable[[], Gateway]) -> APIRouter:
     """REST routes; `get` returns the process's Gateway once its lifespan has started."""
     router = APIRouter(prefix="/api")
@@ -175,12 +188,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         return await get().config.queues_of(None if everyone else claims.institution)
 
     async def visible_queue(name: str, claims: StaffClaims) -> Queue:
-        queue = await get().config.queue(name)
-        if queue is None or not (
-            claims.role == "consortium_admin" or queue.institution == claims.institution
-        ):
-            raise Refusal("not_found", f"no queue {name}")
-        return queue
+        return visible(await get().config.queue(name), f"queue {name}", claims)
 
     @router.get("/queues/{name}", response_model=Queue)
     async def read_queue(name: str, claims: Staff) -> Queue:
@@ -189,7 +197,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     async def save_queue(queue: Queue, claims: StaffClaims, create: bool) -> Queue:
         """Hours, time zone and calendar are checked by the schema (422 naming the
         field); the fallback chain against the stored queues. A refusal stores nothing."""
-        domain.check_queue_admin(queue, claims.role, claims.institution)
+        domain.check_admin("queues", queue.institution, claims.role, claims.institution)
         if await get().config.institution(queue.institution) is None:
             raise Refusal("invalid", f"institution: no institution {queue.institution}")
         domain.check_fallback(queue, await get().config.queues_of(None), claims.role)
@@ -215,7 +223,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     @router.delete("/queues/{name}", status_code=204)
     async def delete_queue(name: str, claims: Staff) -> Response:
         queue = await visible_queue(name, claims)
-        domain.check_queue_admin(queue, claims.role, claims.institution)
+        domain.check_admin("queues", queue.institution, claims.role, claims.institution)
         users = [q.name for q in await get().config.queues_of(None) if name in q.fallback]
         widgets = await get().config.widgets_on(name)
         if users or widgets:
@@ -223,6 +231,49 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
                 "conflict", f"{name} is still used by queues {users} and widgets {widgets}"
             )
         await get().config.delete_queue(name)
+        return Response(status_code=204)
+
+    @router.get("/widgets", response_model=list[Widget])
+    async def list_widgets(claims: Staff) -> list[Widget]:
+        everyone = claims.role == "consortium_admin"
+        return await get().config.widgets_of(None if everyone else claims.institution)
+
+    async def visible_widget(widget_id: str, claims: StaffClaims) -> Widget:
+        return visible(await get().config.widget(widget_id), f"widget {widget_id}", claims)
+
+    @router.get("/widgets/{widget_id}", response_model=Widget)
+    async def read_widget(widget_id: str, claims: Staff) -> Widget:
+        return await visible_widget(widget_id, claims)
+
+    async def save_widget(widget: Widget, claims: StaffClaims, create: bool) -> Widget:
+        """Origins are checked by the schema (422 naming the field); the queue against
+        the stored queues of the widget's library. A refusal stores nothing."""
+        domain.check_admin("widgets", widget.institution, claims.role, claims.institution)
+        domain.check_widget_queue(widget, await get().config.queue(widget.queue))
+        if not await get().config.save_widget(widget, create):
+            if create:
+                raise Refusal("conflict", f"widget {widget.id} already exists")
+            raise Refusal("not_found", f"no widget {widget.id}")
+        return widget
+
+    @router.post("/widgets", response_model=Widget, status_code=201)
+    async def create_widget(body: Widget, claims: Staff) -> Widget:
+        return await save_widget(body, claims, create=True)
+
+    @router.put("/widgets/{widget_id}", response_model=Widget)
+    async def replace_widget(widget_id: str, body: Widget, claims: Staff) -> Widget:
+        if body.id != widget_id:
+            raise Refusal("invalid", "id: a widget cannot be renamed; create a new one")
+        stored = await visible_widget(widget_id, claims)
+        if stored.institution != body.institution:
+            raise Refusal("invalid", "institution: a widget cannot move to another institution")
+        return await save_widget(body, claims, create=False)
+
+    @router.delete("/widgets/{widget_id}", status_code=204)
+    async def delete_widget(widget_id: str, claims: Staff) -> Response:
+        widget = await visible_widget(widget_id, claims)
+        domain.check_admin("widgets", widget.institution, claims.role, claims.institution)
+        await get().config.delete_widget(widget_id)
         return Response(status_code=204)
 
     @router.get("/coverage", response_model=Coverage)

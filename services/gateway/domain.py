@@ -48,7 +48,7 @@ from shared.schemas.protocol import (
     TransferWithdrawnFrame,
     WidgetStatusFrame,
 )
-from shared.schemas.records import Queue
+from shared.schemas.records import Queue, Widget
 from shared.schemas.requests import InternalMessage, WidgetStatus
 
 
@@ -186,12 +186,20 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
     return out
 
 
-def check_queue_admin(queue: Queue, role: str, institution: str) -> None:
-    """An institution admin manages their own queues; a consortium admin any queue."""
+def check_admin(things: str, owner: str, role: str, institution: str) -> None:
+    """An institution admin manages their own institution's `things` (queues, widgets);
+    a consortium admin everyone's. `owner`: the institution the thing belongs to."""
     if role == "operator":
-        raise Refusal("forbidden", "only admins may change queues")
-    if role != "consortium_admin" and queue.institution != institution:
-        raise Refusal("forbidden", "you can only manage your own institution's queues")
+        raise Refusal("forbidden", f"only admins may change {things}")
+    if role != "consortium_admin" and owner != institution:
+        raise Refusal("forbidden", f"you can only manage your own institution's {things}")
+
+
+def check_widget_queue(widget: Widget, queue: Queue | None) -> None:
+    """A widget routes to a queue of its own library; the queue's chain reaches the
+    backup service."""
+    if queue is None or queue.institution != widget.institution:
+        raise Refusal("invalid", f"queue: {widget.institution} has no queue {widget.queue}")
 
 
 def check_fallback(queue: Queue, stored: Sequence[Queue], role: str) -> None:

@@ -71,24 +71,42 @@ class ConfigStore:
     async def institution(self, name: str) -> Institution | None:
         return await self._cached("institutions", name, Institution, {"name": name})
 
-    async def save_queue(self, queue: Queue, create: bool) -> bool:
-        """Store a queue; False when creating a name that exists or replacing one that
-        does not. The change is visible to this replica at once."""
-        doc = queue.model_dump(mode="json")
+    async def _save(self, kind: str, key_field: str, doc: Document, create: bool) -> bool:
+        """Store a configuration document; False when creating a key that exists or
+        replacing one that does not. The change is visible to this replica at once."""
+        key = doc[key_field]
         if create:
-            result = await self.db.queues.update_one(
-                {"name": queue.name}, {"$setOnInsert": doc}, upsert=True
+            result = await self.db[kind].update_one(
+                {key_field: key}, {"$setOnInsert": doc}, upsert=True
             )
             saved = result.upserted_id is not None
         else:
-            replaced = await self.db.queues.replace_one({"name": queue.name}, doc)
+            replaced = await self.db[kind].replace_one({key_field: key}, doc)
             saved = replaced.matched_count == 1
-        self._cache.pop(("queues", queue.name), None)
+        self._cache.pop((kind, key), None)
         return saved
 
+    async def _delete(self, kind: str, key_field: str, key: str) -> None:
+        await self.db[kind].delete_one({key_field: key})
+        self._cache.pop((kind, key), None)
+
+    async def save_queue(self, queue: Queue, create: bool) -> bool:
+        return await self._save("queues", "name", queue.model_dump(mode="json"), create)
+
     async def delete_queue(self, name: str) -> None:
-        await self.db.queues.delete_one({"name": name})
-        self._cache.pop(("queues", name), None)
+        await self._delete("queues", "name", name)
+
+    async def save_widget(self, widget: Widget, create: bool) -> bool:
+        return await self._save("widgets", "id", widget.model_dump(mode="json"), create)
+
+    async def delete_widget(self, widget_id: str) -> None:
+        await self._delete("widgets", "id", widget_id)
+
+    async def widgets_of(self, institution: str | None) -> list[Widget]:
+        """Widgets of one institution, or of every institution when None."""
+        query = {} if institution is None else {"institution": institution}
+        docs = await self.db.widgets.find(query, {"_id": 0}).sort("id", 1).to_list()
+        return [Widget.model_validate(d) for d in docs]
 
     async def widgets_on(self, queue: str) -> list[str]:
         return [d["id"] for d in await self.db.widgets.find({"queue": queue}, {"id": 1}).to_list()]

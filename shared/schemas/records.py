@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from typing import Literal
 from zoneinfo import available_timezones
@@ -17,6 +18,8 @@ Role = Literal["consortium_admin", "institution_admin", "operator"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 MAX_FALLBACK = 10
+MAX_ORIGINS = 20
+ORIGIN_PATTERN = r"https?://[a-z0-9.-]+(:[0-9]{1,5})?"
 
 
 def check_zone(value: str) -> str:
@@ -139,8 +142,26 @@ class Queue(Model):
 
 
 class Widget(Model):
+    """A library's chat widget: the queue it routes to (whose chain brings in the backup
+    service) and the web origins allowed to call its public endpoints."""
+
     id: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
     institution: str
     queue: str
-    title: str
-    allowed_origins: list[str] = Field(default_factory=list)
+    title: str = Field(min_length=1, max_length=80)
+    allowed_origins: list[str] = Field(default_factory=list, max_length=MAX_ORIGINS)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # Browsers send the Origin header as scheme, host and port only, in lower case;
+        # anything else could never match it.
+        for origin in value:
+            if not re.fullmatch(ORIGIN_PATTERN, origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin like 'https://library.example.org' "
+                    "(scheme, lower-case host and optional port; no path)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("an origin can be listed only once")
+        return value
