@@ -117,6 +117,23 @@ def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
     return thing
 
 
+def saved_or_refused(saved: bool, create: bool, what: str) -> None:
+    """A create of a key that exists, or a replace of one that does not, stored nothing."""
+    if not saved and create:
+        raise Refusal("conflict", f"{what} already exists")
+    if not saved:
+        raise Refusal("not_found", f"no {what}")
+
+
+def same_identity(what: str, key: tuple[str, str, str], stored: Owned, body: Owned) -> None:
+    """A replace keeps the document's key (field, path value, body value) and institution."""
+    field, in_path, in_body = key
+    if in_path != in_body:
+        raise Refusal("invalid", f"{field}: a {what} cannot be renamed; create a new one")
+    if stored.institution != body.institution:
+        raise Refusal("invalid", f"institution: a {what} cannot move to another institution")
+
+
 def build_router(get: Callable[[], Gateway]) -> APIRouter:
     """REST routes; `get` returns the process's Gateway once its lifespan has started."""
     router = APIRouter(prefix="/api")
@@ -201,10 +218,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if await get().config.institution(queue.institution) is None:
             raise Refusal("invalid", f"institution: no institution {queue.institution}")
         domain.check_fallback(queue, await get().config.queues_of(None), claims.role)
-        if not await get().config.save_queue(queue, create):
-            if create:
-                raise Refusal("conflict", f"queue {queue.name} already exists")
-            raise Refusal("not_found", f"no queue {queue.name}")
+        saved_or_refused(
+            await get().config.save_queue(queue, create), create, f"queue {queue.name}"
+        )
         return queue
 
     @router.post("/queues", response_model=Queue, status_code=201)
@@ -213,11 +229,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.put("/queues/{name}", response_model=Queue)
     async def replace_queue(name: str, body: Queue, claims: Staff) -> Queue:
-        if body.name != name:
-            raise Refusal("invalid", "name: a queue cannot be renamed; create a new one")
-        stored = await visible_queue(name, claims)
-        if stored.institution != body.institution:
-            raise Refusal("invalid", "institution: a queue cannot move to another institution")
+        same_identity("queue", ("name", name, body.name), await visible_queue(name, claims), body)
         return await save_queue(body, claims, create=False)
 
     @router.delete("/queues/{name}", status_code=204)
@@ -250,10 +262,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         the stored queues of the widget's library. A refusal stores nothing."""
         domain.check_admin("widgets", widget.institution, claims.role, claims.institution)
         domain.check_widget_queue(widget, await get().config.queue(widget.queue))
-        if not await get().config.save_widget(widget, create):
-            if create:
-                raise Refusal("conflict", f"widget {widget.id} already exists")
-            raise Refusal("not_found", f"no widget {widget.id}")
+        saved = await get().config.save_widget(widget, create)
+        saved_or_refused(saved, create, f"widget {widget.id}")
         return widget
 
     @router.post("/widgets", response_model=Widget, status_code=201)
@@ -262,11 +272,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.put("/widgets/{widget_id}", response_model=Widget)
     async def replace_widget(widget_id: str, body: Widget, claims: Staff) -> Widget:
-        if body.id != widget_id:
-            raise Refusal("invalid", "id: a widget cannot be renamed; create a new one")
         stored = await visible_widget(widget_id, claims)
-        if stored.institution != body.institution:
-            raise Refusal("invalid", "institution: a widget cannot move to another institution")
+        same_identity("widget", ("id", widget_id, body.id), stored, body)
         return await save_widget(body, claims, create=False)
 
     @router.delete("/widgets/{widget_id}", status_code=204)
