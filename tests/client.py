@@ -80,6 +80,12 @@ class ProtocolClient:
         return False
 
 
+async def signed_in(base_url: str, username: str) -> httpx.AsyncClient:
+    """An HTTP client carrying the user's token (close it, or use it in `async with`)."""
+    token = await login(base_url, username)
+    return httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"})
+
+
 async def login(base_url: str, username: str, password: str = "refdesk-demo") -> str:
     async with httpx.AsyncClient(base_url=base_url) as http:
         response = await http.post(

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 
@@ -16,7 +15,7 @@ from deploy.local import demo_data
 from deploy.local.system import LocalSystem, Ports
 from shared import store
 from shared.bus import Bus
-from tests.client import login
+from tests.client import signed_in
 from tests.servers import Servers, real_servers
 
 E2E_DB = "refdesk_e2e"
@@ -118,8 +117,7 @@ def tuesday_system(servers: Servers, data: Path, db: str) -> Iterator[LocalSyste
 
 
 async def _daytime_backup(base: str) -> None:
-    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
-    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+    async with await signed_in(base, "demo-admin") as http:
         backup = (await http.get("/api/queues/demo-backup")).json()
         backup["hours"] += ALL_DAY
         assert (await http.put("/api/queues/demo-backup", json=backup)).status_code == 200

@@ -15,20 +15,29 @@ BOB = Sender(kind="operator", name="Bob", id="demo-hill-bob")
 
 
 def started(
-    chat_id: str | None = None, question: str = "Where are the theses?", guest_id: str = "guest1"
+    chat_id: str | None = None,
+    question: str = "Where are the theses?",
+    guest_id: str = "guest1",
+    *,
+    institution: str = "hill",
+    chain: tuple[str, ...] = (),
+    rollover_after_s: int | None = None,
 ) -> domain.Transition:
-    """A patron's new chat in the demo-hill queue: created, question, queued."""
+    """A patron's new chat in the institution's demo queue (the first of `chain`, if
+    given, which rollover follows): created, question, queued."""
     return domain.start_chat(
         domain.NewChat(
             chat_id=chat_id or uuid.uuid4().hex,
-            institution="hill",
-            widget="hill",
-            queue="demo-hill",
+            institution=institution,
+            widget=institution,
+            queue=f"demo-{institution}",
             guest_id=guest_id,
             question=question,
             name="Pat",
             email=None,
             reason="staffed",
+            chain=chain,
+            rollover_after_s=rollover_after_s,
         ),
         T0,
     )

@@ -213,10 +213,9 @@ class Directory:
             self._schedules[name] = found
         return found
 
-    def chain(self, name: str) -> list[Queue]:
+    def chain(self, name: str) -> list[str]:
         """The queue and every queue it may hand a chat to, in the order they are tried."""
-        fallbacks = {q.name: q.fallback for q in self.queues.values()}
-        return [self.queues[n] for n in chains.chain(name, fallbacks)]
+        return chains.chain(name, {q.name: q.fallback for q in self.queues.values()})
 
     def current(self, chain: Sequence[str]) -> list[str]:
         """A waiting chat's chain as configured now: its home queue's (a coordinator may
@@ -224,7 +223,7 @@ class Directory:
         it started with if that queue is gone."""
         if not chain or chain[0] not in self.queues:
             return list(chain)
-        return [q.name for q in self.chain(chain[0])]
+        return self.chain(chain[0])
 
 
 def parse_instant(text: str, zone: ZoneInfo) -> datetime:

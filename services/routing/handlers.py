@@ -55,9 +55,9 @@ from shared.schemas.requests import (
 
 log = logging.getLogger(__name__)
 
-# Events after which the other chats of the queue have moved up (or down).
 # Why a chat stays put when the chain, as configured now, has no queue after its own.
 ROLLOVER_OFF = "no later queue in the chain"
+# Events after which the other chats of the queue have moved up (or down).
 QUEUE_MOVES = frozenset({"claimed", "missed", "requeued", "rolled_over"})
 Staffed = Callable[[Queue], Awaitable[bool]]
 
@@ -203,8 +203,6 @@ class RoutingHandlers:
         if self._at_limit(operator, max_chats):
             raise Refusal("forbidden", f"you are at your limit of {max_chats} open chats")
 
-    # --- patron side --------------------------------------------------------------------------
-
     # --- coverage: hours, calendars and who is there ------------------------------------
 
     async def is_staffed(self, queue: Queue) -> bool:
@@ -248,8 +246,7 @@ class RoutingHandlers:
     ) -> WidgetStatus:
         """A widget is online when a queue of its chain is open and staffed now."""
         found = directory.widgets[widget_id]
-        chain = [q.name for q in directory.chain(found.queue)]
-        choice = await self._walk(directory, chain, staffed)
+        choice = await self._walk(directory, directory.chain(found.queue), staffed)
         return WidgetStatus(
             institution=found.institution,
             widget=found.id,
@@ -275,7 +272,7 @@ class RoutingHandlers:
             raise Refusal("invalid", "to: must be after from")
         if end - start > timedelta(days=MAX_COVERAGE_DAYS):
             raise Refusal("invalid", f"to: a span may cover at most {MAX_COVERAGE_DAYS} days")
-        chain = [directory.schedule(q.name) for q in directory.chain(queue.name)]
+        chain = [directory.schedule(name) for name in directory.chain(queue.name)]
         return Coverage(
             queue=queue.name,
             intervals=[
@@ -303,7 +300,7 @@ class RoutingHandlers:
         """The chat goes to the first queue of the widget queue's chain that is open and
         staffed now; none is: `unavailable`, and the widget offers the message form."""
         directory, home = await self._home_queue(req.institution, req.queue)
-        chain = [q.name for q in directory.chain(home.name)]
+        chain = directory.chain(home.name)
         choice = await self._walk(directory, chain, self.is_staffed)
         self._count("start", choice, moved=choice.queue != home.name)
         if choice.queue is None:

@@ -58,6 +58,8 @@ class WidgetWatch:
         if again:
             self._republished = self.clock.monotonic()
         sent = 0
+        for gone in self._last.keys() - directory.widgets.keys():
+            del self._last[gone]  # deleted through the admin API
         for widget_id in sorted(directory.widgets):
             status = await self.handlers.widget_status(directory, widget_id, staffed)
             now = (status.online, status.queue, status.reason)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, login, operator, patron, widget_says
+from tests.client import ProtocolClient, operator, patron, signed_in, widget_says
 from tests.conftest import TUESDAY_ROLLOVER_S, tuesday_system
 from tests.servers import Servers
 
@@ -31,8 +31,7 @@ def shifted(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 async def _get(base: str, username: str, path: str, **params: str) -> httpx.Response:
-    auth = {"Authorization": f"Bearer {await login(base, username)}"}
-    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
+    async with await signed_in(base, username) as http:
         return await http.get(path, params=params)
 
 
@@ -136,8 +135,7 @@ async def test_rollover_moves_an_unclaimed_chat_and_the_backup_answers_it(shifte
 
 
 async def _set_fallback(base: str, queue: str, fallback: list[str]) -> None:
-    admin = {"Authorization": f"Bearer {await login(base, 'demo-admin')}"}
-    async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+    async with await signed_in(base, "demo-admin") as http:
         stored = (await http.get(f"/api/queues/{queue}")).json()
         saved = await http.put(f"/api/queues/{queue}", json={**stored, "fallback": fallback})
         assert saved.status_code == 200, saved.text

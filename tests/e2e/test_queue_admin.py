@@ -13,21 +13,14 @@ import httpx
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import login
+from tests.client import signed_in
 
 SCRATCH = "demo-hill-scratch"
 
 
-async def client_for(system: LocalSystem, username: str) -> httpx.AsyncClient:
-    token = await login(system.gateway_url, username)
-    return httpx.AsyncClient(
-        base_url=system.gateway_url, headers={"Authorization": f"Bearer {token}"}
-    )
-
-
 @pytest_asyncio.fixture
 async def hill_admin(system: LocalSystem) -> AsyncIterator[httpx.AsyncClient]:
-    http = await client_for(system, "demo-hill-admin")
+    http = await signed_in(system.gateway_url, "demo-hill-admin")
     made = await http.post(
         "/api/queues",
         json={
@@ -88,7 +81,7 @@ async def test_a_chain_that_would_loop_is_refused(
 async def test_only_a_consortium_admin_chains_the_backup_service(
     system: LocalSystem, hill_admin: httpx.AsyncClient
 ):
-    async with await client_for(system, "demo-admin") as coordinator:
+    async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
         scratch = (await coordinator.get(f"/api/queues/{SCRATCH}")).json()
         backed = await coordinator.put(
             f"/api/queues/{SCRATCH}", json={**scratch, "fallback": ["demo-backup"]}
@@ -98,10 +91,10 @@ async def test_only_a_consortium_admin_chains_the_backup_service(
         later = {**backed.json(), "hours": [{"day": "tue", "open": "08:00", "close": "12:00"}]}
         edited = await hill_admin.put(f"/api/queues/{SCRATCH}", json=later)
         assert edited.status_code == 200 and edited.json()["fallback"] == ["demo-backup"]
-        async with await client_for(system, "demo-river-cat") as elsewhere:
+        async with await signed_in(system.gateway_url, "demo-river-cat") as elsewhere:
             assert (await elsewhere.get(f"/api/queues/{SCRATCH}")).status_code == 404
             assert (await elsewhere.put(f"/api/queues/{SCRATCH}", json=scratch)).status_code == 404
-        async with await client_for(system, "demo-hill-ann") as operator:
+        async with await signed_in(system.gateway_url, "demo-hill-ann") as operator:
             assert (await operator.put(f"/api/queues/{SCRATCH}", json=scratch)).status_code == 403
         assert (await coordinator.put(f"/api/queues/{SCRATCH}", json=scratch)).status_code == 200
 
@@ -131,7 +124,7 @@ RIVER_THANKSGIVING_WEEK = [
 
 
 async def test_coverage_of_river_over_thanksgiving_week(system: LocalSystem):
-    async with await client_for(system, "demo-river-cat") as river:
+    async with await signed_in(system.gateway_url, "demo-river-cat") as river:
         r = await river.get(
             "/api/coverage",
             params={"queue": "demo-river", "from": "2026-11-23", "to": "2026-11-30"},
@@ -152,7 +145,7 @@ async def test_coverage_of_river_over_thanksgiving_week(system: LocalSystem):
             "/api/coverage", params={"queue": "demo-hill", "from": "2026-11-23", "to": "2026-11-24"}
         )
         assert hidden.status_code == 404
-    async with await client_for(system, "demo-admin") as coordinator:
+    async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
         anyone = await coordinator.get(
             "/api/coverage", params={"queue": "demo-hill", "from": "2026-11-23", "to": "2026-11-24"}
         )

@@ -14,7 +14,7 @@ import httpx
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.e2e.test_queue_admin import client_for
+from tests.client import signed_in
 
 SCRATCH = "hill-scratch"
 LIBRARY_SITE = "https://library.hill.example.edu"
@@ -29,7 +29,7 @@ SCRATCH_WIDGET = {
 
 @pytest_asyncio.fixture
 async def hill_admin(system: LocalSystem) -> AsyncIterator[httpx.AsyncClient]:
-    http = await client_for(system, "demo-hill-admin")
+    http = await signed_in(system.gateway_url, "demo-hill-admin")
     made = await http.post("/api/widgets", json=SCRATCH_WIDGET)
     assert made.status_code == 201, made.text
     try:
@@ -47,14 +47,14 @@ async def test_each_institution_sees_and_manages_its_own_widgets(
         SCRATCH,
     ]
     assert (await hill_admin.get(f"/api/widgets/{SCRATCH}")).json() == SCRATCH_WIDGET
-    async with await client_for(system, "demo-admin") as coordinator:
+    async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
         everyone = [w["id"] for w in (await coordinator.get("/api/widgets")).json()]
         assert {"hill", "river", SCRATCH} <= set(everyone)
-    async with await client_for(system, "demo-river-cat") as cat:
+    async with await signed_in(system.gateway_url, "demo-river-cat") as cat:
         assert [w["id"] for w in (await cat.get("/api/widgets")).json()] == ["river"]
         hidden = await cat.get(f"/api/widgets/{SCRATCH}")
         assert (hidden.status_code, hidden.json()["code"]) == (404, "not_found")
-    async with await client_for(system, "demo-hill-ann") as ann:
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
         edit = await ann.put(f"/api/widgets/{SCRATCH}", json={**SCRATCH_WIDGET, "title": "Mine"})
         assert (edit.status_code, edit.json()["code"]) == (403, "forbidden")
         assert (await ann.delete(f"/api/widgets/{SCRATCH}")).status_code == 403
@@ -122,7 +122,7 @@ async def test_cors_follows_the_saved_origins_and_a_deleted_widget_is_gone(
     assert await _allowed(base, status, LIBRARY_SITE) is None
 
     # A queue a widget routes to cannot be deleted from under it.
-    async with await client_for(system, "demo-admin") as coordinator:
+    async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
         kept = await coordinator.delete("/api/queues/demo-hill")
         assert (kept.status_code, kept.json()["code"]) == (409, "conflict")
         assert SCRATCH in kept.json()["message"]

@@ -71,9 +71,7 @@ def who(local: datetime | None = None, *, utc: datetime | None = None) -> covera
     """Who takes a chat of the library's widget at an instant, everyone being staffed."""
     instant = utc if utc is not None else local.replace(tzinfo=CHICAGO)  # type: ignore[union-attr]
     chain = CONSORTIUM.chain("demo-lib")
-    return coverage.choose(
-        [(q.name, CONSORTIUM.schedule(q.name).closed_reason(instant)) for q in chain]
-    )
+    return coverage.choose([(q, CONSORTIUM.schedule(q).closed_reason(instant)) for q in chain])
 
 
 @pytest.mark.parametrize(
@@ -191,7 +189,7 @@ def test_unstaffed_queues_are_passed_over_and_named():
 def test_thanksgiving_week_timeline_for_a_coordinator():
     start = datetime(2026, 11, 23, 0, 0, tzinfo=CHICAGO)
     end = datetime(2026, 11, 30, 0, 0, tzinfo=CHICAGO)
-    chain = [CONSORTIUM.schedule(q.name) for q in CONSORTIUM.chain("demo-lib")]
+    chain = [CONSORTIUM.schedule(q) for q in CONSORTIUM.chain("demo-lib")]
     got = [
         (i.start.astimezone(CHICAGO).strftime("%a %d %H:%M"), i.queue, i.reason)
         for i in coverage.timeline(chain, start, end)

@@ -3,35 +3,18 @@ the next queue of its chain; who answers it is recorded, and who may see it foll
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from services.routing import domain
 from shared.schemas.chat import SkippedQueue
-from tests.factories import T0
+from tests.factories import T0, started
 
 TIMING = domain.Timing()
 CHAIN = ("demo-river", "demo-backup", "demo-overnight")
 
 
 def river_chat(rollover_after_s: int | None = 60) -> domain.Transition:
-    return domain.start_chat(
-        domain.NewChat(
-            chat_id=uuid.uuid4().hex,
-            institution="river",
-            widget="river",
-            queue="demo-river",
-            guest_id="guest1",
-            question="Interlibrary loan?",
-            name=None,
-            email=None,
-            reason="hours",
-            queue_institution="river",
-            chain=CHAIN,
-            rollover_after_s=rollover_after_s,
-        ),
-        T0,
-    )
+    return started(institution="river", chain=CHAIN, rollover_after_s=rollover_after_s)
 
 
 def after(seconds: float):  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ invariants the lifecycle promises (hypothesis stateful testing)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from hypothesis import settings
@@ -13,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from services.routing import domain
 from shared.errors import Refusal
 from shared.schemas.chat import Sender
-from tests.factories import PATRON, T0
+from tests.factories import PATRON, T0, started
 
 OPERATORS = ["demo-hill-ann", "demo-hill-bob", "demo-hill-cat"]
 TIMING = domain.Timing(offer_timeout_s=120, owner_grace_s=60, patron_grace_s=600)
@@ -32,23 +31,7 @@ def staff(name: str) -> Sender:
 class ChatLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        start = domain.start_chat(
-            domain.NewChat(
-                chat_id=uuid.uuid4().hex,
-                institution="hill",
-                widget="hill",
-                queue="demo-hill",
-                guest_id=PATRON.id or "",
-                question="Where are the theses?",
-                name="Pat",
-                email=None,
-                reason="hours",
-                queue_institution="hill",
-                chain=CHAIN,
-                rollover_after_s=60,
-            ),
-            T0,
-        )
+        start = started(chain=CHAIN, rollover_after_s=60)
         self.state = start.state
         self.log = list(start.events)  # every event of every accepted transition
         self.now = T0
