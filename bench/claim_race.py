@@ -22,8 +22,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nats.js.kv import KeyValue
-
 from bench.stats import percentile
 from deploy.local.system import LocalSystem, Ports
 from services.routing import domain
@@ -32,6 +30,7 @@ from shared.bus import Bus
 from shared.clock import SystemClock
 from shared.errors import Refusal
 from shared.schemas.chat import ChatState, Sender
+from shared.schemas.events import ChatRecord
 from shared.schemas.requests import AnswerOffer, ChatResult, ClaimChat, MessageResult, PostMessage
 
 INSTITUTION = "race"
@@ -42,7 +41,7 @@ def operators(count: int) -> list[str]:
     return [f"race-op{i}" for i in range(count)]
 
 
-async def seed_queued_chat(kv: KeyValue) -> ChatState:
+async def seed_queued_chat(bus: Bus) -> ChatState:
     """A patron's chat waiting in the race queue, written as routing would write it."""
     transition = domain.start_chat(
         domain.NewChat(
@@ -58,23 +57,29 @@ async def seed_queued_chat(kv: KeyValue) -> ChatState:
         ),
         SystemClock().now(),
     )
-    state = transition.state
-    await kv.create(subjects.chat_key(INSTITUTION, state.chat.id), state.to_json())
-    return state
+    await _append(bus, transition, 0)
+    return transition.state
 
 
-async def seed_offered_chat(kv: KeyValue, owner: str, targets: list[str]) -> ChatState:
+async def seed_offered_chat(bus: Bus, owner: str, targets: list[str]) -> ChatState:
     """A chat owned by `owner` with an open transfer offer to `targets`."""
     now = SystemClock().now()
-    queued = await seed_queued_chat(kv)
-    claimed = domain.claim(queued, owner, owner, [QUEUE], now).state
+    queued = await seed_queued_chat(bus)
+    found = await bus.last_chat_record(queued.chat.id)
+    assert found is not None
+    claimed = domain.claim(queued, owner, owner, [QUEUE], now)
+    after = await _append(bus, claimed, found[1])
     offered = domain.offer_transfer(
-        claimed, owner, targets, now, 120.0, to_queue=QUEUE, note="race"
-    ).state
-    entry = await kv.get(subjects.chat_key(INSTITUTION, queued.chat.id))
-    assert entry.revision is not None
-    await kv.update(entry.key, offered.to_json(), last=entry.revision)
-    return offered
+        claimed.state, owner, targets, now, 120.0, to_queue=QUEUE, note="race"
+    )
+    await _append(bus, offered, after)
+    return offered.state
+
+
+async def _append(bus: Bus, transition: domain.Transition, after: int) -> int:
+    return await bus.append_chat_record(
+        ChatRecord(state=transition.state, events=transition.events), after
+    )
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,12 @@ async def run(operator_count: int, rounds: int, replicas: int) -> None:
     try:
         assert system.nats_url is not None
         bus = await Bus.connect(system.nats_url, "bench-claim-race", request_timeout=10)
-        kv = await bus.js.key_value(subjects.CHAT_BUCKET)
         names = operators(operator_count)
         winners: list[float] = []
         everyone: list[float] = []
         rounds_s: list[float] = []
         for _ in range(rounds):
-            chat = await seed_queued_chat(kv)
+            chat = await seed_queued_chat(bus)
             started = time.perf_counter()
             answers = await race_claims(bus, chat.chat.id, names)
             rounds_s.append(time.perf_counter() - started)

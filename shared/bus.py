@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.micro import ServiceConfig, add_service
 from nats.micro.request import Request
@@ -38,9 +39,9 @@ from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
-from shared.errors import Refusal
+from shared.errors import Refusal, StaleRevision
 from shared.schemas.base import Model
-from shared.schemas.events import ChatEvent, parse_chat_event
+from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
 from shared.schemas.requests import ErrorBody
 from shared.telemetry import extract_context, inject_headers
 
@@ -48,6 +49,12 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("refdesk.bus")
 
 ERROR_HEADER = "Refdesk-Error"
+# The chat's state after a record, in its headers, so that a follower can pass over
+# closed chats without decoding them.
+STATE_HEADER = "Refdesk-State"
+# JetStream's error code for a publish whose expected last sequence did not hold.
+WRONG_LAST_SEQUENCE = 10071
+APPEND_ATTEMPTS = 3
 R = TypeVar("R", bound=BaseModel)
 Q = TypeVar("Q", bound=BaseModel)
 
@@ -126,6 +133,8 @@ class Bus:
             num_replicas=replicas,
             max_age=max_age_days * 86400.0,
             duplicate_window=120.0,
+            # Routing's compare-and-set and lookups read the last record of one chat.
+            allow_direct=False,
         )
         try:
             await self.js.stream_info(subjects.CHAT_STREAM)
@@ -153,17 +162,72 @@ class Bus:
                 )
             )
 
-    # --- events --------------------------------------------------------------------------
+    # --- the chat stream: one record per transition -------------------------------------
 
-    async def publish_event(self, event: ChatEvent) -> None:
-        """Publish a chat event to the stream; JetStream drops a repeat of the same id."""
-        headers = inject_headers({"Nats-Msg-Id": event.id})
-        await self.js.publish(
-            subjects.chat_events(event.chat.institution, event.chat.id),
-            event.to_json(),
-            headers=headers,
-            timeout=self.request_timeout,
+    async def append_chat_record(self, record: ChatRecord, after: int) -> int:
+        """Write one transition of a chat, only if the chat's last record is still the one
+        at stream sequence `after` (0: the chat must not exist yet). Returns the new
+        record's sequence; raises `StaleRevision` when another write came first.
+
+        State and events are one message, so a transition is either wholly in the stream
+        or not at all. A publish whose answer was lost is sent again; the server checks
+        the expected sequence before its de-duplication, so a retry refused for a wrong
+        sequence looks whether its own first try is the record that followed `after`.
+        """
+        chat = record.state.chat
+        subject = subjects.chat_events(chat.institution, chat.id)
+        msg_id = f"{chat.id}.{record.state.events}.{uuid.uuid4().hex[:12]}"
+        headers = inject_headers(
+            {
+                "Nats-Msg-Id": msg_id,
+                "Nats-Expected-Last-Subject-Sequence": str(after),
+                STATE_HEADER: chat.state,
+            }
         )
+        data = record.to_json()
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                ack = await self.js.publish(
+                    subject, data, headers=headers, timeout=self.request_timeout
+                )
+            except NatsTimeout:
+                log.warning("append to %s unanswered (try %d)", subject, attempt + 1)
+                continue
+            except APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                landed = await self._landed(subject, after, msg_id) if attempt else None
+                if landed is None:
+                    raise StaleRevision(subject) from exc
+                return landed
+            return ack.seq
+        raise Refusal("unavailable", "the chat stream did not answer in time; try again")
+
+    async def _landed(self, subject: str, after: int, msg_id: str) -> int | None:
+        """The sequence of our own record if it is the one written right after `after`."""
+        try:
+            following = await self.js.get_msg(
+                subjects.CHAT_STREAM, seq=after + 1, subject=subject, next=True
+            )
+        except NotFoundError:
+            return None
+        if following.headers and following.headers.get("Nats-Msg-Id") == msg_id:
+            return following.seq
+        return None
+
+    async def last_chat_record(
+        self, chat_id: str, institution: str | None = None
+    ) -> tuple[ChatRecord, int] | None:
+        """A chat's current state: its last record and that record's sequence, read from
+        the stream's leader. Without `institution` the chat is found by id alone (ids are
+        unique), as a backup service's operator asks about a library's chat."""
+        subject = subjects.chat_events_of(chat_id, institution)
+        try:
+            raw = await self.js.get_msg(subjects.CHAT_STREAM, subject=subject)
+        except NotFoundError:
+            return None
+        assert raw.data is not None and raw.seq is not None
+        return parse_chat_record(raw.data), raw.seq
 
     async def chat_history(self, institution: str, chat_id: str) -> list[ChatEvent]:
         """Every event of one chat, read back from the stream (the source of truth)."""
@@ -180,9 +244,8 @@ class Bus:
                     msg = await sub.next_msg(timeout=self.request_timeout)
                 except NatsTimeout:
                     break
-                events.append(parse_chat_event(msg.data))
-                meta = msg.metadata
-                if meta.num_pending == 0:
+                events.extend(parse_chat_record(msg.data).events)
+                if msg.metadata.num_pending == 0:
                     break
         finally:
             await sub.unsubscribe()
@@ -311,3 +374,43 @@ class BucketFollower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class ChatFollower:
+    """Keeps a replica's view of the chats current: `on_record(msg)` for the last record of
+    every chat in the stream (each chat's current state), then for every new record."""
+
+    def __init__(self, bus: Bus, on_record: Callable[[Msg], None]) -> None:
+        self.bus = bus
+        self.on_record = on_record
+        self._sub: Any = None
+
+    async def start(self, initial_timeout: float = 10.0) -> None:
+        """Start following; returns once every chat's current record has been seen."""
+        info = await self.bus.js.stream_info(subjects.CHAT_STREAM)
+        last = info.state.last_seq
+        caught_up = asyncio.Event()
+        if last == 0:
+            caught_up.set()
+
+        async def follow(msg: Msg) -> None:
+            try:
+                self.on_record(msg)
+            except ValueError:
+                log.warning("unreadable chat record on %s", msg.subject)
+            if not caught_up.is_set() and msg.metadata.sequence.stream >= last:
+                caught_up.set()
+
+        self._sub = await self.bus.js.subscribe(
+            subjects.chat_events_all(),
+            ordered_consumer=True,
+            cb=follow,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT),
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caught_up.wait(), timeout=initial_timeout)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()

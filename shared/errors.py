@@ -30,3 +30,10 @@ class Refusal(Exception):
         self.code: ErrorCode = code
         self.message = message
         self.owner = owner
+
+
+class StaleRevision(Exception):
+    """Someone else wrote the record since it was read: read it again and decide again.
+
+    The one signal of a lost compare-and-set, whatever the record lives in (a chat's
+    subject in the chat stream, an operator's entry in the presence bucket)."""

@@ -12,7 +12,6 @@ from typing import Literal
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 CHAT_STREAM = "CHAT_EVENTS"
-CHAT_BUCKET = "chats"
 PRESENCE_BUCKET = "presence"
 TRANSCRIPTS_CONSUMER = "transcripts"
 
@@ -48,6 +47,12 @@ def _token(value: str, what: str) -> str:
 def chat_events(institution: str, chat_id: str) -> str:
     """Where every event of one chat is published (and captured by the chat stream)."""
     return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.evt"
+
+
+def chat_events_of(chat_id: str, institution: str | None = None) -> str:
+    """One chat's events; with no institution, wherever the chat lives (ids are unique)."""
+    inst = "*" if institution is None else _token(institution, "institution")
+    return f"chat.{inst}.{_token(chat_id, 'chat id')}.evt"
 
 
 def chat_events_all(institution: str | None = None) -> str:
@@ -125,11 +130,6 @@ def tickets(institution: str, action: TicketsAction) -> str:
 
 def tickets_endpoint(action: TicketsAction) -> str:
     return f"tickets.*.{action}"
-
-
-def chat_key(institution: str, chat_id: str) -> str:
-    """Key of a chat's live state in the chats bucket."""
-    return f"{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}"
 
 
 def presence_key(institution: str, operator: str) -> str:

@@ -28,7 +28,7 @@ from shared.clock import Clock, iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
-from shared.schemas.events import TransferOffered, parse_chat_event
+from shared.schemas.events import ChatEvent, TransferOffered, parse_chat_record
 from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
@@ -241,10 +241,14 @@ class Gateway:
 
     async def on_chat_event(self, msg: Msg) -> None:
         try:
-            event = parse_chat_event(msg.data)
+            record = parse_chat_record(msg.data)
         except ValidationError:
-            log.warning("unreadable chat event on %s", msg.subject)
+            log.warning("unreadable chat record on %s", msg.subject)
             return
+        for event in record.events:
+            await self._deliver_event(event)
+
+    async def _deliver_event(self, event: ChatEvent) -> None:
         chat = event.chat
         self.hub.track_owner(
             chat.id, chat.owner if chat.state in ("active", "transferring") else None

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.presence import domain, metrics
-from services.presence.store import SessionStore, StaleRevision
+from services.presence.store import SessionStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
-from shared.errors import Refusal
+from shared.errors import Refusal, StaleRevision
 from shared.schemas.requests import (
     Done,
     EndReason,

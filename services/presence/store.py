@@ -13,13 +13,10 @@ from nats.js.kv import KeyValue
 
 from shared import subjects
 from shared.bus import BucketFollower
+from shared.errors import StaleRevision
 from shared.schemas.requests import Session
 
 log = logging.getLogger(__name__)
-
-
-class StaleRevision(Exception):
-    """The session entry changed since it was read: read again and decide again."""
 
 
 class SessionStore:

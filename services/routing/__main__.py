@@ -22,8 +22,7 @@ VERSION = "0.1.0"
 async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, RoutingSettings)
-    kv = await runtime.bus.key_value(subjects.CHAT_BUCKET, replicas=settings.stream_replicas)
-    chats = ChatStore(kv)
+    chats = ChatStore(runtime.bus)
     timing = Timing(
         offer_timeout_s=settings.offer_timeout_s,
         owner_grace_s=settings.owner_grace_s,

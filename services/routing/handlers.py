@@ -10,11 +10,11 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.routing import coverage, domain, metrics
-from services.routing.store import ChatStore, QueueDirectory, StaleRevision
+from services.routing.store import ChatStore, QueueDirectory
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock, iso
-from shared.errors import Refusal
+from shared.errors import Refusal, StaleRevision
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
@@ -107,20 +107,21 @@ class RoutingHandlers:
     async def _apply(
         self, institution: str, chat_id: str, decide: Callable[[ChatState], domain.Transition]
     ) -> domain.Transition:
-        """Decide on the freshest state we can see; on a lost race, re-read and decide again.
+        """Decide on the freshest state we can see and write the result as one record; on
+        a lost race, re-read and decide again.
 
         The first try may use this replica's cached copy, which can lag another replica's
-        write by a moment. A write from it is safe (the compare-and-set refuses a stale
-        revision), but a refusal or a no-op is only answered once it stands on a fresh read.
+        write by a moment. A write from it is safe (the append is conditional on the
+        chat's last record), but a refusal or a no-op is only answered once it stands on
+        a fresh read.
 
-        `institution` is the asker's: a chat is found under its home library and answered
-        only to an institution it is visible to (see `Chat.visible_to`).
+        `institution` is the asker's: a chat is found by id and answered only to an
+        institution it is visible to (see `Chat.visible_to`).
         """
-        home = await self.chats.home_of(chat_id, institution)
         fresh = False
         for _ in range(self.cas_attempts):
-            cached = not fresh and self.chats.is_cached(home, chat_id)
-            state, revision = await self.chats.load(home, chat_id, fresh=fresh)
+            cached = not fresh and self.chats.is_cached(chat_id)
+            state, seq = await self.chats.load(chat_id, fresh=fresh)
             if not state.chat.visible_to(institution):
                 raise Refusal("not_found", f"no chat {chat_id}")
             try:
@@ -136,28 +137,28 @@ class RoutingHandlers:
                     continue
                 return transition
             try:
-                await self.chats.replace(transition.state, revision)
+                await self.chats.append(transition, seq)
             except StaleRevision:
                 metrics.CAS_RETRIES.inc()
                 fresh = True
                 continue
-            await self._published(transition)
+            await self._announce_moves(transition)
             return transition
         raise Refusal("conflict", "the chat is changing too fast; try again")
 
     async def _opened(self, transition: domain.Transition) -> None:
-        """A new chat: its entry is created (never overwritten), then its events go out."""
-        await self.chats.create(transition.state)
-        await self._published(transition)
+        """A new chat: its first record is written only if the chat has none yet."""
+        await self.chats.create(transition)
+        await self._announce_moves(transition)
         chat = transition.state.chat
         metrics.CHATS_STARTED.labels(chat.institution, chat.queue).inc()
 
-    async def _published(self, transition: domain.Transition) -> None:
-        for event in transition.events:
-            await self.bus.publish_event(event)
-            metrics.TRANSITIONS.labels(event.type).inc()
+    async def _announce_moves(self, transition: domain.Transition) -> None:
+        """Count the events, and tell the patrons of queues the transition moved where
+        they now stand."""
         moved: set[str] = set()
         for event in transition.events:
+            metrics.TRANSITIONS.labels(event.type).inc()
             if event.type in QUEUE_MOVES:
                 moved.add(event.chat.queue)
             if event.type == "rolled_over":
@@ -479,12 +480,11 @@ class RoutingHandlers:
         return institution, [req.to_operator]
 
     async def transfer(self, req: TransferChat) -> TransferResult:
-        home = await self.chats.home_of(req.chat_id, req.institution)
-        if home != req.institution:
-            # Another library's chat: say nothing of its queues to anyone it is hidden from.
-            state, _ = await self.chats.load(home, req.chat_id)
-            if not state.chat.visible_to(req.institution):
-                raise Refusal("not_found", f"no chat {req.chat_id}")
+        state, _ = await self.chats.load(req.chat_id)
+        # Another library's chat: say nothing of its queues to anyone it is hidden from.
+        if not state.chat.visible_to(req.institution):
+            raise Refusal("not_found", f"no chat {req.chat_id}")
+        home = state.chat.institution
         into, targets = await self._transfer_targets(req, home)
         now = self.clock.now()
         transition = await self._apply(
@@ -530,7 +530,7 @@ class RoutingHandlers:
     async def run_due(self, institution: str, chat_id: str) -> domain.Transition:
         """Apply whatever has come due for the chat. A disconnected owner found signed in
         again (their sign-in event may have been missed) keeps the chat instead of losing it."""
-        state, _ = await self.chats.load(institution, chat_id)
+        state, _ = await self.chats.load(chat_id)
         owner = state.chat.owner
         if state.owner_left_at is not None and owner is not None:
             if (await self._session(institution, owner)).session is not None:

@@ -1,116 +1,86 @@
-"""Routing's persistence: live chat state in the chats key-value bucket, queue configuration
-from MongoDB.
+"""Routing's persistence: each chat's state is the last record of its subject in the chat
+stream; queue configuration comes from MongoDB.
 
-Every write is a compare-and-set on the entry's revision. A watcher keeps an index of open
-chats (for queue snapshots and positions) current with writes from every routing replica.
+Every write is one record, conditional on the chat's last one (see `Bus.append_chat_record`):
+state and events land together or not at all. A follower keeps an index of open chats (for
+queue snapshots, positions and deadlines) current with every routing replica's writes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from nats.aio.msg import Msg
 
 from services.routing.coverage import Directory
-from services.routing.domain import OPEN_STATES
-from shared import subjects
-from shared.bus import BucketFollower
-from shared.errors import Refusal
+from services.routing.domain import OPEN_STATES, Transition
+from shared.bus import STATE_HEADER, Bus, ChatFollower
+from shared.errors import Refusal, StaleRevision
 from shared.schemas.chat import Chat, ChatState
+from shared.schemas.events import ChatRecord, parse_chat_record
 from shared.schemas.records import Institution, Queue, Widget
 from shared.store import TenantCollection
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
-# Chat ids remembered with their home institution after they close, for late requests.
-HOMES_KEPT = 100_000
-HOME_WAIT_S = 0.3
-HOME_WAIT_STEPS = 6
-
-
-class StaleRevision(Exception):
-    """Someone else wrote the chat since we read it: re-read and decide again."""
+ENDED = frozenset({"closed", "missed"})
 
 
 class ChatStore:
-    """Open chats as every routing replica sees them: its own writes and, through a watcher,
-    everyone else's. `on_change` hears each newer state (the deadline timers use it)."""
+    """Open chats as every routing replica sees them: its own writes and, through the
+    stream follower, everyone else's. `on_change` hears each newer state (the deadline
+    timers use it). Chats are keyed by id alone: ids are unique across the consortium."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
         self.on_change: Callable[[ChatState], None] | None = None
         self._known: dict[str, tuple[ChatState, int]] = {}
-        self._homes: OrderedDict[str, str] = OrderedDict()
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
-        self._follower = BucketFollower(kv, self._followed)
+        self._follower = ChatFollower(bus, self._followed)
 
-    async def home_of(self, chat_id: str, asking: str) -> str:
-        """The home institution a chat is stored under. A backup service's operator asks
-        about a library's chat by id alone. An id this replica has not seen yet is the
-        asker's own, or one another replica has only just written: the watcher brings it
-        within moments, so wait that long before looking under the asker's."""
-        for _ in range(HOME_WAIT_STEPS):
-            home = self._homes.get(chat_id)
-            if home is not None:
-                return home
-            try:
-                await self.kv.get(subjects.chat_key(asking, chat_id))
-                return asking
-            except KeyNotFoundError:
-                await asyncio.sleep(HOME_WAIT_S / HOME_WAIT_STEPS)
-        return asking
+    def is_cached(self, chat_id: str) -> bool:
+        return chat_id in self._known
 
-    def is_cached(self, institution: str, chat_id: str) -> bool:
-        return subjects.chat_key(institution, chat_id) in self._known
+    async def load(self, chat_id: str, fresh: bool = False) -> tuple[ChatState, int]:
+        """The chat's state and the stream sequence of its last record; `fresh` reads the
+        stream even when this replica holds a copy (which may lag another's write)."""
+        if not fresh and chat_id in self._known:
+            return self._known[chat_id]
+        found = await self.bus.last_chat_record(chat_id)
+        if found is None:
+            raise Refusal("not_found", f"no chat {chat_id}")
+        record, seq = found
+        self._observe(record.state, seq)
+        return record.state, seq
 
-    async def load(
-        self, institution: str, chat_id: str, fresh: bool = False
-    ) -> tuple[ChatState, int]:
-        key = subjects.chat_key(institution, chat_id)
-        if not fresh and key in self._known:
-            return self._known[key]
+    async def append(self, transition: Transition, after: int) -> int:
+        """Write a transition as one record, if the chat's last record is still `after`
+        (0 for a new chat). Raises `StaleRevision` when another write came first."""
+        record = ChatRecord(state=transition.state, events=transition.events)
         try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError as exc:
-            raise Refusal("not_found", f"no chat {chat_id}") from exc
-        assert entry.value is not None and entry.revision is not None
-        state = ChatState.model_validate_json(entry.value)
-        self._observe(key, state, entry.revision)
-        return state, entry.revision
+            seq = await self.bus.append_chat_record(record, after)
+        except StaleRevision:
+            self._known.pop(transition.state.chat.id, None)
+            raise
+        self._observe(transition.state, seq)
+        return seq
 
-    async def create(self, state: ChatState) -> int:
-        key = subjects.chat_key(state.chat.institution, state.chat.id)
+    async def create(self, transition: Transition) -> int:
         try:
-            revision = await self.kv.create(key, state.to_json())
-        except KeyWrongLastSequenceError as exc:
-            raise Refusal("conflict", f"chat {state.chat.id} already exists") from exc
-        self._observe(key, state, revision)
-        return revision
+            return await self.append(transition, 0)
+        except StaleRevision as exc:
+            chat_id = transition.state.chat.id
+            raise Refusal("conflict", f"chat {chat_id} already exists") from exc
 
-    async def replace(self, state: ChatState, revision: int) -> int:
-        key = subjects.chat_key(state.chat.institution, state.chat.id)
-        try:
-            new_revision = await self.kv.update(key, state.to_json(), last=revision)
-        except KeyWrongLastSequenceError as exc:
-            self._known.pop(key, None)
-            raise StaleRevision(key) from exc
-        self._observe(key, state, new_revision)
-        return new_revision
-
-    def _observe(self, key: str, state: ChatState, revision: int) -> None:
-        known = self._known.get(key)
-        if known and known[1] >= revision:
+    def _observe(self, state: ChatState, seq: int) -> None:
+        chat_id = state.chat.id
+        known = self._known.get(chat_id)
+        if known and known[1] >= seq:
             return
-        if state.chat.id not in self._homes:
-            self._homes[state.chat.id] = state.chat.institution
-            if len(self._homes) > HOMES_KEPT:
-                self._homes.popitem(last=False)
         if known and known[0].chat.state == "queued" and state.chat.state == "active":
             created = known[0].chat.created_at
             claimed = state.chat.claimed_at
@@ -118,11 +88,21 @@ class ChatStore:
                 wait = datetime.fromisoformat(claimed) - datetime.fromisoformat(created)
                 self._waits[state.chat.queue].append(wait.total_seconds())
         if state.chat.state in OPEN_STATES:
-            self._known[key] = (state, revision)
+            self._known[chat_id] = (state, seq)
         else:
-            self._known.pop(key, None)
+            self._known.pop(chat_id, None)
         if self.on_change is not None:
             self.on_change(state)
+
+    def _followed(self, msg: Msg) -> None:
+        chat_id = msg.subject.split(".")[2]
+        seq = msg.metadata.sequence.stream
+        known = self._known.get(chat_id)
+        if known is not None and known[1] >= seq:
+            return  # this replica's own write, or older than what it holds
+        if known is None and msg.headers and msg.headers.get(STATE_HEADER) in ENDED:
+            return  # a chat that ended before this replica heard of it
+        self._observe(parse_chat_record(msg.data).state, seq)
 
     def open_chats(self, institution: str) -> list[ChatState]:
         return [s for s, _ in self._known.values() if s.chat.institution == institution]
@@ -152,10 +132,6 @@ class ChatStore:
 
     def recent_waits(self, queue: str) -> list[float]:
         return list(self._waits[queue])
-
-    def _followed(self, key: str, value: bytes | None, revision: int) -> None:
-        if value is not None:
-            self._observe(key, ChatState.model_validate_json(value), revision)
 
     async def start_watching(self) -> None:
         await self._follower.start()

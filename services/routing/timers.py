@@ -14,7 +14,6 @@ import random
 from collections.abc import Awaitable, Callable
 
 from services.routing import domain
-from shared import subjects
 from shared.clock import Clock
 from shared.schemas.chat import ChatState
 
@@ -41,7 +40,7 @@ class DeadlineTimers:
     def track(self, state: ChatState) -> None:
         """(Re)arm the chat's timer for its current state; disarm it when nothing is due."""
         chat = state.chat
-        key = subjects.chat_key(chat.institution, chat.id)
+        key = chat.id
         old = self._handles.pop(key, None)
         if old is not None:
             old.cancel()

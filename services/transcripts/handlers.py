@@ -17,7 +17,7 @@ from services.transcripts.store import TranscriptStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.errors import Refusal
-from shared.schemas.events import ChatEvent, parse_chat_event
+from shared.schemas.events import ChatEvent, parse_chat_record
 from shared.schemas.requests import (
     Done,
     GetTranscript,
@@ -123,28 +123,29 @@ class TranscriptHandlers:
     async def _record(self, msgs: list[Msg]) -> None:
         """Record one fetched batch; acknowledge only what is stored, so a failure or a
         crash before the acks means redelivery, never loss."""
-        readable: list[tuple[Msg, ChatEvent]] = []
+        readable: list[tuple[Msg, list[ChatEvent]]] = []
         for msg in msgs:
             try:
-                readable.append((msg, parse_chat_event(msg.data)))
+                readable.append((msg, parse_chat_record(msg.data).events))
             except ValidationError:
-                log.error("dropping unreadable chat event on %s", msg.subject)
+                log.error("dropping unreadable chat record on %s", msg.subject)
                 metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
                 await msg.term()
         if not readable:
             return
+        events = [event for _, batch in readable for event in batch]
         try:
-            fresh = await self.store.apply([event for _, event in readable])
+            fresh = await self.store.apply(events)
         except Exception:
-            log.exception("recording %d events failed; they will be redelivered", len(readable))
+            log.exception("recording %d events failed; they will be redelivered", len(events))
             for msg, _ in readable:
                 await msg.nak(delay=1.0)
-            metrics.EVENTS_APPLIED.labels("batch", "error").inc(len(readable))
+            metrics.EVENTS_APPLIED.labels("batch", "error").inc(len(events))
             return
         for msg, _ in readable:
             await msg.ack()
         metrics.EVENTS_APPLIED.labels("batch", "new").inc(fresh)
-        metrics.EVENTS_APPLIED.labels("batch", "replay").inc(len(readable) - fresh)
+        metrics.EVENTS_APPLIED.labels("batch", "replay").inc(len(events) - fresh)
 
     async def stop(self) -> None:
         if self._task:

@@ -1,9 +1,12 @@
-"""Chat events: what routing publishes to the chat stream, the source of truth for history.
+"""Chat events and the records that carry them: what routing writes to the chat stream, the
+source of truth for a chat's state and history.
 
-Each event carries the chat as it is after the event, so that every consumer (gateways,
-transcripts) can act on one event without asking anyone. `id` is `<chat_id>.<n>` where `n`
-counts the chat's events from 1: writes keyed by it are idempotent, and JetStream uses it
-to drop duplicate publishes.
+Each transition of a chat is one `ChatRecord` on the chat's own subject: the state after it
+and the events it made, written in one publish that is conditional on the chat's last
+record. Each event carries the chat as it is after the event, so that every consumer
+(gateways, transcripts) can act on one event without asking anyone. `id` is
+`<chat_id>.<n>` where `n` counts the chat's events from 1: writes keyed by it are
+idempotent.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender, SkippedQueue, TransferOffer
+from shared.schemas.chat import Chat, ChatState, Message, Sender, SkippedQueue, TransferOffer
 
 
 class _Event(Model):
@@ -181,3 +184,21 @@ CHAT_EVENT = TypeAdapter(ChatEvent)
 
 def parse_chat_event(data: bytes) -> ChatEvent:
     return CHAT_EVENT.validate_json(data)
+
+
+class ChatRecord(Model):
+    """One transition of one chat, as one message of the chat stream: the chat's whole
+    state after it, and the events it made (in order, numbered on from the last record's).
+    The last record of a chat's subject is its current state."""
+
+    v: Literal[1] = 1
+    state: ChatState
+    events: list[ChatEvent] = Field(min_length=1)
+
+    @property
+    def first_n(self) -> int:
+        return self.events[0].n
+
+
+def parse_chat_record(data: bytes) -> ChatRecord:
+    return ChatRecord.model_validate_json(data)

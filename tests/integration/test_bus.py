@@ -8,11 +8,13 @@ import uuid
 import pytest
 from nats.js.errors import KeyWrongLastSequenceError
 
+from services.routing import domain
 from shared import subjects
 from shared.bus import BucketFollower, Bus, Endpoint
-from shared.errors import Refusal
+from shared.errors import Refusal, StaleRevision
+from shared.schemas.events import ChatRecord
 from shared.schemas.requests import Done, GetTicket, StaffingQuery
-from tests.factories import started
+from tests.factories import T0, started
 
 
 async def test_typed_request_reply_and_refusals(bus: Bus):
@@ -71,14 +73,46 @@ async def test_key_value_compare_and_set_has_one_winner(bus: Bus):
     assert (await kv.get("hill.chat")).value == winners[0].encode()
 
 
-async def test_events_are_deduplicated_and_read_back_in_order(bus: Bus):
-    chat_id = uuid.uuid4().hex
-    transition = started(chat_id)
-    for event in transition.events:
-        await bus.publish_event(event)
-    await bus.publish_event(transition.events[0])  # a retried publish
+def _record(transition: domain.Transition) -> ChatRecord:
+    return ChatRecord(state=transition.state, events=transition.events)
+
+
+async def test_a_chat_record_is_appended_only_after_the_record_it_was_decided_from(bus: Bus):
+    opened = started()
+    chat_id = opened.state.chat.id
+    first = await bus.append_chat_record(_record(opened), 0)
+    with pytest.raises(StaleRevision):  # the chat exists: a second start loses
+        await bus.append_chat_record(_record(started(chat_id)), 0)
+
+    # Twenty replicas decide different claims from the same record: one lands.
+    claims = [
+        domain.claim(opened.state, f"demo-hill-op{i}", f"Op {i}", ["demo-hill"], T0)
+        for i in range(20)
+    ]
+
+    async def contender(transition: domain.Transition) -> int | None:
+        try:
+            return await bus.append_chat_record(_record(transition), first)
+        except StaleRevision:
+            return None
+
+    results = await asyncio.gather(*(contender(t) for t in claims))
+    landed = [(t, seq) for t, seq in zip(claims, results, strict=True) if seq is not None]
+    assert len(landed) == 1
+    winner, seq = landed[0]
+
+    # The last record is the chat's state, found with or without its institution.
+    for institution in ("hill", None):
+        found = await bus.last_chat_record(chat_id, institution)
+        assert found is not None and found[1] == seq
+        assert found[0].state == winner.state
+    assert await bus.last_chat_record(chat_id, "river") is None
+    assert await bus.last_chat_record(uuid.uuid4().hex) is None
+
+    # History is every event of the records that landed, in order, each once.
     history = await bus.chat_history("hill", chat_id)
-    assert [e.id for e in history] == [e.id for e in transition.events]
+    assert [e.id for e in history] == [e.id for e in opened.events + winner.events]
+    assert [e.n for e in history] == list(range(1, len(history) + 1))
     assert await bus.chat_history("hill", uuid.uuid4().hex) == []
     info = await bus.js.stream_info(subjects.CHAT_STREAM)
     assert info.config.subjects == [subjects.chat_events_all()]

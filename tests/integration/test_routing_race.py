@@ -19,7 +19,6 @@ from bench.claim_race import (
     start_cluster,
 )
 from deploy.local.system import LocalSystem
-from shared import subjects
 from shared.bus import Bus
 from tests.servers import Servers
 
@@ -51,19 +50,19 @@ def transitions(system: LocalSystem, key: str, kind: str) -> float:
 
 
 async def test_fifty_operators_claim_one_chat_exactly_one_wins(cluster: LocalSystem, race_bus: Bus):
-    kv = await race_bus.js.key_value(subjects.CHAT_BUCKET)
     names = operators(50)
     for _ in range(ROUNDS):
-        chat = (await seed_queued_chat(kv)).chat
+        seeded = await seed_queued_chat(race_bus)
+        chat = seeded.chat
         answers = await race_claims(race_bus, chat.id, names)
         winners = [a.operator for a in answers if a.won]
         assert len(winners) == 1, winners
         losers = [a for a in answers if not a.won]
         assert {(a.code, a.owner) for a in losers} == {("conflict", winners[0])}
-        stored = await kv.get(subjects.chat_key("race", chat.id))
-        assert stored.value is not None and winners[0].encode() in stored.value
+        stored = await race_bus.last_chat_record(chat.id)
+        assert stored is not None and stored[0].state.chat.owner == winners[0]
         history = await race_bus.chat_history("race", chat.id)
-        assert [e.type for e in history] == ["claimed"]
+        assert [e.type for e in history[seeded.events :]] == ["claimed"]
     # Both replicas took part in arbitrating.
     per_replica = [transitions(cluster, key, "claimed") for key in ("routing", "routing-1")]
     assert sum(per_replica) == ROUNDS and all(count > 0 for count in per_replica)
@@ -72,11 +71,11 @@ async def test_fifty_operators_claim_one_chat_exactly_one_wins(cluster: LocalSys
 async def test_accepts_racing_the_owners_message_have_one_winner(
     cluster: LocalSystem, race_bus: Bus
 ):
-    kv = await race_bus.js.key_value(subjects.CHAT_BUCKET)
     owner, *targets = operators(3)
     outcomes = {"owner": 0, "target": 0}
     for round_ in range(ROUNDS):
-        chat = (await seed_offered_chat(kv, owner, targets)).chat
+        seeded = await seed_offered_chat(race_bus, owner, targets)
+        chat = seeded.chat
         answers = await race_accepts_and_reclaim(
             race_bus, chat.id, owner, targets, owner_first=round_ % 2 == 0
         )
@@ -84,6 +83,7 @@ async def test_accepts_racing_the_owners_message_have_one_winner(
         assert len(winners) == 1, answers
         winner = winners[0].operator
         history = [e.type for e in await race_bus.chat_history("race", chat.id)]
+        history = history[seeded.events :]
         if winner == owner:
             outcomes["owner"] += 1
             assert history == ["reclaimed", "message"]
