@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -39,6 +39,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
+from shared.audience import audience
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.base import Model
 from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
@@ -87,17 +88,40 @@ class Bus:
         self._services: list[Service] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self.max_in_flight = 512
+        # Called after a reconnect or a slow-consumer drop: core messages may have been
+        # lost, and whoever keeps a view from them refills it.
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._resyncing: asyncio.Task[None] | None = None
+
+    def _missed_messages(self) -> None:
+        if self._resyncing is not None and not self._resyncing.done():
+            return
+
+        async def resync() -> None:
+            for listener in self.on_reconnect:
+                try:
+                    await listener()
+                except Exception:
+                    log.exception("resync after missed messages failed")
+
+        self._resyncing = asyncio.create_task(resync())
 
     @classmethod
     async def connect(cls, url: str, name: str, request_timeout: float = 2.0) -> Bus:
+        created: list[Bus] = []
+
         async def on_error(exc: Exception) -> None:
             log.warning("nats error: %s", exc)
+            if isinstance(exc, SlowConsumerError) and created:
+                created[0]._missed_messages()
 
         async def on_disconnect() -> None:
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
             log.info("nats reconnected")
+            if created:
+                created[0]._missed_messages()
 
         nc = await nats.connect(
             url,
@@ -109,7 +133,8 @@ class Bus:
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
         )
-        return cls(nc, name, request_timeout)
+        created.append(cls(nc, name, request_timeout))
+        return created[0]
 
     @property
     def connected(self) -> bool:
@@ -199,9 +224,28 @@ class Bus:
                 landed = await self._landed(subject, after, msg_id) if attempt else None
                 if landed is None:
                     raise StaleRevision(subject) from exc
+                await self._announce(record, data)
                 return landed
+            await self._announce(record, data)
             return ack.seq
         raise Refusal("unavailable", "the chat stream did not answer in time; try again")
+
+    async def _announce(self, record: ChatRecord, data: bytes) -> None:
+        """Tell the gateways that do not follow the chat itself but must hear the record:
+        queue watchers, operators it names, the guest of a new proactive chat (core NATS;
+        the stream already holds the record)."""
+        heard = audience(record)
+        if heard.empty:
+            return
+        chat = record.state.chat
+        headers = inject_headers({})
+        for queue in sorted(heard.queues):
+            await self.nc.publish(subjects.queue_records(queue), data, headers=headers)
+        for operator in sorted(heard.operators):
+            await self.nc.publish(subjects.operator_records(operator), data, headers=headers)
+        if heard.guest is not None:
+            subject = subjects.guest_records(chat.institution, heard.guest)
+            await self.nc.publish(subject, data, headers=headers)
 
     async def _landed(self, subject: str, after: int, msg_id: str) -> int | None:
         """The sequence of our own record if it is the one written right after `after`."""

@@ -55,6 +55,28 @@ def chat_events_of(chat_id: str, institution: str | None = None) -> str:
     return f"chat.{inst}.{_token(chat_id, 'chat id')}.evt"
 
 
+def chat_all_of(institution: str, chat_id: str) -> str:
+    """Everything of one chat a gateway delivers: its records, typing and positions."""
+    return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.*"
+
+
+def queue_records(queue: str) -> str:
+    """Records that change what a queue's watchers see. Queue names are unique across the
+    consortium and carry their institution (`<consortium>-<institution>[-<suffix>]`)."""
+    return f"queue.{_token(queue, 'queue')}.evt"
+
+
+def operator_records(operator: str) -> str:
+    """Records addressed to an operator who does not own the chat (transfer targets, a
+    previous owner). User names carry their institution, as queue names do."""
+    return f"operator.{_token(operator, 'operator')}.evt"
+
+
+def guest_records(institution: str, guest_id: str) -> str:
+    """A proactive chat an operator opened with a guest of the institution's widgets."""
+    return f"guest.{_token(institution, 'institution')}.{_token(guest_id, 'guest id')}.evt"
+
+
 def chat_events_all(institution: str | None = None) -> str:
     """Wildcard over chat events: of one institution, or of all when None."""
     inst = "*" if institution is None else _token(institution, "institution")
@@ -66,17 +88,9 @@ def chat_typing(institution: str, chat_id: str) -> str:
     return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.typing"
 
 
-def chat_typing_all() -> str:
-    return "chat.*.*.typing"
-
-
 def chat_position(institution: str, chat_id: str) -> str:
     """Ephemeral queue-position updates of one waiting chat; outside the stream too."""
     return f"chat.{_token(institution, 'institution')}.{_token(chat_id, 'chat id')}.position"
-
-
-def chat_position_all() -> str:
-    return "chat.*.*.position"
 
 
 def staff_messages(institution: str | None = None) -> str:

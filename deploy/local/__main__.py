@@ -1,4 +1,5 @@
-"""`make run`: the whole system with demo data on this machine. Ctrl-C stops everything.
+"""`make run`: the whole system with demo data on this machine. A service that crashes is
+restarted with back-off; Ctrl-C stops everything.
 
 Set REFDESK_MONGODB_URI to use a MongoDB server of your own instead of the embedded one.
 """
@@ -80,11 +81,10 @@ Press Ctrl-C to stop.""",
             flush=True,
         )
         while not stopping:
-            for name, child in system.services.items():
-                if not child.alive():
-                    print(f"{name} stopped unexpectedly:\n{child.tail()}", file=sys.stderr)
-                    stopping = True
-            time.sleep(0.5)
+            # A crashed service is restarted with back-off, as Kubernetes would.
+            for line in system.supervise(time.monotonic()):
+                print(line, file=sys.stderr, flush=True)
+            time.sleep(0.25)
     finally:
         print("stopping ...", flush=True)
         system.stop()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
+from deploy.local.supervision import RestartPolicy, Watch
 
 SERVICES = ("presence", "routing", "transcripts", "tickets", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,9 @@ class LocalSystem:
     extra_env: dict[str, str] = field(default_factory=dict)
     infra: list[Child] = field(default_factory=list)
     services: dict[str, Child] = field(default_factory=dict)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    watches: dict[str, Watch] = field(default_factory=dict)
+    _started_as: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -110,19 +114,59 @@ class LocalSystem:
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.ports.mongodb}"
 
     def start_service(self, name: str, replica: int = 0) -> Child:
-        """Start one service; `replica` > 0 starts another copy of it (not the gateway),
-        known as `<name>-<replica>` with its own ops port."""
+        """Start one service; `replica` > 0 starts another copy of it, known as
+        `<name>-<replica>` with its own ops port (a gateway's is its public port)."""
         env = self.env()
         key = name if replica == 0 else f"{name}-{replica}"
         if name == "gateway":
-            env["REFDESK_PORT"] = str(self.ports.gateway)
-            env["REFDESK_PUBLIC_URL"] = self.gateway_url
+            port = (
+                self.ports.gateway if replica == 0 else self.ports.ops.setdefault(key, free_port())
+            )
+            env["REFDESK_PORT"] = str(port)
+            env["REFDESK_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
         else:
             self.ports.ops.setdefault(key, free_port())
             env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
         child = spawn(key, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
         self.services[key] = child
+        self._started_as[key] = (name, replica)
+        self.watches[key] = Watch(started_at=time.monotonic())
         return child
+
+    def supervise(self, now: float) -> list[str]:
+        """Restart services that have exited, with back-off; returns what was done, one
+        line each, for the launcher to print."""
+        said: list[str] = []
+        for key, child in list(self.services.items()):
+            watch = self.watches[key]
+            if watch.restart_at is None and not child.alive():
+                delay = watch.crashed(now, self.policy)
+                code = child.popen.returncode
+                said.append(
+                    f"{key} exited (code {code}); restarting in {delay:g} s "
+                    f"(crash {watch.failures} in a row)"
+                )
+            if watch.due(now):
+                name, replica = self._started_as[key]
+                self.start_service(name, replica)
+                self.watches[key] = watch
+                watch.restarted(now)
+                said.append(f"{key} restarted")
+        return said
+
+    def recover(self, key: str, timeout: float = 30.0) -> list[str]:
+        """Supervise until the service `key` has been restarted and is ready again (after a
+        crash or a kill); returns what supervision said."""
+        said: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            said += self.supervise(time.monotonic())
+            watch = self.watches[key]
+            if watch.restart_at is None and self.services[key].alive() and said:
+                self.wait_ready(key, max(1.0, deadline - time.monotonic()))
+                return said
+            time.sleep(0.05)
+        raise TimeoutError(f"{key} was not restarted in {timeout}s: {said}")
 
     def ops_url(self, name: str) -> str:
         port = self.ports.gateway if name == "gateway" else self.ports.ops[name]

@@ -141,4 +141,4 @@ async def _heartbeats(gw: Gateway) -> None:
                 log.exception("heartbeat failed for %s", link.username)
                 continue
             if not alive:
-                gw.end_session(link, "expired")
+                await gw.end_session(link, "expired")

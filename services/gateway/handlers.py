@@ -19,16 +19,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway import domain, metrics
 from services.gateway.auth import GuestClaims, Tokens
+from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import ConfigStore
 from shared import subjects
+from shared.audience import by_subject_of_operator
 from shared.bus import Bus, describe_validation
 from shared.clock import Clock, iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
-from shared.schemas.events import ChatEvent, TransferOffered, parse_chat_record
+from shared.schemas.events import ChatEvent, ChatRecord, TransferOffered, parse_chat_record
 from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
@@ -128,6 +130,10 @@ class Gateway:
 
     widgets: dict[str, WidgetStatus] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.feeds = ChatFeeds(self.bus, self._on_chat_events, self._on_ephemeral)
+        self.subscriptions = SharedSubscriptions(self.bus)
+
     async def widget_status(self, widget: Widget) -> WidgetStatus:
         """The widget's availability as routing last announced it; asked for when this
         replica has not heard yet. Routing unreachable: offline, so patrons get the form."""
@@ -178,20 +184,41 @@ class Gateway:
         events = await self.bus.chat_history(institution, chat_id)
         return [e.message for e in events if e.type == "message"]
 
-    async def post_message(
-        self, institution: str, chat_id: str, sender: Sender, body: str
-    ) -> Reply:
-        checked = domain.check_body(body, self.settings.max_body_bytes)
+    async def follow_chat(self, home: str, chat_id: str) -> list[Message]:
+        """Follow a chat under way: subscribe first, then read its history, so that nothing
+        published in between is lost or handed on twice. Returns its messages."""
+        await self.feeds.follow(home, chat_id)
+        events = await self.bus.chat_history(home, chat_id)
+        await self.feeds.start_at(chat_id, events[-1].n if events else 0)
+        return [e.message for e in events if e.type == "message"]
+
+    async def refresh_interest(self, chat_id: str) -> None:
+        """Stop following a chat no socket of this replica watches any more."""
+        if chat_id in self.feeds and not self.hub.watches_chat(chat_id):
+            await self.feeds.drop(chat_id)
+            self.hub.forget_chat(chat_id)
+
+    async def post_message(self, institution: str, frame: SendMessage, sender: Sender) -> Reply:
+        checked = domain.check_body(frame.body, self.settings.max_body_bytes)
         result = await self.bus.request(
             subjects.routing(institution, "message"),
-            PostMessage(institution=institution, chat_id=chat_id, sender=sender, body=checked),
+            PostMessage(
+                institution=institution,
+                chat_id=frame.chat_id,
+                sender=sender,
+                body=checked,
+                client_id=frame.client_id,
+            ),
             MessageResult,
         )
-        return Reply(ack={"id": result.message.id, "seq": result.message.seq})
+        ack: dict[str, Any] = {"id": result.id, "seq": result.seq}
+        if result.repeated:
+            ack["repeated"] = True
+        return Reply(ack=ack)
 
-    async def send_typing(self, institution: str, chat_id: str, sender: Sender) -> Reply:
-        notice = TypingNotice(institution=institution, chat_id=chat_id, from_=sender)
-        await self.bus.publish(subjects.chat_typing(institution, chat_id), notice)
+    async def send_typing(self, home: str, chat_id: str, sender: Sender) -> Reply:
+        notice = TypingNotice(institution=home, chat_id=chat_id, from_=sender)
+        await self.bus.publish(subjects.chat_typing(home, chat_id), notice)
         return Reply()
 
     async def close_chat(
@@ -212,20 +239,63 @@ class Gateway:
             return refusal.code != "gone"
         return True
 
-    def end_session(self, link: OperatorLink, reason: str) -> None:
+    async def end_session(self, link: OperatorLink, reason: str) -> None:
         link.outbox.send(SessionEndedFrame(reason=reason))
         link.outbox.close(4001)
+        await self.remove_operator(link)
+
+    # --- what this replica's sockets watch ---------------------------------------------------
+
+    async def add_operator(self, link: OperatorLink) -> None:
+        self.hub.add_operator(link)
+        await self.subscriptions.hold(
+            subjects.operator_records(link.username), self._operator_handler(link.username)
+        )
+
+    async def remove_operator(self, link: OperatorLink) -> None:
+        if link.session_id not in self.hub.sessions:
+            return
+        await self.set_monitoring(link, frozenset())
+        owned = self.hub.chats_owned_by(link.username)
         self.hub.remove_operator(link)
+        await self.subscriptions.release(subjects.operator_records(link.username))
+        for chat_id in owned:
+            await self.refresh_interest(chat_id)
+
+    async def set_monitoring(self, link: OperatorLink, queues: frozenset[str]) -> None:
+        before = link.monitoring
+        self.hub.set_monitoring(link, queues)
+        for queue in sorted(queues - before):
+            await self.subscriptions.hold(subjects.queue_records(queue), self._queue_handler(queue))
+        for queue in sorted(before - queues):
+            await self.subscriptions.release(subjects.queue_records(queue))
+
+    async def add_patron(self, link: PatronLink) -> None:
+        self.hub.add_patron(link)
+        await self.subscriptions.hold(
+            subjects.guest_records(link.institution, link.guest_id), self.on_guest_record
+        )
+
+    async def remove_patron(self, link: PatronLink) -> list[str]:
+        """Forget a closed patron socket; returns the chats no other socket here follows."""
+        orphaned = self.hub.remove_patron(link)
+        await self.subscriptions.release(subjects.guest_records(link.institution, link.guest_id))
+        for chat_id in orphaned:
+            await self.refresh_interest(chat_id)
+        return orphaned
+
+    async def own_chat(self, link: OperatorLink, home: str, chat_id: str) -> list[Message]:
+        """This replica's operator owns the chat now: follow it; returns its messages."""
+        self.hub.track_owner(chat_id, link.username)
+        return await self.follow_chat(home, chat_id)
 
     # --- events from NATS ------------------------------------------------------------------
 
     async def subscribe(self) -> None:
-        await self.bus.subscribe(subjects.chat_events_all(), self.on_chat_event)
-        await self.bus.subscribe(subjects.chat_typing_all(), self.on_typing)
-        await self.bus.subscribe(subjects.chat_position_all(), self.on_position)
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
         await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
         await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
+        self.bus.on_reconnect.append(self.feeds.resync)
 
     def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
         if to.patron:
@@ -239,47 +309,88 @@ class Gateway:
             for watcher in self.hub.watchers.get(to.queue, ()):
                 watcher.outbox.send_text(text)
 
-    async def on_chat_event(self, msg: Msg) -> None:
-        try:
-            record = parse_chat_record(msg.data)
-        except ValidationError:
-            log.warning("unreadable chat record on %s", msg.subject)
+    async def _on_chat_events(self, events: list[ChatEvent]) -> None:
+        """A followed chat's events: for its patron, and for its owner while owning it."""
+        for event in events:
+            chat = event.chat
+            self.hub.track_owner(
+                chat.id, chat.owner if chat.state in ("active", "transferring") else None
+            )
+            # Each frame is serialized once, however many sockets receive it.
+            for to, frame in domain.deliveries(event):
+                if to.patron or (
+                    to.operator is not None and not by_subject_of_operator(event, to.operator)
+                ):
+                    self._deliver(to, frame.model_dump_json(), chat.id)
+            if chat.state in ("closed", "missed"):
+                self.hub.end_chat(chat.id)
+            await self.refresh_interest(chat.id)
+
+    async def _on_ephemeral(self, kind: str, data: bytes) -> None:
+        if kind == "typing":
+            await self._on_typing(data)
+        elif kind == "position":
+            await self._on_position(data)
+
+    def _queue_handler(self, queue: str) -> Callable[[Msg], Awaitable[None]]:
+        async def on_queue_record(msg: Msg) -> None:
+            record = _readable(msg)
+            if record is None:
+                return
+            for event in record.events:
+                for to, frame in domain.deliveries(event):
+                    if to.queue == queue:
+                        self._deliver(to, frame.model_dump_json(), event.chat.id)
+
+        return on_queue_record
+
+    def _operator_handler(self, operator: str) -> Callable[[Msg], Awaitable[None]]:
+        async def on_operator_record(msg: Msg) -> None:
+            record = _readable(msg)
+            if record is None:
+                return
+            for event in record.events:
+                if not by_subject_of_operator(event, operator):
+                    continue
+                for to, frame in domain.deliveries(event):
+                    if to.operator == operator:
+                        self._deliver(to, frame.model_dump_json(), event.chat.id)
+                if isinstance(event, TransferOffered) and operator in event.offer.targets:
+                    await self._offer(event, operator)
+
+        return on_operator_record
+
+    async def on_guest_record(self, msg: Msg) -> None:
+        """An operator opened a chat with a guest connected here: the guest's sockets
+        follow it from its first record."""
+        record = _readable(msg)
+        if record is None:
             return
-        for event in record.events:
-            await self._deliver_event(event)
+        chat = record.state.chat
+        links = [
+            link
+            for link in self.hub.patrons_by_guest.get(chat.patron.guest_id, ())
+            if link.institution == chat.institution
+        ]
+        if not links:
+            return
+        for link in links:
+            self.hub.follow_chat(link, chat.id)
+            link.outbox.send(ChatStarted(chat=record.events[0].chat))
+        await self.feeds.follow(chat.institution, chat.id)
+        await self.feeds.take_record(chat.id, record)
 
-    async def _deliver_event(self, event: ChatEvent) -> None:
-        chat = event.chat
-        self.hub.track_owner(
-            chat.id, chat.owner if chat.state in ("active", "transferring") else None
-        )
-        if event.type == "created" and chat.origin == "proactive":
-            for link in list(self.hub.patrons_by_guest.get(chat.patron.guest_id, ())):
-                if link.institution == chat.institution:
-                    self.hub.follow_chat(link, chat.id)
-                    link.outbox.send(ChatStarted(chat=chat))
-        # Each frame is serialized once, however many sockets receive it.
-        for to, frame in domain.deliveries(event):
-            self._deliver(to, frame.model_dump_json(), chat.id)
-        if isinstance(event, TransferOffered):
-            await self._offer(event)
-        if chat.state in ("closed", "missed"):
-            self.hub.end_chat(chat.id)
-
-    async def _offer(self, event: TransferOffered) -> None:
-        """Offer the chat, with its history, to the targets connected to this replica."""
-        local = [self.hub.owner(op) for op in domain.offered_to(event)]
-        targets = [link for link in local if link is not None]
-        if not targets:
+    async def _offer(self, event: TransferOffered, operator: str) -> None:
+        """Offer the chat, with its history, to a target connected to this replica."""
+        link = self.hub.owner(operator)
+        if link is None:
             return
         messages = await self.chat_messages(event.chat.institution, event.chat.id)
-        text = domain.offer_frame(event, messages).model_dump_json()
-        for link in targets:
-            link.outbox.send_text(text)
+        link.outbox.send(domain.offer_frame(event, messages))
 
-    async def on_typing(self, msg: Msg) -> None:
+    async def _on_typing(self, data: bytes) -> None:
         try:
-            notice = TypingNotice.model_validate_json(msg.data)
+            notice = TypingNotice.model_validate_json(data)
         except ValidationError:
             return
         frame = TypingFrame(chat_id=notice.chat_id, from_=notice.from_)
@@ -291,9 +402,9 @@ class Gateway:
             for link in self.hub.patrons_by_chat.get(notice.chat_id, ()):
                 link.outbox.send(frame)
 
-    async def on_position(self, msg: Msg) -> None:
+    async def _on_position(self, data: bytes) -> None:
         try:
-            update = QueuePosition.model_validate_json(msg.data)
+            update = QueuePosition.model_validate_json(data)
         except ValidationError:
             return
         links = self.hub.patrons_by_chat.get(update.chat_id, ())
@@ -315,7 +426,7 @@ class Gateway:
             return
         link = self.hub.sessions.get(event.session_id)
         if link is not None:
-            self.end_session(link, event.reason)
+            await self.end_session(link, event.reason)
 
     async def on_staff_message(self, msg: Msg) -> None:
         try:
@@ -386,6 +497,15 @@ class FrameLoop:
         )
 
 
+def _readable(msg: Msg) -> ChatRecord | None:
+    metrics.RECORDS_IN.labels(msg.subject.split(".", 1)[0]).inc()
+    try:
+        return parse_chat_record(msg.data)
+    except ValidationError:
+        log.warning("unreadable chat record on %s", msg.subject)
+        return None
+
+
 def _parse_json(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
@@ -437,7 +557,7 @@ class PatronSocket(FrameLoop):
         )
         link = PatronLink(self.outbox, self.widget.institution, self.widget.id, guest_id)
         self.link = link
-        self.gw.hub.add_patron(link)
+        await self.gw.add_patron(link)
         self.handlers = {
             "hello": self.hello,
             "chat.start": self.start,
@@ -465,7 +585,7 @@ class PatronSocket(FrameLoop):
             return []
         link.name = resumed.chat.patron.name or link.name
         self.gw.hub.follow_chat(link, resumed.chat.id)
-        messages = await self.gw.chat_messages(link.institution, resumed.chat.id)
+        messages = await self.gw.follow_chat(link.institution, resumed.chat.id)
         return [ChatResumed(chat=resumed.chat, messages=messages)]
 
     async def start(self, frame: PatronChatStart) -> Reply:
@@ -477,6 +597,8 @@ class PatronSocket(FrameLoop):
         if frame.name:
             link.name = frame.name
         self.gw.hub.follow_chat(link, chat_id)
+        # Subscribed before the chat exists, so that its first record is not missed.
+        await self.gw.feeds.follow(link.institution, chat_id, start_n=0)
         try:
             result = await self.gw.bus.request(
                 subjects.routing(link.institution, "start"),
@@ -494,6 +616,7 @@ class PatronSocket(FrameLoop):
             )
         except Refusal:
             self.gw.hub.unfollow_chat(link, chat_id)
+            await self.gw.refresh_interest(chat_id)
             raise
         queued = ChatQueuedFrame(
             chat_id=chat_id,
@@ -509,9 +632,7 @@ class PatronSocket(FrameLoop):
 
     async def message(self, frame: SendMessage) -> Reply:
         self._own_chat(frame.chat_id)
-        return await self.gw.post_message(
-            self._link.institution, frame.chat_id, self._sender(), frame.body
-        )
+        return await self.gw.post_message(self._link.institution, frame, self._sender())
 
     async def typing(self, frame: Typing) -> Reply:
         self._own_chat(frame.chat_id)
@@ -528,7 +649,7 @@ class PatronSocket(FrameLoop):
         if self.link is None:
             return
         link = self.link
-        for chat_id in self.gw.hub.remove_patron(link):
+        for chat_id in await self.gw.remove_patron(link):
             try:
                 await self.gw.bus.request(
                     subjects.routing(link.institution, "patron_left"),
@@ -590,7 +711,7 @@ class OperatorSocket(FrameLoop):
             session.status,
             max_chats=user.max_chats,
         )
-        self.gw.hub.add_operator(self.link)
+        await self.gw.add_operator(self.link)
         self.handlers = {
             "auth": self.auth,
             "status.set": self.status,
@@ -622,8 +743,7 @@ class OperatorSocket(FrameLoop):
         )
         frames: list[Model] = []
         for chat in owned.chats:
-            self.gw.hub.track_owner(chat.id, link.username)
-            messages = await self.gw.chat_messages(chat.institution, chat.id)
+            messages = await self.gw.own_chat(link, chat.institution, chat.id)
             frames.append(ChatResumed(chat=chat, messages=messages))
         return frames
 
@@ -654,7 +774,7 @@ class OperatorSocket(FrameLoop):
             SetMonitoring(**ref.model_dump(), queues=frame.queues),
             Session,
         )
-        self.gw.hub.set_monitoring(self._link, frozenset(session.monitoring))
+        await self.gw.set_monitoring(self._link, frozenset(session.monitoring))
         snapshot = await self.snapshot()
         return Reply(ack={"monitoring": session.monitoring}, then=[snapshot])
 
@@ -707,10 +827,9 @@ class OperatorSocket(FrameLoop):
         result = await self.gw.bus.request(
             subjects.routing(link.institution, action), request, ChatResult
         )
-        # Known now, before the event comes round, so typing works at once.
-        self.gw.hub.track_owner(chat_id, link.username)
-        # The chat's history lives under its home library, which may not be ours.
-        messages = await self.gw.chat_messages(result.chat.institution, chat_id)
+        # Known now, before the event comes round, so typing works at once. The chat's
+        # history lives under its home library, which may not be ours.
+        messages = await self.gw.own_chat(link, result.chat.institution, chat_id)
         return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
 
     async def claim(self, frame: ChatClaim) -> Reply:
@@ -782,7 +901,7 @@ class OperatorSocket(FrameLoop):
             ),
             ChatResult,
         )
-        self.gw.hub.track_owner(chat_id, link.username)
+        await self.gw.own_chat(link, result.chat.institution, chat_id)
         return Reply(ack={"chat_id": chat_id, "chat": _dump(result.chat)})
 
     async def internal_send(self, frame: InternalSend) -> Reply:
@@ -827,14 +946,13 @@ class OperatorSocket(FrameLoop):
             raise Refusal("unavailable", f"{username} is not signed in")
 
     async def message(self, frame: SendMessage) -> Reply:
-        return await self.gw.post_message(
-            self._link.institution, frame.chat_id, self._sender(), frame.body
-        )
+        return await self.gw.post_message(self._link.institution, frame, self._sender())
 
     async def typing(self, frame: Typing) -> Reply:
-        if self.gw.hub.chat_owners.get(frame.chat_id) != self._link.username:
+        home = self.gw.feeds.home_of(frame.chat_id)
+        if home is None or self.gw.hub.chat_owners.get(frame.chat_id) != self._link.username:
             raise Refusal("forbidden", "only the chat's owner may type in it")
-        return await self.gw.send_typing(self._link.institution, frame.chat_id, self._sender())
+        return await self.gw.send_typing(home, frame.chat_id, self._sender())
 
     async def tag(self, frame: ChatTag) -> Reply:
         link = self._link
@@ -860,7 +978,7 @@ class OperatorSocket(FrameLoop):
         if self.link is None:
             return
         link = self.link
-        self.gw.hub.remove_operator(link)
+        await self.gw.remove_operator(link)
         try:
             await self.gw.bus.request(
                 subjects.presence(link.institution, "close"), self._ref(), Done

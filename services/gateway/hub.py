@@ -117,11 +117,24 @@ class Hub:
         self.chat_owners: dict[str, str] = {}
 
     def track_owner(self, chat_id: str, owner: str | None) -> None:
-        """Remember who owns each open chat, as chat events tell it, for typing notices."""
+        """Remember who owns each followed chat, as its events tell it (typing notices go
+        to the owner, and a chat owned here is followed)."""
         if owner is None:
             self.chat_owners.pop(chat_id, None)
         else:
             self.chat_owners[chat_id] = owner
+
+    def watches_chat(self, chat_id: str) -> bool:
+        """Whether a socket of this replica watches the chat: its patron, or its owner."""
+        return bool(self.patrons_by_chat.get(chat_id)) or (
+            self.chat_owners.get(chat_id) in self.operators
+        )
+
+    def forget_chat(self, chat_id: str) -> None:
+        self.chat_owners.pop(chat_id, None)
+
+    def chats_owned_by(self, username: str) -> list[str]:
+        return [chat for chat, owner in self.chat_owners.items() if owner == username]
 
     # patrons
     def add_patron(self, link: PatronLink) -> None:

@@ -17,3 +17,14 @@ LOGINS = Counter("refdesk_gateway_logins_total", "Sign-in attempts", ["outcome"]
 SLOW_CLIENTS = Counter(
     "refdesk_gateway_slow_clients_total", "Sockets closed because they could not keep up"
 )
+FOLLOWED_CHATS = Gauge(
+    "refdesk_gateway_followed_chats", "Chats this replica follows for its own sockets"
+)
+RECORDS_IN = Counter(
+    "refdesk_gateway_chat_records_total",
+    "Chat records received, by the subscription that brought them",
+    ["via"],
+)
+REFILLS = Counter(
+    "refdesk_gateway_refills_total", "Gaps in a followed chat's events refilled from the stream"
+)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from services.routing.domain import Timing
 from services.routing.handlers import RoutingHandlers
 from services.routing.settings import RoutingSettings
-from services.routing.store import ChatStore, QueueDirectory
+from services.routing.store import ChatStore, QueueDirectory, pause_on_marker
 from services.routing.timers import DeadlineTimers
 from services.routing.widgets import WidgetWatch
 from shared import subjects
@@ -22,7 +22,8 @@ VERSION = "0.1.0"
 async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, RoutingSettings)
-    chats = ChatStore(runtime.bus)
+    pause = pause_on_marker(settings.fault_pause_marker) if settings.fault_pause_marker else None
+    chats = ChatStore(runtime.bus, pause)
     timing = Timing(
         offer_timeout_s=settings.offer_timeout_s,
         owner_grace_s=settings.owner_grace_s,

@@ -28,8 +28,10 @@ from typing import Any, Literal
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.chat import (
+    RECENT_CLIENT_IDS,
     Chat,
     ChatState,
+    ClientSent,
     Message,
     Patron,
     Sender,
@@ -54,6 +56,7 @@ from shared.schemas.events import (
     PatronReturned,
     RolloverHeld,
     TransferAccepted,
+    TransferDeclined,
     TransferExpired,
     TransferOffered,
     TransferWithdrawn,
@@ -287,8 +290,12 @@ def claim(
     return Transition(_evolve(state, claimed, events=n), [event])
 
 
-def _answered_here(chat: Chat) -> dict[str, str]:
-    """Whoever takes the chat answers it for the institution of the queue it is in."""
+def _answered_here(chat: Chat) -> dict[str, str | None]:
+    """Whoever first takes the chat answers it for the institution of the queue it is in.
+    The first to answer keeps it: a backup service that answered and handed the chat back
+    keeps sight of it, even when the library re-claims it after a requeue."""
+    if chat.answered_institution is not None:
+        return {}
     return {
         "answered_institution": chat.queue_institution or chat.institution,
         "answered_queue": chat.queue,
@@ -304,14 +311,34 @@ def _may_write(chat: Chat, sender: Sender) -> None:
             raise Refusal("forbidden", "only the chat's owner may do that", owner=chat.owner)
 
 
-def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> Transition:
+def sent_before(state: ChatState, sender: Sender, client_id: str | None) -> ClientSent | None:
+    """The message this sender already posted with this client-chosen id, if any."""
+    if client_id is None:
+        return None
+    who = _sender_key(sender)
+    return next((s for s in state.sent if s.client_id == client_id and s.sender == who), None)
+
+
+def _sender_key(sender: Sender) -> str:
+    return f"{sender.kind}:{sender.id or sender.name}"
+
+
+def post_message(
+    state: ChatState, sender: Sender, body: str, now: datetime, client_id: str | None = None
+) -> Transition:
     """A message from the patron or the owning operator, numbered with the next `seq`.
+
+    With a client-chosen id, a resend of one already posted (after a timeout, or an
+    `unavailable` while it did land) changes nothing, even once the chat has closed: the
+    caller answers it with the original (`sent_before`).
 
     Writing also says who is there. The owner writing while a transfer offer is open takes
     the chat back: the offer is withdrawn first (`reclaimed`), so a late accept gets
     `conflict`. The patron writing to a chat whose owner is disconnected sends it back to
     the front of the queue at once rather than into silence.
     """
+    if sent_before(state, sender, client_id) is not None:
+        return Transition(state)
     chat = state.chat
     _require_open(chat)
     _may_write(chat, sender)
@@ -332,7 +359,13 @@ def post_message(state: ChatState, sender: Sender, body: str, now: datetime) -> 
         id=f"{chat.id}-{seq}", chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
     )
     posted = MessagePosted(**stamp, chat=chat, message=message)
-    return Transition(_evolve(state, chat, last_seq=seq, events=n), [*before.events, posted])
+    after = _evolve(state, chat, last_seq=seq, events=n)
+    if client_id is not None:
+        sent = ClientSent(
+            client_id=client_id, sender=_sender_key(sender), message_id=message.id, seq=seq
+        )
+        after = after.model_copy(update={"sent": [*state.sent, sent][-RECENT_CLIENT_IDS:]})
+    return Transition(after, [*before.events, posted])
 
 
 def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transition:
@@ -468,7 +501,10 @@ def decline_transfer(state: ChatState, operator: str, now: datetime) -> Transiti
     declined = offer.model_copy(update={"declined": sorted({*offer.declined, operator})})
     if set(declined.declined) >= set(offer.targets):
         return _close_offer(state, "declined", now)
-    return Transition(_evolve(state, state.chat, events=state.events, offer=declined))
+    # An event, so that the decline is written: the next target's decline builds on it.
+    n, stamp = _next(state, now)
+    event = TransferDeclined(**stamp, chat=state.chat, operator=operator)
+    return Transition(_evolve(state, state.chat, events=n, offer=declined), [event])
 
 
 def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transition:

@@ -390,12 +390,17 @@ class RoutingHandlers:
         transition = await self._apply(
             req.institution,
             req.chat_id,
-            lambda state: domain.post_message(state, req.sender, req.body, now),
+            lambda state: domain.post_message(state, req.sender, req.body, now, req.client_id),
         )
+        if not transition.changed:
+            sent = domain.sent_before(transition.state, req.sender, req.client_id)
+            if sent is None:
+                raise Refusal("conflict", "the message was not posted; send it again")
+            return MessageResult(id=sent.message_id, seq=sent.seq, repeated=True)
         metrics.MESSAGES.labels(req.sender.kind).inc()
         event = transition.events[-1]
         assert event.type == "message"
-        return MessageResult(message=event.message)
+        return MessageResult(id=event.message.id, seq=event.message.seq)
 
     async def tag(self, req: TagChat) -> ChatResult:
         now = self.clock.now()

@@ -8,10 +8,11 @@ queue snapshots, positions and deadlines) current with every routing replica's w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from nats.aio.msg import Msg
@@ -27,6 +28,7 @@ from shared.store import TenantCollection
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
+PauseHook = Callable[[str, Transition], Awaitable[None]]
 ENDED = frozenset({"closed", "missed"})
 
 
@@ -35,8 +37,9 @@ class ChatStore:
     stream follower, everyone else's. `on_change` hears each newer state (the deadline
     timers use it). Chats are keyed by id alone: ids are unique across the consortium."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, pause: PauseHook | None = None) -> None:
         self.bus = bus
+        self.pause = pause
         self.on_change: Callable[[ChatState], None] | None = None
         self._known: dict[str, tuple[ChatState, int]] = {}
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
@@ -61,11 +64,15 @@ class ChatStore:
         """Write a transition as one record, if the chat's last record is still `after`
         (0 for a new chat). Raises `StaleRevision` when another write came first."""
         record = ChatRecord(state=transition.state, events=transition.events)
+        if self.pause is not None:
+            await self.pause("before", transition)
         try:
             seq = await self.bus.append_chat_record(record, after)
         except StaleRevision:
             self._known.pop(transition.state.chat.id, None)
             raise
+        if self.pause is not None:
+            await self.pause("after", transition)
         self._observe(transition.state, seq)
         return seq
 
@@ -189,3 +196,17 @@ class QueueDirectory:
         return (
             await self.users.find_one(institution, {"username": username}, {"_id": 1}) is not None
         )
+
+
+def pause_on_marker(marker: str) -> PauseHook:
+    """A fault-test hook: hold a transition whose message body holds `<marker>:<step>` at
+    that step until the process is killed."""
+
+    async def pause(step: str, transition: Transition) -> None:
+        tag = f"{marker}:{step}"
+        for event in transition.events:
+            if event.type == "message" and tag in event.message.body:
+                log.warning("fault test: paused %s the write of chat %s", step, event.chat.id)
+                await asyncio.Event().wait()
+
+    return pause

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -94,12 +94,28 @@ class TransferOffer(Model):
     expires_at: str
 
 
+# How many client-chosen message ids a chat remembers, to answer a resend with the original.
+RECENT_CLIENT_IDS = 32
+ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ClientSent(Model):
+    """A message sent with a client-chosen id: a resend of the same id by the same sender
+    is answered with this instead of posting the message again."""
+
+    client_id: ClientId
+    sender: str
+    message_id: str
+    seq: int
+
+
 class ChatState(Model):
     """The live state of a chat as routing keeps it in the chats bucket."""
 
     v: Literal[1] = 1
     chat: Chat
     last_seq: int = 0
+    sent: list[ClientSent] = Field(default_factory=list)
     events: int = 0
     offer: TransferOffer | None = None
     patron_present: bool = True

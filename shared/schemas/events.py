@@ -104,6 +104,13 @@ class TransferAccepted(_Event):
     targets: list[str] = Field(default_factory=list)
 
 
+class TransferDeclined(_Event):
+    """One target of an offer to several said no; the offer stays open for the others."""
+
+    type: Literal["transfer_declined"] = "transfer_declined"
+    operator: str
+
+
 class TransferWithdrawn(_Event):
     """The owner wrote while the offer was open, and so took the chat back."""
 
@@ -169,6 +176,7 @@ ChatEvent = Annotated[
     | ChatMissed
     | TransferOffered
     | TransferAccepted
+    | TransferDeclined
     | TransferWithdrawn
     | TransferExpired
     | PatronLeft

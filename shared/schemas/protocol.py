@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender
+from shared.schemas.chat import Chat, ClientId, Message, Sender
 from shared.schemas.requests import OperatorStatus
 
 Ref = Annotated[str, Field(max_length=64)]
@@ -38,9 +38,13 @@ class PatronChatStart(Model):
 
 
 class SendMessage(Model):
+    """`client_id`, chosen by the client: a resend with the same id (after a timeout or an
+    `unavailable`) is answered with the original ack and the message is posted once."""
+
     type: Literal["message"]
     chat_id: Id
     body: str = Field(min_length=1)
+    client_id: ClientId | None = None
     ref: Ref | None = None
 
 

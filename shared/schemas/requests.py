@@ -13,7 +13,7 @@ from pydantic import Field, TypeAdapter
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message, Sender, SkippedQueue
+from shared.schemas.chat import Chat, ClientId, Message, Sender, SkippedQueue
 
 OperatorStatus = Literal["online", "away", "internal", "offline"]
 
@@ -137,10 +137,16 @@ class PostMessage(Model):
     chat_id: str
     sender: Sender
     body: str
+    client_id: ClientId | None = None
 
 
 class MessageResult(Model):
-    message: Message
+    """The posted message's id and `seq`; `repeated` when a resend with the same client id
+    was answered with the original."""
+
+    id: str
+    seq: int
+    repeated: bool = False
 
 
 class TagChat(Model):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from services.routing import domain
 from shared.errors import Refusal
-from shared.schemas.chat import ChatState, Sender
+from shared.schemas.chat import RECENT_CLIENT_IDS, ChatState, Sender
 from tests.factories import ANN, BOB, PATRON, T0, started
 
 
@@ -163,3 +163,29 @@ def test_any_sequence_keeps_seq_gapless_and_events_numbered(steps: list[str]):
     assert state.events == len(event_numbers)
     if state.chat.state == "closed":
         assert steps.count("close") >= 1
+
+
+def test_a_resent_client_id_is_posted_once_and_answered_with_the_original():
+    state = claimed()
+    first = domain.post_message(state, PATRON, "is it open?", T0, client_id="c-1")
+    assert [e.type for e in first.events] == ["message"]
+    seq = first.events[0].message.seq  # type: ignore[union-attr]
+    again = domain.post_message(first.state, PATRON, "is it open?", T0, client_id="c-1")
+    assert not again.changed and again.state == first.state
+    original = domain.sent_before(again.state, PATRON, "c-1")
+    assert original is not None and original.seq == seq
+    # The same id from someone else is their own message.
+    reply = domain.post_message(first.state, ANN, "yes", T0, client_id="c-1")
+    assert reply.changed and reply.state.last_seq == seq + 1
+    # A resend after the chat closed still gets the original, not `gone`.
+    closed = domain.close(first.state, ANN, [], T0).state
+    assert not domain.post_message(closed, PATRON, "is it open?", T0, client_id="c-1").changed
+
+
+def test_a_chat_remembers_only_its_most_recent_client_ids():
+    state = claimed()
+    for i in range(RECENT_CLIENT_IDS + 5):
+        state = domain.post_message(state, PATRON, f"m{i}", T0, client_id=f"c{i}").state
+    assert len(state.sent) == RECENT_CLIENT_IDS
+    assert domain.sent_before(state, PATRON, "c0") is None
+    assert domain.sent_before(state, PATRON, f"c{RECENT_CLIENT_IDS + 4}") is not None

@@ -9,9 +9,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from services.gateway import domain as gateway_domain
 from services.routing import domain
+from shared.audience import audience, by_subject_of_operator
 from shared.errors import Refusal
 from shared.schemas.chat import Sender
+from shared.schemas.events import ChatRecord, TransferOffered
 from tests.factories import PATRON, T0, started
 
 OPERATORS = ["demo-hill-ann", "demo-hill-bob", "demo-hill-cat"]
@@ -34,6 +37,8 @@ class ChatLifecycle(RuleBasedStateMachine):
         start = started(chain=CHAIN, rollover_after_s=60)
         self.state = start.state
         self.log = list(start.events)  # every event of every accepted transition
+        # What reaches the stream: one record per accepted transition.
+        self.records = [ChatRecord(state=start.state, events=start.events)]
         self.now = T0
 
     def apply(self, decide) -> None:  # type: ignore[no-untyped-def]
@@ -41,6 +46,8 @@ class ChatLifecycle(RuleBasedStateMachine):
             transition = decide()
         except Refusal:
             return
+        if transition.changed:
+            self.records.append(ChatRecord(state=transition.state, events=transition.events))
         self.log += transition.events
         self.state = transition.state
 
@@ -242,6 +249,33 @@ class ChatLifecycle(RuleBasedStateMachine):
         assert [e.n for e in self.log] == list(range(1, len(self.log) + 1))
         assert self.state.events == len(self.log)
         assert len({e.id for e in self.log}) == len(self.log)
+
+    @invariant()
+    def every_transition_is_one_record_and_its_events_reach_consumers_once(self) -> None:
+        """Consumers (gateways, transcripts) see the records' events: each exactly once, in
+        order, and the last record is the state."""
+        seen = [e for record in self.records for e in record.events]
+        assert [e.id for e in seen] == [e.id for e in self.log]
+        assert self.records[-1].state == self.state
+        for before, after in zip(self.records, self.records[1:], strict=False):
+            assert after.first_n == before.events[-1].n + 1
+
+    @invariant()
+    def every_frame_travels_on_a_subject_its_audience_hears(self) -> None:
+        """A gateway follows the chats its patrons and owners watch, the queues its
+        operators monitor and each of its operators: every frame of every record must be
+        on one of the subjects routing publishes it to."""
+        for record in self.records:
+            heard = audience(record)
+            for event in record.events:
+                for to, _frame in gateway_domain.deliveries(event):
+                    if to.queue is not None:
+                        assert to.queue in heard.queues, (event.type, to)
+                    if to.operator is not None and by_subject_of_operator(event, to.operator):
+                        assert to.operator in heard.operators, (event.type, to)
+            offers = [e for e in record.events if isinstance(e, TransferOffered)]
+            for offer in offers:
+                assert set(offer.offer.targets) <= heard.operators
 
     @invariant()
     def a_closed_chat_takes_no_message(self) -> None:

@@ -93,7 +93,9 @@ def test_patron_message_during_offer_keeps_it_open():
 def test_every_target_declining_returns_chat_to_owner():
     state = offered([CAT, "demo-hill-bob"])
     once = domain.decline_transfer(state, CAT, T0)
-    assert not once.events and once.state.offer is not None and once.state.offer.declined == [CAT]
+    # A change routing must write (it used to be event-less, so no replica stored it).
+    assert once.changed and [e.type for e in once.events] == ["transfer_declined"]
+    assert once.state.offer is not None and once.state.offer.declined == [CAT]
     assert not domain.decline_transfer(once.state, CAT, T0).changed
     with pytest.raises(Refusal):
         domain.accept_transfer(once.state, CAT, "Cat", T0)  # said no, cannot take it now
