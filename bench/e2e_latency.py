@@ -1,13 +1,23 @@
 """One-way message delivery patron -> operator through the running system (gateway,
-routing, the chat stream and back out through the gateway), with N concurrent pairs.
+routing, the chat stream and back out through a gateway), at fixed total rates, with one
+gateway and then with two.
 
-    python -m bench.e2e_latency [--pairs 100] [--rate 1000] [--duration 10] [--sweep]
+    python -m bench.e2e_latency [--rate 1000] [--table 1000 2000 2500 3000] [--sweep]
+                                [--gateways 1 2] [--duration 10]
 
-Starts its own system on free loopback ports (nats-server, nx-27017 and the five services,
-as `make run` does) and adds bench operators to the demo data. --sweep then raises the
-total rate step by step and reports the highest rate whose p99 stays within 50 ms.
-The per-socket frame limit is raised for the run, since each bench socket sends far more
-than a person types.
+For each gateway count it starts its own system on free loopback ports (nats-server,
+nx-27017 and the five services, as `make run` does), adds bench operators to the demo data
+and pairs each with a patron whose chat that operator has claimed; with two gateways the
+sockets are spread over both, half the pairs crossing from one to the other. Per-socket
+limits stay as configured: each rate uses enough pairs that no patron sends more than
+PER_SOCKET_RATE messages a second.
+
+Every patron frame carries a ref and a client id, and every answer is read: a message is
+`accepted` (ack), `refused` by code (`busy`, `rate_limited`, ...), `unanswered`, or, when
+accepted but not delivered to its operator within a second of the end, `lost`. Beside the
+latency it prints CPU microseconds per delivered message for each process (nats-server,
+the MongoDB server, each service, and the load generator itself), sampled from /proc over
+the measured window. The NATS floor is measured on the same nats-server first.
 """
 
 from __future__ import annotations
@@ -15,24 +25,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import shutil
+import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvloop
 import websockets
 
 from bench import nats_baseline
 from bench.stats import summary
 from deploy.local import demo_data
-from deploy.local.system import LocalSystem, Ports
+from deploy.local.processes import Child, free_port, spawn, wait_listening
+from deploy.local.system import ROOT, LocalSystem, Ports
 from shared import store
 from shared.passwords import hash_password
 from shared.schemas.records import User
 
 P99_BUDGET_MS = 50.0
+# Stay under the gateway's default per-socket limit (20 frames/s, bursts of 40).
+PER_SOCKET_RATE = 16.0
+SWEEP = (1000, 1500, 2000, 2500, 3000, 3500, 4000)
+TICKS = os.sysconf("SC_CLK_TCK")
+# Off only to measure a build from before message frames took a client id.
+CLIENT_IDS = True
+
+
+def pairs_for(rate: float) -> int:
+    return max(10, math.ceil(rate / PER_SOCKET_RATE))
 
 
 async def add_bench_operators(mongodb_uri: str, count: int) -> list[str]:
@@ -56,38 +83,45 @@ async def add_bench_operators(mongodb_uri: str, count: int) -> list[str]:
     return names
 
 
+@dataclass
 class Pair:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.received = 0
-        self.chat_id = ""
-        self.patron: Any = None
-        self.operator: Any = None
-        self.tasks: list[asyncio.Task[None]] = []
+    chat_id: str = ""
+    patron: Any = None
+    operator: Any = None
+    sent_at: dict[str, int] = field(default_factory=dict)  # client id -> send time (ns)
+    answers: Counter[str] = field(default_factory=Counter)
+    accepted: set[str] = field(default_factory=set)
+    delivered: set[str] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.sent_at.clear()
+        self.answers.clear()
+        self.accepted.clear()
+        self.delivered.clear()
+        self.latencies.clear()
 
 
 async def _call(ws: Any, frame: dict[str, Any], want: str) -> dict[str, Any]:
     await ws.send(json.dumps(frame))
     while True:
         reply = json.loads(await ws.recv())
-        if reply.get("ref") == frame.get("ref") and reply["type"] in ("ack", "error"):
-            if reply["type"] == "error":
-                raise RuntimeError(reply)
+        if reply.get("ref") == frame.get("ref") and reply["type"] == "error":
+            raise RuntimeError(reply)
         if reply["type"] == want or (want == "ack" and reply.get("ref") == frame.get("ref")):
             return reply
 
 
-async def open_pair(base: str, username: str) -> Pair:
-    import httpx
-
+async def open_pair(patron_base: str, operator_base: str, username: str) -> Pair:
     pair = Pair()
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=operator_base) as http:
         r = await http.post(
             "/api/auth/login", json={"username": username, "password": demo_data.DEFAULT_PASSWORD}
         )
         token = r.json()["token"]
-    ws_base = base.replace("http", "ws")
-    pair.operator = await websockets.connect(ws_base + "/ws/operator", max_queue=None)
+    ops_ws = operator_base.replace("http", "ws")
+    pair.operator = await websockets.connect(ops_ws + "/ws/operator", max_queue=None)
     await _call(pair.operator, {"type": "auth", "token": token, "ref": "a"}, "session")
     await _call(pair.operator, {"type": "status.set", "status": "online", "ref": "s"}, "ack")
     await _call(
@@ -95,11 +129,14 @@ async def open_pair(base: str, username: str) -> Pair:
         {"type": "monitor.set", "queues": ["demo-hill"], "ref": "m"},
         "queue.snapshot",
     )
-    pair.patron = await websockets.connect(ws_base + "/ws/patron?widget=hill", max_queue=None)
+    pat_ws = patron_base.replace("http", "ws")
+    pair.patron = await websockets.connect(pat_ws + "/ws/patron?widget=hill", max_queue=None)
     await _call(pair.patron, {"type": "hello", "token": None, "ref": "h"}, "welcome")
     ack = await _call(pair.patron, {"type": "chat.start", "question": "bench", "ref": "c"}, "ack")
     pair.chat_id = ack["chat_id"]
     await _call(pair.operator, {"type": "chat.claim", "chat_id": pair.chat_id, "ref": "cl"}, "ack")
+    # The operator no longer needs the queue: its waiting list would only add traffic.
+    await _call(pair.operator, {"type": "monitor.set", "queues": [], "ref": "m0"}, "ack")
     return pair
 
 
@@ -107,95 +144,196 @@ async def read_operator(pair: Pair) -> None:
     async for raw in pair.operator:
         frame = json.loads(raw)
         if frame["type"] == "message":
-            sent = int(frame["body"].split(" ", 1)[0])
-            pair.latencies.append((time.perf_counter_ns() - sent) / 1e6)
-            pair.received += 1
+            client_id = frame["body"].split(" ", 1)[0]
+            sent = pair.sent_at.get(client_id)
+            if sent is not None and client_id not in pair.delivered:
+                pair.delivered.add(client_id)
+                pair.latencies.append((time.perf_counter_ns() - sent) / 1e6)
 
 
-async def drain(ws: Any) -> None:
-    async for _ in ws:
-        pass
+async def read_patron(pair: Pair) -> None:
+    async for raw in pair.patron:
+        frame = json.loads(raw)
+        ref = frame.get("ref")
+        if ref is None or ref not in pair.sent_at:
+            continue
+        if frame["type"] == "ack":
+            pair.answers["accepted"] += 1
+            pair.accepted.add(ref)
+        elif frame["type"] == "error":
+            pair.answers[frame["code"]] += 1
 
 
-async def run_rate(pairs: list[Pair], rate: float, duration: float, label: str) -> dict[str, float]:
+@dataclass
+class CpuSample:
+    """CPU ticks of each named process tree, read from /proc."""
+
+    ticks: dict[str, int]
+    at: float
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, utime + stime ticks) for every process we can read."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def sample_cpu(roots: dict[str, int]) -> CpuSample:
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    ticks: dict[str, int] = {}
+    for name, root in roots.items():
+        total, stack = 0, [root]
+        while stack:
+            pid = stack.pop()
+            total += table.get(pid, (0, 0))[1]
+            if name != "load generator":  # our own children are the services
+                stack += children.get(pid, [])
+        ticks[name] = total
+    return CpuSample(ticks, time.monotonic())
+
+
+async def run_rate(
+    pairs: list[Pair], rate: float, duration: float, label: str, roots: dict[str, int]
+) -> dict[str, Any]:
     for pair in pairs:
-        pair.latencies.clear()
-        pair.received = 0
+        pair.reset()
     interval = len(pairs) / rate
     padding = "x" * 80
 
-    async def sender(index: int, pair: Pair) -> int:
+    async def sender(index: int, pair: Pair) -> None:
         await asyncio.sleep(interval * index / len(pairs))
-        sent = 0
         start = time.perf_counter()
+        sent = 0
         while time.perf_counter() - start < duration:
-            body = f"{time.perf_counter_ns()} {padding}"
-            await pair.patron.send(
-                json.dumps(
-                    {"type": "message", "chat_id": pair.chat_id, "body": body, "ref": str(sent)}
-                )
-            )
+            client_id = f"{index}-{sent}"
+            pair.sent_at[client_id] = time.perf_counter_ns()
+            frame = {
+                "type": "message",
+                "chat_id": pair.chat_id,
+                "body": f"{client_id} {padding}",
+                "ref": client_id,
+            }
+            if CLIENT_IDS:
+                frame["client_id"] = client_id
+            await pair.patron.send(json.dumps(frame))
             sent += 1
             await asyncio.sleep(max(0.0, start + sent * interval - time.perf_counter()))
-        return sent
 
+    before = sample_cpu(roots)
     started = time.perf_counter()
-    sent = sum(await asyncio.gather(*(sender(i, p) for i, p in enumerate(pairs))))
-    await asyncio.sleep(1.0)
-    elapsed = time.perf_counter() - started - 1.0
+    await asyncio.gather(*(sender(i, p) for i, p in enumerate(pairs)))
+    elapsed = time.perf_counter() - started
+    await asyncio.sleep(1.0)  # what is still on its way arrives, or counts as lost
+    after = sample_cpu(roots)
     latencies = [x for p in pairs for x in p.latencies]
-    received = sum(p.received for p in pairs)
-    return summary(label, latencies, elapsed, lost=sent - received)
+    sent = sum(len(p.sent_at) for p in pairs)
+    answers: Counter[str] = Counter()
+    for p in pairs:
+        answers.update(p.answers)
+    lost = sum(len(p.accepted - p.delivered) for p in pairs)
+    unanswered = sent - sum(answers.values())
+    result: dict[str, Any] = summary(label, latencies, elapsed, lost=lost)
+    delivered = len(latencies)
+    cpu_us = {
+        name: (after.ticks[name] - before.ticks[name]) / TICKS * 1e6 / max(1, delivered)
+        for name in roots
+    }
+    result.update(
+        sent=sent,
+        accepted=answers["accepted"],
+        unanswered=unanswered,
+        cpu_us=cpu_us,
+        refused={k: v for k, v in answers.items() if k != "accepted"},
+    )
+    refused = " ".join(f"{k}={v}" for k, v in sorted(result["refused"].items())) or "none"
+    system_us = sum(v for k, v in cpu_us.items() if k != "load generator")
+    print(
+        f"  sent {sent}, accepted {answers['accepted']}, refused {refused}, "
+        f"unanswered {unanswered}, lost {lost}",
+        flush=True,
+    )
+    print(
+        "  CPU per delivered message: "
+        + ", ".join(f"{k} {v:.0f} µs" for k, v in cpu_us.items())
+        + f"; system total {system_us:.0f} µs",
+        flush=True,
+    )
+    return result
+
+
+def start_gateway_replica(system: LocalSystem, index: int) -> tuple[Child, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**system.env(), "REFDESK_PORT": str(port), "REFDESK_PUBLIC_URL": url}
+    child = spawn(
+        f"gateway-{index}", [sys.executable, "-m", "services.gateway"], system.logs, env, ROOT
+    )
+    wait_listening(child, port)
+    return child, url
 
 
 async def bench(
-    base: str,
+    gateways: list[str],
     operators: list[str],
-    rate: float,
+    rates: list[float],
     duration: float,
     sweep: bool,
-    table: list[float],
     floor_p50_ms: float,
+    roots: dict[str, int],
 ) -> None:
-    pairs = [await open_pair(base, name) for name in operators]
+    count = len(gateways)
+    pairs: list[Pair] = []
+    for i, name in enumerate(operators):
+        # Patron and operator each on one of the gateways; with two, half the pairs cross.
+        pairs.append(await open_pair(gateways[i % count], gateways[(i // count) % count], name))
     for pair in pairs:
         pair.tasks = [
             asyncio.create_task(read_operator(pair)),
-            asyncio.create_task(drain(pair.patron)),
+            asyncio.create_task(read_patron(pair)),
         ]
-    await run_rate(pairs, min(rate, 200.0), 2.0, "warm-up")
-    main = await run_rate(pairs, rate, duration, f"refdesk e2e at {rate:.0f} msg/s")
-    print(
-        f"RESULT e2e pairs={len(pairs)} rate={rate:.0f} p50_ms={main['p50_ms']:.2f} "
-        f"p90_ms={main['p90_ms']:.2f} p99_ms={main['p99_ms']:.2f} "
-        f"msg_per_s={main['msg_per_s']:.0f} lost={main['lost']:.0f}",
-        flush=True,
-    )
-    # The cost of our own code: how many times the bare NATS latency a message takes.
-    print(
-        f"RESULT ratio our p50 / NATS floor p50 = {main['p50_ms']:.2f} / {floor_p50_ms:.2f} "
-        f"= {main['p50_ms'] / floor_p50_ms:.1f}x",
-        flush=True,
-    )
-    for step in table:
-        result = await run_rate(pairs, step, duration, f"table {step:.0f} msg/s")
+    await run_rate(pairs[: pairs_for(200)], 200.0, 2.0, "warm-up", roots)
+    steps = list(rates) + ([r for r in SWEEP if r not in rates] if sweep else [])
+    best = 0.0
+    for rate in steps:
+        used = pairs[: pairs_for(rate)]
+        label = f"{count} gateway(s), {len(used)} pairs, {rate:.0f} msg/s"
+        result = await run_rate(used, rate, duration, label, roots)
+        kept_up = (
+            result["lost"] == 0
+            and result["unanswered"] == 0
+            and not result["refused"]
+            and result["messages"] >= 0.95 * rate * duration
+        )
+        system_us = sum(v for k, v in result["cpu_us"].items() if k != "load generator")
         print(
-            f"RESULT table rate={step:.0f} p50_ms={result['p50_ms']:.2f} "
-            f"p90_ms={result['p90_ms']:.2f} p99_ms={result['p99_ms']:.2f} "
-            f"msg_per_s={result['msg_per_s']:.0f} lost={result['lost']:.0f}",
+            f"RESULT gateways={count} pairs={len(used)} rate={rate:.0f} "
+            f"p50_ms={result['p50_ms']:.2f} p90_ms={result['p90_ms']:.2f} "
+            f"p99_ms={result['p99_ms']:.2f} floor_ratio={result['p50_ms'] / floor_p50_ms:.1f} "
+            f"accepted={result['accepted']} refused={sum(result['refused'].values())} "
+            f"unanswered={result['unanswered']} lost={result['lost']:.0f} "
+            f"cpu_us_per_msg={system_us:.0f}",
             flush=True,
         )
+        if kept_up and result["p99_ms"] <= P99_BUDGET_MS:
+            best = max(best, rate)
+        elif sweep and rate in SWEEP and rate > max(rates, default=0):
+            break
     if sweep:
-        best = 0.0
-        for step in (250, 500, 750, 1000, 1500, 2000, 3000, 4000):
-            result = await run_rate(pairs, step, 5.0, f"sweep {step} msg/s")
-            # Kept up: everything sent arrived, and as much was sent as the rate asks for.
-            delivered = result["lost"] == 0 and result["messages"] >= 0.95 * step * 5.0
-            if result["p99_ms"] > P99_BUDGET_MS or not delivered:
-                break
-            best = step
         print(
-            f"RESULT sweep highest rate with p99 <= {P99_BUDGET_MS:.0f} ms: {best:.0f} msg/s",
+            f"RESULT gateways={count} highest rate with p99 <= {P99_BUDGET_MS:.0f} ms and "
+            f"nothing refused or lost: {best:.0f} msg/s",
             flush=True,
         )
     for pair in pairs:
@@ -205,51 +343,68 @@ async def bench(
         await pair.operator.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=1000.0, help="messages/s in total")
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--sweep", action="store_true")
-    parser.add_argument(
-        "--table",
-        type=float,
-        nargs="*",
-        default=[],
-        help="also measure at each of these total rates",
-    )
-    args = parser.parse_args()
+def run_system(args: argparse.Namespace, gateway_count: int) -> None:
+    biggest = max([*args.table, args.rate, *(SWEEP if args.sweep else ())])
     system = LocalSystem(
         data=Path(tempfile.mkdtemp(prefix="refdesk-bench-")),
         ports=Ports.free(),
-        extra_env={
-            "REFDESK_FRAMES_PER_SECOND": "10000",
-            "REFDESK_FRAME_BURST": "10000",
-            "REFDESK_LOG_LEVEL": "WARNING",
-        },
+        extra_env={"REFDESK_LOG_LEVEL": "WARNING"},
     )
+    extra: list[Child] = []
     try:
         system.start_infra()
-        assert system.mongodb_uri is not None
-        operators = asyncio.run(add_bench_operators(system.mongodb_uri, args.pairs))
+        assert system.mongodb_uri is not None and system.nats_url is not None
+        operators = asyncio.run(add_bench_operators(system.mongodb_uri, pairs_for(biggest)))
         floor = uvloop.run(
-            nats_baseline.measure(system.nats_url, args.pairs, args.rate, min(args.duration, 5))
+            nats_baseline.measure(system.nats_url, 100, args.rate, min(args.duration, 5))
         )
         system.start_services()
+        gateways = [system.gateway_url]
+        for index in range(1, gateway_count):
+            child, url = start_gateway_replica(system, index)
+            extra.append(child)
+            gateways.append(url)
+        roots = {
+            child.name: child.popen.pid
+            for child in [*system.infra, *system.services.values(), *extra]
+        }
+        roots["load generator"] = os.getpid()
+        print(f"== {gateway_count} gateway(s); NATS floor p50 {floor['p50_ms']:.2f} ms", flush=True)
         uvloop.run(
             bench(
-                system.gateway_url,
+                gateways,
                 operators,
-                args.rate,
+                sorted({args.rate, *args.table}),
                 args.duration,
                 args.sweep,
-                args.table,
                 floor["p50_ms"],
+                roots,
             )
         )
     finally:
+        for child in extra:
+            child.stop()
         system.stop()
         shutil.rmtree(system.data, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="messages/s in total")
+    parser.add_argument("--table", type=float, nargs="*", default=[], help="more total rates")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--gateways", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--without-client-ids",
+        action="store_true",
+        help="send message frames without client_id (for builds from before it existed)",
+    )
+    args = parser.parse_args()
+    global CLIENT_IDS
+    CLIENT_IDS = not args.without_client_ids
+    for count in args.gateways:
+        run_system(args, count)
 
 
 if __name__ == "__main__":

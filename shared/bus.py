@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from nats.micro import ServiceConfig, add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service
 from opentelemetry import trace
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -49,7 +51,24 @@ from shared.telemetry import extract_context, inject_headers
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("refdesk.bus")
 
-ERROR_HEADER = "Refdesk-Error"
+REQUESTS = Counter(
+    "refdesk_bus_requests_total",
+    "Requests served, by outcome (ok, an error code, busy, expired)",
+    ["service", "endpoint", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "refdesk_bus_request_seconds",
+    "Time to handle a request, from its dispatch to the reply",
+    ["service", "endpoint"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
+)
+
+ERROR_HEADER = "Nats-Service-Error-Code"
+# When the caller stops waiting (wall-clock milliseconds): a request still queued past it is
+# dropped unanswered rather than done for nobody.
+DEADLINE_HEADER = "Refdesk-Deadline"
+# How soon a sender refused as `busy` is told to try again.
+BUSY_RETRY_MS = 250
 # The chat's state after a record, in its headers, so that a follower can pass over
 # closed chats without decoding them.
 STATE_HEADER = "Refdesk-State"
@@ -87,7 +106,7 @@ class Bus:
         self.request_timeout = request_timeout
         self._services: list[Service] = []
         self._in_flight: set[asyncio.Task[None]] = set()
-        self.max_in_flight = 512
+        self.max_in_flight = 256
         # Called after a reconnect or a slow-consumer drop: core messages may have been
         # lost, and whoever keeps a view from them refills it.
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
@@ -304,12 +323,14 @@ class Bus:
         self, subject: str, payload: Model, result: type[R], timeout: float | None = None
     ) -> R:
         """Send a request and return its typed result, or raise the typed refusal."""
+        wait = timeout or self.request_timeout
+        deadline = str(int((time.time() + wait) * 1000))
         try:
             msg = await self.nc.request(
                 subject,
                 payload.to_json(),
-                timeout=timeout or self.request_timeout,
-                headers=inject_headers({}),
+                timeout=wait,
+                headers=inject_headers({DEADLINE_HEADER: deadline}),
             )
         except NoRespondersError as exc:
             raise Refusal("unavailable", f"no service answers {subject}") from exc
@@ -317,7 +338,7 @@ class Bus:
             raise Refusal("unavailable", f"no answer from {subject} in time") from exc
         if msg.headers and msg.headers.get(ERROR_HEADER):
             error = ErrorBody.model_validate_json(msg.data)
-            raise Refusal(error.code, error.message, error.owner)
+            raise Refusal(error.code, error.message, error.owner, error.retry_after_ms)
         return result.model_validate_json(msg.data)
 
     async def serve(self, service: str, version: str, endpoints: Sequence[Endpoint]) -> Service:
@@ -326,32 +347,51 @@ class Bus:
             self.nc,
             ServiceConfig(name=f"refdesk-{service}", version=version, queue_group=service),
         )
+        slots = InFlight(self.max_in_flight)
         for endpoint in endpoints:
             await svc.add_endpoint(
                 EndpointConfig(
                     name=endpoint.name,
                     subject=endpoint.subject,
-                    handler=self._wrap(endpoint),
+                    handler=self._wrap(service, endpoint, slots),
                 )
             )
         self._services.append(svc)
         return svc
 
-    def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
+    def _wrap(
+        self, service: str, endpoint: Endpoint, slots: InFlight
+    ) -> Callable[[Request], Awaitable[None]]:
         """nats-py runs one subscription's callbacks one after another; each request gets
         its own task instead, so a handler waiting on JetStream does not hold up the next.
         Order within a chat does not depend on this: a client's frames are sent one at a
-        time, and every write is a compare-and-set."""
-        slots = asyncio.Semaphore(self.max_in_flight)
+        time, and every write is conditional on the state it was decided from.
+
+        A replica with `max_in_flight` requests under way refuses the next as `busy` at
+        once, rather than queueing it behind the others, and a request whose caller has
+        stopped waiting is dropped: under overload senders hear so, and retry."""
+        stats = _EndpointStats(service, endpoint.name)
 
         async def dispatch(request: Request) -> None:
-            await slots.acquire()
+            deadline = request.headers.get(DEADLINE_HEADER) if request.headers else None
+            if deadline is not None and time.time() * 1000 > int(deadline):
+                stats.shed("expired")
+                return
+            if not slots.take():
+                stats.shed("busy")
+                await _reply_error(
+                    request,
+                    Refusal("busy", f"{service} is busy; try again", retry_after_ms=BUSY_RETRY_MS),
+                )
+                return
             task = asyncio.create_task(handle(request))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
             task.add_done_callback(lambda _: slots.release())
 
         async def handle(request: Request) -> None:
+            started = time.perf_counter()
+            code: str | None = None
             ctx = extract_context(request.headers)
             with tracer.start_as_current_span(endpoint.name, context=ctx):
                 try:
@@ -361,14 +401,18 @@ class Bus:
                         raise Refusal("forbidden", "payload institution does not match subject")
                     reply = await endpoint.handler(payload)
                 except ValidationError as exc:
+                    code = "invalid"
                     await _reply_error(request, Refusal("invalid", describe_validation(exc)))
                 except Refusal as refusal:
+                    code = refusal.code
                     await _reply_error(request, refusal)
                 except Exception:
+                    code = "internal"
                     log.exception("handler %s failed", endpoint.name)
                     await _reply_error(request, Refusal("internal", "internal error"))
                 else:
                     await request.respond(reply.to_json())
+            stats.done(time.perf_counter() - started, code)
 
         return dispatch
 
@@ -380,8 +424,48 @@ class Bus:
 
 
 async def _reply_error(request: Request, refusal: Refusal) -> None:
-    body = ErrorBody(code=refusal.code, message=refusal.message, owner=refusal.owner)
-    await request.respond(body.to_json(), headers={ERROR_HEADER: refusal.code})
+    """A typed refusal, as nats micro's error reply (its code and description headers, so
+    NATS tooling sees an error) with the `ErrorBody` as data."""
+    body = ErrorBody(
+        code=refusal.code,
+        message=refusal.message,
+        owner=refusal.owner,
+        retry_after_ms=refusal.retry_after_ms,
+    )
+    await request.respond_error(refusal.code, refusal.message[:200], body.to_json())
+
+
+class InFlight:
+    """A count of requests under way with a ceiling; taking past it fails at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def take(self) -> bool:
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
+
+    def release(self) -> None:
+        self.count -= 1
+
+
+class _EndpointStats:
+    """Per-endpoint request counts and handling time, in Prometheus: nats micro's own
+    statistics time only the hand-off to a task, and count no refusal as an error."""
+
+    def __init__(self, service: str, endpoint: str) -> None:
+        self.service, self.endpoint = service, endpoint
+        self._seconds = REQUEST_SECONDS.labels(service, endpoint)
+
+    def done(self, seconds: float, code: str | None) -> None:
+        self._seconds.observe(seconds)
+        REQUESTS.labels(self.service, self.endpoint, code or "ok").inc()
+
+    def shed(self, why: str) -> None:
+        REQUESTS.labels(self.service, self.endpoint, why).inc()
 
 
 class BucketFollower:

@@ -14,6 +14,7 @@ ErrorCode = Literal[
     "unavailable",
     "rate_limited",
     "too_large",
+    "busy",
     "internal",
 ]
 
@@ -25,11 +26,19 @@ class Refusal(Exception):
     stack trace on the wire.
     """
 
-    def __init__(self, code: ErrorCode, message: str, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        owner: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
         self.owner = owner
+        # With `busy`: when trying again makes sense.
+        self.retry_after_ms = retry_after_ms
 
 
 class StaleRevision(Exception):

@@ -25,7 +25,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.store import ConfigStore
 from shared import subjects
 from shared.audience import by_subject_of_operator
-from shared.bus import Bus, describe_validation
+from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
 from shared.clock import Clock, iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
@@ -133,6 +133,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.feeds = ChatFeeds(self.bus, self._on_chat_events, self._on_ephemeral)
         self.subscriptions = SharedSubscriptions(self.bus)
+        self.in_flight = InFlight(self.settings.max_frames_in_flight)
 
     async def widget_status(self, widget: Widget) -> WidgetStatus:
         """The widget's availability as routing last announced it; asked for when this
@@ -475,7 +476,14 @@ class FrameLoop:
                 raise Refusal("invalid", f"unknown frame type {kind!r}")
             frame = self.adapter.validate_python(data)
             metrics.FRAMES_IN.labels(self.kind, frame.type).inc()
-            reply = await self.handlers[frame.type](frame)
+            if not self.gw.in_flight.take():
+                raise Refusal(
+                    "busy", "the service is busy; try again", retry_after_ms=BUSY_RETRY_MS
+                )
+            try:
+                reply = await self.handlers[frame.type](frame)
+            finally:
+                self.gw.in_flight.release()
             if frame.ref is not None:
                 self.outbox.send(Ack(ref=frame.ref, **reply.ack))
             for follow in reply.then:
@@ -493,7 +501,13 @@ class FrameLoop:
     def _refuse(self, refusal: Refusal, ref: str | None) -> None:
         metrics.FRAME_ERRORS.labels(self.kind, refusal.code).inc()
         self.outbox.send(
-            Error(ref=ref, code=refusal.code, message=refusal.message, owner=refusal.owner)
+            Error(
+                ref=ref,
+                code=refusal.code,
+                message=refusal.message,
+                owner=refusal.owner,
+                retry_after_ms=refusal.retry_after_ms,
+            )
         )
 
 

@@ -19,6 +19,9 @@ class GatewaySettings(CommonSettings):
     login_attempts_per_minute: int = 10
     heartbeat_s: float = 10.0
     outbox_limit: int = 1000
+    # Frames this replica handles at once, all sockets together; past it a frame is
+    # refused `busy` with a retry hint instead of waiting in a queue.
+    max_frames_in_flight: int = 512
     config_cache_s: float = 5.0
     # A guest seen on one of an institution's widgets this recently may be invited to chat.
     proactive_window_s: int = 24 * 3600

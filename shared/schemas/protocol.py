@@ -210,6 +210,7 @@ class Error(Model):
     code: ErrorCode
     message: str
     owner: str | None = None
+    retry_after_ms: int | None = None
 
 
 class WidgetInfo(Model):

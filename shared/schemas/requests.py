@@ -1,7 +1,8 @@
 """Requests and replies between services over NATS request/reply.
 
-A successful reply is the result model's JSON; a refusal is an `ErrorBody` with the
-`Refdesk-Error` header set (see shared.bus), so that both sides stay typed.
+A successful reply is the result model's JSON; a refusal is nats micro's error reply (the
+`Nats-Service-Error-Code` header set) carrying an `ErrorBody` (see shared.bus), so that
+both sides stay typed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ErrorBody(Model):
     code: ErrorCode
     message: str
     owner: str | None = None
+    retry_after_ms: int | None = None
 
 
 class Done(Model):

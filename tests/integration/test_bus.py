@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -167,3 +168,57 @@ async def test_presence_view_never_goes_back_to_an_older_revision(bus: Bus):
         assert store.live() == [online]
     finally:
         await store.stop()
+
+
+async def test_a_replica_at_its_ceiling_says_busy_at_once_and_drops_what_nobody_awaits(
+    servers,  # type: ignore[no-untyped-def]
+):
+    from prometheus_client import REGISTRY
+
+    from shared.bus import DEADLINE_HEADER
+
+    server = await Bus.connect(servers.nats_url, "busy-tests")
+    server.max_in_flight = 2
+    client = await Bus.connect(servers.nats_url, "busy-client")
+    release = asyncio.Event()
+    started = 0
+
+    async def slow(_req: StaffingQuery) -> Done:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return Done()
+
+    service = f"b{uuid.uuid4().hex[:8]}"
+    subject = f"{service}.hill.staffing"
+    await server.serve(
+        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, slow)]
+    )
+    query = StaffingQuery(institution="hill", queue="demo-hill")
+    try:
+        calls = [
+            asyncio.create_task(client.request(subject, query, Done, timeout=5)) for _ in range(5)
+        ]
+        done, _ = await asyncio.wait(calls, timeout=2, return_when=asyncio.FIRST_EXCEPTION)
+        refused = [c.exception() for c in done]
+        assert len(refused) == 3 and started == 2
+        for refusal in refused:
+            assert isinstance(refusal, Refusal) and refusal.code == "busy"
+            assert refusal.retry_after_ms is not None and refusal.retry_after_ms > 0
+        release.set()
+        assert all(isinstance(r, Done) for r in await asyncio.gather(*calls[:2]))
+
+        # A request whose caller gave up before it was read is dropped, not done.
+        def shed() -> float:
+            labels = {"service": service, "endpoint": "staffing", "outcome": "expired"}
+            return REGISTRY.get_sample_value("refdesk_bus_requests_total", labels) or 0.0
+
+        before = shed()
+        past = str(int(time.time() * 1000) - 1000)
+        await client.nc.publish(subject, query.to_json(), headers={DEADLINE_HEADER: past})
+        await client.request(subject, query, Done)  # served after it, on the same endpoint
+        assert shed() == before + 1 and started == 2 + 1
+    finally:
+        release.set()
+        await client.close()
+        await server.close()
