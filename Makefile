@@ -39,7 +39,8 @@ lint: install
 
 bench: install
 	$(PY) -m bench.nats_baseline
-	$(PY) -m bench.e2e_latency
+	$(PY) -m bench.e2e_latency --rate 500 --table 250 750 1000 1500
+	$(PY) -m bench.claim_race
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

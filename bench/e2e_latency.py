@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -56,6 +57,7 @@ SWEEP = (1000, 1500, 2000, 2500, 3000, 3500, 4000)
 TICKS = os.sysconf("SC_CLK_TCK")
 # Off only to measure a build from before message frames took a client id.
 CLIENT_IDS = True
+RUNS = itertools.count(1)
 
 
 def pairs_for(rate: float) -> int:
@@ -211,13 +213,15 @@ async def run_rate(
         pair.reset()
     interval = len(pairs) / rate
     padding = "x" * 80
+    # Unique across runs: a resent client id is answered with the original, not posted.
+    run = next(RUNS)
 
     async def sender(index: int, pair: Pair) -> None:
         await asyncio.sleep(interval * index / len(pairs))
         start = time.perf_counter()
         sent = 0
         while time.perf_counter() - start < duration:
-            client_id = f"{index}-{sent}"
+            client_id = f"{run}-{index}-{sent}"
             pair.sent_at[client_id] = time.perf_counter_ns()
             frame = {
                 "type": "message",

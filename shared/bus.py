@@ -208,7 +208,9 @@ class Bus:
 
     # --- the chat stream: one record per transition -------------------------------------
 
-    async def append_chat_record(self, record: ChatRecord, after: int) -> int:
+    async def append_chat_record(
+        self, record: ChatRecord, after: int, msg_id: str | None = None
+    ) -> int:
         """Write one transition of a chat, only if the chat's last record is still the one
         at stream sequence `after` (0: the chat must not exist yet). Returns the new
         record's sequence; raises `StaleRevision` when another write came first.
@@ -220,7 +222,7 @@ class Bus:
         """
         chat = record.state.chat
         subject = subjects.chat_events(chat.institution, chat.id)
-        msg_id = f"{chat.id}.{record.state.events}.{uuid.uuid4().hex[:12]}"
+        msg_id = msg_id or record_id(record)
         headers = inject_headers(
             {
                 "Nats-Msg-Id": msg_id,
@@ -502,6 +504,12 @@ class BucketFollower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def record_id(record: ChatRecord) -> str:
+    """A record's `Nats-Msg-Id`: unique to this write (two replicas deciding different
+    transitions from the same state must not look like one repeated publish)."""
+    return f"{record.state.chat.id}.{record.state.events}.{uuid.uuid4().hex[:12]}"
 
 
 class ChatFollower:

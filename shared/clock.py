@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -12,6 +15,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
+    async def sleep_until(self, instant: datetime) -> None:
+        """Return at `instant` by this clock (at once if it has passed)."""
+        ...
+
 
 class SystemClock:
     """Wall-clock time in UTC."""
@@ -21,6 +28,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep_until(self, instant: datetime) -> None:
+        await asyncio.sleep(max(0.0, (instant - self.now()).total_seconds()))
 
 
 class ShiftedClock:
@@ -37,6 +47,9 @@ class ShiftedClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    async def sleep_until(self, instant: datetime) -> None:
+        await asyncio.sleep(max(0.0, (instant - self.now()).total_seconds()))
+
 
 def clock_for(shift_s: float) -> Clock:
     """The clock a service runs on: the system's, unless configured to run shifted."""
@@ -44,13 +57,16 @@ def clock_for(shift_s: float) -> Clock:
 
 
 class FixedClock:
-    """A clock that only moves when told to; for tests."""
+    """A clock that only moves when told to; for tests. Whatever sleeps on it wakes when
+    `advance` moves it past the instant it waits for, so timers run without waiting."""
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("FixedClock needs an aware datetime")
         self._now = start
         self._mono = 0.0
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
 
     def now(self) -> datetime:
         return self._now
@@ -58,9 +74,26 @@ class FixedClock:
     def monotonic(self) -> float:
         return self._mono
 
+    async def sleep_until(self, instant: datetime) -> None:
+        if instant <= self._now:
+            await asyncio.sleep(0)
+            return
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (instant, next(self._order), woken))
+        await woken
+
+    @property
+    def sleeping(self) -> int:
+        """How many sleepers wait for a later instant (cancelled ones not counted)."""
+        return sum(1 for _, _, f in self._sleepers if not f.done())
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, woken = heapq.heappop(self._sleepers)
+            if not woken.done():
+                woken.set_result(None)
 
 
 def iso(ts: datetime) -> str:

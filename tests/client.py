@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import websockets
 
-from shared.schemas.protocol import SERVER_FRAME
+from shared.schemas.protocol import ACK_OF, SERVER_FRAME
 
 _refs = itertools.count(1)
 
@@ -44,10 +44,14 @@ class ProtocolClient:
         await self.ws.send(text)
 
     async def request(self, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-        """Send a frame with a fresh ref; return its ack or error (other frames are kept)."""
+        """Send a frame with a fresh ref; return its ack or error (other frames are kept).
+        An ack is checked against the frame type's own model, which forbids unknown fields."""
         ref = f"r{next(_refs)}"
         await self.ws.send(json.dumps({**frame, "ref": ref}))
-        return await self.expect(lambda f: f.get("ref") == ref, timeout)
+        reply = await self.expect(lambda f: f.get("ref") == ref, timeout)
+        if reply["type"] == "ack":
+            ACK_OF[frame["type"]].model_validate(reply)
+        return reply
 
     async def ok(self, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         reply = await self.request(frame, timeout)

@@ -28,6 +28,9 @@ E2E_ENV = {
     "REFDESK_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
     "REFDESK_OWNER_GRACE_S": str(OWNER_GRACE_S),
     "REFDESK_PATRON_GRACE_S": str(PATRON_GRACE_S),
+    # Widget availability must follow presence events and window edges: the safety tick
+    # is out of reach of every test.
+    "REFDESK_WIDGET_TICK_S": "3600",
 }
 
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from services.gateway import metrics
 from shared import subjects
 from shared.bus import Bus
-from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
+from shared.schemas.events import ChatEvent, RecordEvents, parse_record_events
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Feed:
     home: str
     sub: Any = None
     last_n: int | None = None
-    held: list[ChatRecord] = field(default_factory=list)
+    held: list[RecordEvents] = field(default_factory=list)
 
 
 class ChatFeeds:
@@ -97,7 +97,7 @@ class ChatFeeds:
             if feed.last_n is not None:
                 await self._refill(chat_id, feed, None)
 
-    async def take_record(self, chat_id: str, record: ChatRecord) -> None:
+    async def take_record(self, chat_id: str, record: RecordEvents) -> None:
         """A record that reached this replica another way (a guest's proactive chat)."""
         feed = self._feeds.get(chat_id)
         if feed is None:
@@ -116,7 +116,7 @@ class ChatFeeds:
             return
         metrics.RECORDS_IN.labels("chat").inc()
         try:
-            record = parse_chat_record(msg.data)
+            record = parse_record_events(msg.data)
         except ValidationError:
             log.warning("unreadable chat record on %s", msg.subject)
             return
@@ -125,7 +125,7 @@ class ChatFeeds:
             return
         await self._take(chat_id, feed, record)
 
-    async def _take(self, chat_id: str, feed: Feed, record: ChatRecord) -> None:
+    async def _take(self, chat_id: str, feed: Feed, record: RecordEvents) -> None:
         assert feed.last_n is not None
         if record.first_n > feed.last_n + 1:
             await self._refill(chat_id, feed, record.first_n)

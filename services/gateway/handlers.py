@@ -30,34 +30,47 @@ from shared.clock import Clock, iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
-from shared.schemas.events import ChatEvent, ChatRecord, TransferOffered, parse_chat_record
+from shared.schemas.events import ChatEvent, RecordEvents, TransferOffered, parse_record_events
 from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
     Ack,
     Auth,
+    AuthAck,
+    ChatAck,
     ChatClaim,
     ChatClose,
     ChatQueuedFrame,
     ChatResumed,
+    ChatStartAck,
     ChatStarted,
     ChatStartProactive,
     ChatTag,
     ChatTake,
     ChatTransfer,
+    CloseAck,
     Error,
     Hello,
+    HelloAck,
     InternalSend,
+    InternalSendAck,
+    MessageAck,
+    MonitorAck,
     MonitorSet,
+    OwnedAck,
     PatronChatEnd,
     PatronChatStart,
+    ProactiveAck,
     QueuePositionFrame,
     QueueSnapshot,
     SendMessage,
     SessionEndedFrame,
     SessionFrame,
+    StateAck,
+    StatusAck,
     StatusSet,
     TransferAccept,
+    TransferAck,
     TransferDecline,
     Typing,
     TypingFrame,
@@ -108,9 +121,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Reply:
-    """What a frame handler answers: fields for the ack, then frames that follow it."""
+    """What a frame handler answers: its typed ack (the frame loop adds the `ref`), then
+    frames that follow it."""
 
-    ack: dict[str, Any] = field(default_factory=dict)
+    ack: Ack = field(default_factory=Ack)
     then: list[Model] = field(default_factory=list)
 
 
@@ -212,10 +226,7 @@ class Gateway:
             ),
             MessageResult,
         )
-        ack: dict[str, Any] = {"id": result.id, "seq": result.seq}
-        if result.repeated:
-            ack["repeated"] = True
-        return Reply(ack=ack)
+        return Reply(ack=MessageAck(id=result.id, seq=result.seq, repeated=result.repeated))
 
     async def send_typing(self, home: str, chat_id: str, sender: Sender) -> Reply:
         notice = TypingNotice(institution=home, chat_id=chat_id, from_=sender)
@@ -367,7 +378,7 @@ class Gateway:
         record = _readable(msg)
         if record is None:
             return
-        chat = record.state.chat
+        chat = record.events[0].chat
         links = [
             link
             for link in self.hub.patrons_by_guest.get(chat.patron.guest_id, ())
@@ -377,7 +388,7 @@ class Gateway:
             return
         for link in links:
             self.hub.follow_chat(link, chat.id)
-            link.outbox.send(ChatStarted(chat=record.events[0].chat))
+            link.outbox.send(ChatStarted(chat=chat))
         await self.feeds.follow(chat.institution, chat.id)
         await self.feeds.take_record(chat.id, record)
 
@@ -485,7 +496,7 @@ class FrameLoop:
             finally:
                 self.gw.in_flight.release()
             if frame.ref is not None:
-                self.outbox.send(Ack(ref=frame.ref, **reply.ack))
+                self.outbox.send(reply.ack.model_copy(update={"ref": frame.ref}))
             for follow in reply.then:
                 self.outbox.send(follow)
         except ValidationError as exc:
@@ -511,10 +522,10 @@ class FrameLoop:
         )
 
 
-def _readable(msg: Msg) -> ChatRecord | None:
+def _readable(msg: Msg) -> RecordEvents | None:
     metrics.RECORDS_IN.labels(msg.subject.split(".", 1)[0]).inc()
     try:
-        return parse_chat_record(msg.data)
+        return parse_record_events(msg.data)
     except ValidationError:
         log.warning("unreadable chat record on %s", msg.subject)
         return None
@@ -528,10 +539,6 @@ def _parse_json(raw: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Refusal("invalid", "frame must be a JSON object")
     return data
-
-
-def _dump(model: Model) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True)
 
 
 class PatronSocket(FrameLoop):
@@ -586,7 +593,7 @@ class PatronSocket(FrameLoop):
         then: list[Model] = [welcome]
         if returning:
             then += await self._resume(link)
-        return Reply(ack={"guest_id": guest_id}, then=then)
+        return Reply(ack=HelloAck(guest_id=guest_id), then=then)
 
     async def _resume(self, link: PatronLink) -> list[Model]:
         """The returning guest's open chat, if any, with its whole history."""
@@ -638,7 +645,7 @@ class PatronSocket(FrameLoop):
             position=result.position,
             estimated_wait_s=result.estimated_wait_s,
         )
-        return Reply(ack={"chat_id": chat_id}, then=[queued])
+        return Reply(ack=ChatStartAck(chat_id=chat_id), then=[queued])
 
     def _own_chat(self, chat_id: str) -> None:
         if chat_id not in self._link.chats:
@@ -655,7 +662,7 @@ class PatronSocket(FrameLoop):
     async def end(self, frame: PatronChatEnd) -> Reply:
         self._own_chat(frame.chat_id)
         result = await self.gw.close_chat(self._link.institution, frame.chat_id, self._sender(), [])
-        return Reply(ack={"state": result.chat.state})
+        return Reply(ack=StateAck(state=result.chat.state))
 
     async def closed(self) -> None:
         """The socket is gone: for each chat no other socket here follows, the patron may
@@ -744,7 +751,7 @@ class OperatorSocket(FrameLoop):
         }
         then: list[Model] = [_session_frame(session)]
         then += await self._owned_chats()
-        return Reply(ack={"session_id": session.session_id}, then=then)
+        return Reply(ack=AuthAck(session_id=session.session_id), then=then)
 
     async def _owned_chats(self) -> list[Model]:
         """Chats this operator still owns (a reconnect within the grace period), with their
@@ -769,7 +776,7 @@ class OperatorSocket(FrameLoop):
             Session,
         )
         self._link.status = session.status
-        return Reply(ack={"status": session.status})
+        return Reply(ack=StatusAck(status=session.status))
 
     async def _check_monitorable(self, queue: str) -> None:
         config = await self.gw.config.queue(queue)
@@ -790,7 +797,7 @@ class OperatorSocket(FrameLoop):
         )
         await self.gw.set_monitoring(self._link, frozenset(session.monitoring))
         snapshot = await self.snapshot()
-        return Reply(ack={"monitoring": session.monitoring}, then=[snapshot])
+        return Reply(ack=MonitorAck(monitoring=session.monitoring), then=[snapshot])
 
     async def snapshot(self) -> QueueSnapshot:
         by_institution: dict[str, list[str]] = {}
@@ -844,7 +851,7 @@ class OperatorSocket(FrameLoop):
         # Known now, before the event comes round, so typing works at once. The chat's
         # history lives under its home library, which may not be ours.
         messages = await self.gw.own_chat(link, result.chat.institution, chat_id)
-        return Reply(ack={"chat": _dump(result.chat), "messages": [_dump(m) for m in messages]})
+        return Reply(ack=OwnedAck(chat=result.chat, messages=messages))
 
     async def claim(self, frame: ChatClaim) -> Reply:
         return await self._own("claim", frame.chat_id)
@@ -867,7 +874,7 @@ class OperatorSocket(FrameLoop):
             ),
             ChatResult,
         )
-        return Reply(ack={"state": result.chat.state})
+        return Reply(ack=StateAck(state=result.chat.state))
 
     async def transfer(self, frame: ChatTransfer) -> Reply:
         link = self._link
@@ -883,7 +890,7 @@ class OperatorSocket(FrameLoop):
             ),
             TransferResult,
         )
-        return Reply(ack={"chat": _dump(result.chat), "targets": result.targets})
+        return Reply(ack=TransferAck(chat=result.chat, targets=result.targets))
 
     async def start_proactive(self, frame: ChatStartProactive) -> Reply:
         link = self._must_be_online("start chats")
@@ -916,7 +923,7 @@ class OperatorSocket(FrameLoop):
             ChatResult,
         )
         await self.gw.own_chat(link, result.chat.institution, chat_id)
-        return Reply(ack={"chat_id": chat_id, "chat": _dump(result.chat)})
+        return Reply(ack=ProactiveAck(chat_id=chat_id, chat=result.chat))
 
     async def internal_send(self, frame: InternalSend) -> Reply:
         link = self._link
@@ -942,7 +949,7 @@ class OperatorSocket(FrameLoop):
             subjects.transcripts(link.institution, "internal_save"), message, Done
         )
         await self.gw.bus.publish(subjects.staff_messages(link.institution), message)
-        return Reply(ack={"id": message.id, "conversation": message.conversation})
+        return Reply(ack=InternalSendAck(id=message.id, conversation=message.conversation))
 
     async def _check_colleague(self, username: str) -> None:
         link = self._link
@@ -980,13 +987,13 @@ class OperatorSocket(FrameLoop):
             ),
             ChatResult,
         )
-        return Reply(ack={"chat": _dump(result.chat)})
+        return Reply(ack=ChatAck(chat=result.chat))
 
     async def close(self, frame: ChatClose) -> Reply:
         result = await self.gw.close_chat(
             self._link.institution, frame.chat_id, self._sender(), frame.tags
         )
-        return Reply(ack={"chat": _dump(result.chat), "changed": result.changed})
+        return Reply(ack=CloseAck(chat=result.chat, changed=result.changed))
 
     async def closed(self) -> None:
         if self.link is None:

@@ -15,6 +15,7 @@ from shared.schemas.requests import (
     EndReason,
     OpenSession,
     Session,
+    SessionChanged,
     SessionEnded,
     SessionLookup,
     SessionQuery,
@@ -89,10 +90,23 @@ class PresenceHandlers:
         return await self._change(req, lambda session: session)
 
     async def status(self, req: SetStatus) -> Session:
-        return await self._change(req, lambda s: domain.set_status(s, req.status))
+        session = await self._change(req, lambda s: domain.set_status(s, req.status))
+        await self._changed(session)
+        return session
 
     async def monitor(self, req: SetMonitoring) -> Session:
-        return await self._change(req, lambda s: domain.set_monitoring(s, req.queues))
+        session = await self._change(req, lambda s: domain.set_monitoring(s, req.queues))
+        await self._changed(session)
+        return session
+
+    async def _changed(self, session: Session) -> None:
+        """Who staffs which queue may have changed: routing re-evaluates widgets at once."""
+        changed = SessionChanged(
+            institution=session.institution,
+            operator=session.operator,
+            session_id=session.session_id,
+        )
+        await self.bus.publish(subjects.presence_events(session.institution), changed)
 
     async def close(self, req: SessionRef) -> Done:
         for _ in range(ATTEMPTS):

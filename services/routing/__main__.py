@@ -60,6 +60,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         settings.widget_tick_s,
         settings.widget_republish_s,
     )
+    handlers.on_staffing_change = widgets.poke
     widgets.start()
     try:
         yield

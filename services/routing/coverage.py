@@ -217,6 +217,17 @@ class Directory:
         """The queue and every queue it may hand a chat to, in the order they are tried."""
         return chains.chain(name, {q.name: q.fallback for q in self.queues.values()})
 
+    def next_change(self, after: datetime, within: timedelta) -> datetime | None:
+        """The first instant after `after` (and within `within`) at which some queue opens,
+        closes, or starts or ends a holiday."""
+        end = after + within
+        edges = [
+            min(found)
+            for name in self.queues
+            if (found := self.schedule(name).boundaries(after, end))
+        ]
+        return min(edges, default=None)
+
     def current(self, chain: Sequence[str]) -> list[str]:
         """A waiting chat's chain as configured now: its home queue's (a coordinator may
         have switched rollover to the backup service off or on since it started); the one

@@ -311,6 +311,10 @@ def _may_write(chat: Chat, sender: Sender) -> None:
             raise Refusal("forbidden", "only the chat's owner may do that", owner=chat.owner)
 
 
+def message_id(chat_id: str, seq: int) -> str:
+    return f"{chat_id}-{seq}"
+
+
 def sent_before(state: ChatState, sender: Sender, client_id: str | None) -> ClientSent | None:
     """The message this sender already posted with this client-chosen id, if any."""
     if client_id is None:
@@ -356,14 +360,12 @@ def post_message(
     seq = state.last_seq + 1
     n, stamp = _next(state, now)
     message = Message(
-        id=f"{chat.id}-{seq}", chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
+        id=message_id(chat.id, seq), chat_id=chat.id, seq=seq, from_=sender, body=body, ts=ts
     )
     posted = MessagePosted(**stamp, chat=chat, message=message)
     after = _evolve(state, chat, last_seq=seq, events=n)
     if client_id is not None:
-        sent = ClientSent(
-            client_id=client_id, sender=_sender_key(sender), message_id=message.id, seq=seq
-        )
+        sent = ClientSent(client_id=client_id, sender=_sender_key(sender), seq=seq)
         after = after.model_copy(update={"sent": [*state.sent, sent][-RECENT_CLIENT_IDS:]})
     return Transition(after, [*before.events, posted])
 

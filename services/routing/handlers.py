@@ -37,6 +37,7 @@ from shared.schemas.requests import (
     QueuePosition,
     ResumeChat,
     ResumeResult,
+    SessionChanged,
     SessionEnded,
     SessionLookup,
     SessionQuery,
@@ -78,6 +79,8 @@ class RoutingHandlers:
         self.clock = clock
         self.cas_attempts = cas_attempts
         self.timing = timing
+        # Told of every sign-in, sign-out, status and monitoring change (widget availability).
+        self.on_staffing_change: Callable[[], None] | None = None
 
     def endpoints(self) -> list[Endpoint]:
         def bind(action: subjects.RoutingAction, request: type, handler: Callable) -> Endpoint:
@@ -396,7 +399,9 @@ class RoutingHandlers:
             sent = domain.sent_before(transition.state, req.sender, req.client_id)
             if sent is None:
                 raise Refusal("conflict", "the message was not posted; send it again")
-            return MessageResult(id=sent.message_id, seq=sent.seq, repeated=True)
+            return MessageResult(
+                id=domain.message_id(req.chat_id, sent.seq), seq=sent.seq, repeated=True
+            )
         metrics.MESSAGES.labels(req.sender.kind).inc()
         event = transition.events[-1]
         assert event.type == "message"
@@ -590,6 +595,10 @@ class RoutingHandlers:
             event = SESSION_EVENT.validate_json(msg.data)
         except ValidationError:
             log.warning("unreadable presence event on %s", msg.subject)
+            return
+        if self.on_staffing_change is not None:
+            self.on_staffing_change()
+        if isinstance(event, SessionChanged):
             return
         institution, operator = event.institution, event.operator
         if isinstance(event, SessionEnded):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 
 from services.routing.coverage import Directory
 from services.routing.domain import OPEN_STATES, Transition
-from shared.bus import STATE_HEADER, Bus, ChatFollower
+from shared.bus import STATE_HEADER, Bus, ChatFollower, record_id
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.chat import Chat, ChatState
 from shared.schemas.events import ChatRecord, parse_chat_record
@@ -28,6 +28,7 @@ from shared.store import TenantCollection
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
+OWN_KEPT = 10_000
 PauseHook = Callable[[str, Transition], Awaitable[None]]
 ENDED = frozenset({"closed", "missed"})
 
@@ -44,6 +45,9 @@ class ChatStore:
         self._known: dict[str, tuple[ChatState, int]] = {}
         self._waits: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_WAITS))
         self._follower = ChatFollower(bus, self._followed)
+        # Ids of records this replica is writing: the follower often hears one before the
+        # publish's ack comes back, and need not decode what this replica already holds.
+        self._own: OrderedDict[str, None] = OrderedDict()
 
     def is_cached(self, chat_id: str) -> bool:
         return chat_id in self._known
@@ -66,10 +70,19 @@ class ChatStore:
         record = ChatRecord(state=transition.state, events=transition.events)
         if self.pause is not None:
             await self.pause("before", transition)
+        msg_id = record_id(record)
+        self._own[msg_id] = None
+        if len(self._own) > OWN_KEPT:
+            self._own.popitem(last=False)
         try:
-            seq = await self.bus.append_chat_record(record, after)
+            seq = await self.bus.append_chat_record(record, after, msg_id)
         except StaleRevision:
             self._known.pop(transition.state.chat.id, None)
+            self._own.pop(msg_id, None)
+            raise
+        except BaseException:
+            # It may have landed all the same: the follower must then take it in.
+            self._own.pop(msg_id, None)
             raise
         if self.pause is not None:
             await self.pause("after", transition)
@@ -102,12 +115,17 @@ class ChatStore:
             self.on_change(state)
 
     def _followed(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        msg_id = headers.get("Nats-Msg-Id", "")
+        if msg_id in self._own:
+            del self._own[msg_id]
+            return  # this replica's own write: `append` records it
         chat_id = msg.subject.split(".")[2]
         seq = msg.metadata.sequence.stream
         known = self._known.get(chat_id)
         if known is not None and known[1] >= seq:
-            return  # this replica's own write, or older than what it holds
-        if known is None and msg.headers and msg.headers.get(STATE_HEADER) in ENDED:
+            return  # older than what this replica holds
+        if known is None and headers.get(STATE_HEADER) in ENDED:
             return  # a chat that ended before this replica heard of it
         self._observe(parse_chat_record(msg.data).state, seq)
 

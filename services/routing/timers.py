@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from services.routing import domain
 from shared.clock import Clock
@@ -25,6 +26,9 @@ RETRY_S = 1.0
 
 
 class DeadlineTimers:
+    """One sleeper per open chat on the injected clock, so that tests move the clock
+    instead of waiting."""
+
     def __init__(
         self,
         clock: Clock,
@@ -34,52 +38,54 @@ class DeadlineTimers:
         self.clock = clock
         self.timing = timing
         self.fire = fire
-        self._handles: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sleepers: dict[str, asyncio.Task[None]] = {}
 
     def track(self, state: ChatState) -> None:
         """(Re)arm the chat's timer for its current state; disarm it when nothing is due."""
         chat = state.chat
-        key = chat.id
-        old = self._handles.pop(key, None)
+        old = self._sleepers.pop(chat.id, None)
         if old is not None:
             old.cancel()
         instants = domain.deadlines(state, self.timing)
         if not instants:
             return
-        delay = (min(instants) - self.clock.now()).total_seconds()
-        self._arm(key, chat.institution, chat.id, max(0.0, delay) + random.uniform(0, JITTER_S))
+        at = min(instants) + timedelta(seconds=random.uniform(0, JITTER_S))
+        self._arm(chat.institution, chat.id, at)
 
-    def _arm(self, key: str, institution: str, chat_id: str, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._handles[key] = loop.call_later(delay, self._start, key, institution, chat_id)
+    def _arm(self, institution: str, chat_id: str, at: datetime) -> None:
+        task = asyncio.create_task(self._wait_and_fire(institution, chat_id, at))
+        self._sleepers[chat_id] = task
+        task.add_done_callback(lambda done: self._forget(chat_id, done))
 
-    def _start(self, key: str, institution: str, chat_id: str) -> None:
-        self._handles.pop(key, None)
-        task = asyncio.create_task(self._run(key, institution, chat_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _forget(self, chat_id: str, task: asyncio.Task[None]) -> None:
+        if self._sleepers.get(chat_id) is task:
+            del self._sleepers[chat_id]
 
-    async def _run(self, key: str, institution: str, chat_id: str) -> None:
+    async def _wait_and_fire(self, institution: str, chat_id: str, at: datetime) -> None:
+        await self.clock.sleep_until(at)
+        # From here on this task is the chat's firing, not its timer: a re-arm while it
+        # runs (its own write comes back through `track`) must not cancel it.
+        if self._sleepers.get(chat_id) is asyncio.current_task():
+            del self._sleepers[chat_id]
         try:
             transition = await self.fire(institution, chat_id)
         except Exception:
             log.exception("deadline of chat %s failed; trying again", chat_id)
-            if key not in self._handles:
-                self._arm(key, institution, chat_id, RETRY_S)
+            if chat_id not in self._sleepers:
+                retry = self.clock.now() + timedelta(seconds=RETRY_S)
+                self._arm(institution, chat_id, retry)
             return
-        if not transition.changed and key not in self._handles:
+        if not transition.changed and chat_id not in self._sleepers:
             # Fired a hair early, or the deadline moved: wait for the next one.
             self.track(transition.state)
 
     @property
     def armed(self) -> int:
-        return len(self._handles)
+        return len(self._sleepers)
 
     async def stop(self) -> None:
-        for handle in self._handles.values():
-            handle.cancel()
-        self._handles.clear()
-        for task in list(self._tasks):
+        tasks = list(self._sleepers.values())
+        self._sleepers.clear()
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,9 +1,12 @@
-"""Widget availability: re-evaluated every tick, announced on each change.
+"""Widget availability: re-evaluated when it may have changed, announced on each change.
 
 A widget is online when a queue of its chain is open and staffed. That changes when an
-operator goes online or offline, a window opens or closes, or a holiday starts; a tick of
-about a second notices each within that time. Every routing replica announces: gateways
-forward a status only when it differs from the one they hold, so repeats cost nothing.
+operator signs in or out or changes status or monitored queues (presence says so, and the
+watch is poked at once), and when a window opens or closes or a holiday starts (the watch
+wakes at the next such instant of any queue). A slower tick is the safety net for what
+nobody announces (a configuration saved elsewhere). Every routing replica announces:
+gateways forward a status only when it differs from the one they hold, so repeats cost
+nothing. All waiting is on the injected clock.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 from services.routing import metrics
 from services.routing.handlers import RoutingHandlers
@@ -42,6 +46,32 @@ class WidgetWatch:
         self._last: dict[str, tuple[bool, str | None, str]] = {}
         self._republished = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+        self.ticks = 0
+
+    def poke(self) -> None:
+        """Something that may change availability happened: evaluate now."""
+        self._poked.set()
+
+    async def next_wake(self) -> datetime:
+        """The soonest of the next tick, the next announcement of every status again, and
+        the next window edge of any queue."""
+        now = self.clock.now()
+        since = self.clock.monotonic() - self._republished
+        wake = now + timedelta(seconds=max(0.0, min(self.tick_s, self.republish_s - since)))
+        directory = await self.queues.directory()
+        edge = directory.next_change(now, wake - now)
+        return min(wake, edge) if edge is not None else wake
+
+    async def _wait(self, until: datetime) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        poked = asyncio.ensure_future(self._poked.wait())
+        try:
+            await asyncio.wait({sleeper, poked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            poked.cancel()
+        self._poked.clear()
 
     async def tick(self) -> int:
         """Evaluate every widget once; returns how many statuses were announced."""
@@ -77,11 +107,14 @@ class WidgetWatch:
     def start(self) -> None:
         async def loop() -> None:
             while True:
+                until = self.clock.now() + timedelta(seconds=self.tick_s)
                 try:
                     await self.tick()
+                    self.ticks += 1
+                    until = await self.next_wake()
                 except Exception:
                     log.exception("widget availability tick failed")
-                await asyncio.sleep(self.tick_s)
+                await self._wait(until)
 
         self._task = asyncio.create_task(loop())
 

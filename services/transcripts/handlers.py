@@ -17,7 +17,7 @@ from services.transcripts.store import TranscriptStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.errors import Refusal
-from shared.schemas.events import ChatEvent, parse_chat_record
+from shared.schemas.events import ChatEvent, parse_record_events
 from shared.schemas.requests import (
     Done,
     GetTranscript,
@@ -126,7 +126,7 @@ class TranscriptHandlers:
         readable: list[tuple[Msg, list[ChatEvent]]] = []
         for msg in msgs:
             try:
-                readable.append((msg, parse_chat_record(msg.data).events))
+                readable.append((msg, parse_record_events(msg.data).events))
             except ValidationError:
                 log.error("dropping unreadable chat record on %s", msg.subject)
                 metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()

@@ -94,8 +94,9 @@ class TransferOffer(Model):
     expires_at: str
 
 
-# How many client-chosen message ids a chat remembers, to answer a resend with the original.
-RECENT_CLIENT_IDS = 32
+# How many client-chosen message ids a chat remembers, to answer a resend with the original:
+# a client resends only what is still unacknowledged, and every record carries the list.
+RECENT_CLIENT_IDS = 8
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -105,7 +106,6 @@ class ClientSent(Model):
 
     client_id: ClientId
     sender: str
-    message_id: str
     seq: int
 
 

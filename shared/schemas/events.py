@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, ChatState, Message, Sender, SkippedQueue, TransferOffer
@@ -210,3 +210,21 @@ class ChatRecord(Model):
 
 def parse_chat_record(data: bytes) -> ChatRecord:
     return ChatRecord.model_validate_json(data)
+
+
+class RecordEvents(BaseModel):
+    """A `ChatRecord` read for its events alone: gateways deliver them and transcripts
+    store them, and neither needs the state, which is routing's (it is passed over
+    unvalidated, about half the decoding)."""
+
+    model_config = ConfigDict(extra="ignore")
+    v: Literal[1] = 1
+    events: list[ChatEvent] = Field(min_length=1)
+
+    @property
+    def first_n(self) -> int:
+        return self.events[0].n
+
+
+def parse_record_events(data: bytes) -> RecordEvents:
+    return RecordEvents.model_validate_json(data)

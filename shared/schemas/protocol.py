@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, ClientId, Message, Sender
+from shared.schemas.chat import Chat, ChatStateName, ClientId, Message, Sender
 from shared.schemas.requests import OperatorStatus
 
 Ref = Annotated[str, Field(max_length=64)]
@@ -197,7 +197,100 @@ OPERATOR_FRAME: TypeAdapter[Any] = TypeAdapter(OperatorFrame)
 
 
 class Ack(Model):
-    """An answer to a frame with a `ref`; result fields ride along."""
+    """The answer to a frame with a `ref`. A frame with results is answered by the
+    subclass `ACK_OF` names for its type; one without, by this."""
+
+    type: Literal["ack"] = "ack"
+    ref: str = ""
+
+
+class HelloAck(Ack):
+    guest_id: str
+
+
+class ChatStartAck(Ack):
+    chat_id: str
+
+
+class MessageAck(Ack):
+    """`repeated`: a resend with the same `client_id`, answered with the original."""
+
+    id: str
+    seq: int
+    repeated: bool = False
+
+
+class StateAck(Ack):
+    state: ChatStateName
+
+
+class AuthAck(Ack):
+    session_id: str
+
+
+class StatusAck(Ack):
+    status: OperatorStatus
+
+
+class MonitorAck(Ack):
+    monitoring: list[str]
+
+
+class ChatAck(Ack):
+    chat: Chat
+
+
+class OwnedAck(Ack):
+    """A claim, take-over or accepted transfer: the chat and its whole history."""
+
+    chat: Chat
+    messages: list[Message]
+
+
+class TransferAck(Ack):
+    chat: Chat
+    targets: list[str]
+
+
+class ProactiveAck(Ack):
+    chat_id: str
+    chat: Chat
+
+
+class InternalSendAck(Ack):
+    id: str
+    conversation: str
+
+
+class CloseAck(Ack):
+    chat: Chat
+    changed: bool
+
+
+# Every client frame's acknowledgement; tests check each ack a server sends against it.
+ACK_OF: dict[str, type[Ack]] = {
+    "hello": HelloAck,
+    "chat.start": ChatStartAck,
+    "message": MessageAck,
+    "typing": Ack,
+    "chat.end": StateAck,
+    "auth": AuthAck,
+    "status.set": StatusAck,
+    "monitor.set": MonitorAck,
+    "chat.claim": OwnedAck,
+    "chat.take": OwnedAck,
+    "transfer.accept": OwnedAck,
+    "transfer.decline": StateAck,
+    "chat.transfer": TransferAck,
+    "chat.start_proactive": ProactiveAck,
+    "internal.send": InternalSendAck,
+    "chat.tag": ChatAck,
+    "chat.close": CloseAck,
+}
+
+
+class AnyAck(Model):
+    """Any acknowledgement, as a frame among the others (its own model is `ACK_OF`'s)."""
 
     model_config = ConfigDict(extra="allow")
     type: Literal["ack"] = "ack"
@@ -411,7 +504,7 @@ class InternalMessageFrame(Model):
 
 
 ServerFrame = Annotated[
-    Ack
+    AnyAck
     | Error
     | Welcome
     | ChatResumed

@@ -22,8 +22,14 @@ MAX_ORIGINS = 20
 ORIGIN_PATTERN = r"https?://[a-z0-9.-]+(:[0-9]{1,5})?"
 
 
+@cache
+def _zones() -> frozenset[str]:
+    # available_timezones() walks the tz database on disk at every call.
+    return frozenset(available_timezones())
+
+
 def check_zone(value: str) -> str:
-    if value not in available_timezones():
+    if value not in _zones():
         raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'America/Chicago'")
     return value
 

@@ -276,8 +276,23 @@ class SessionStarted(Model):
     session_id: str
 
 
-SessionEvent = Annotated[SessionStarted | SessionEnded, Field(discriminator="type")]
-SESSION_EVENT: TypeAdapter[SessionStarted | SessionEnded] = TypeAdapter(SessionEvent)
+class SessionChanged(Model):
+    """Published on the presence events subject when an operator's status or monitored
+    queues change: who staffs which queue may have changed (widget availability)."""
+
+    v: Literal[1] = 1
+    type: Literal["session.changed"] = "session.changed"
+    institution: str
+    operator: str
+    session_id: str
+
+
+SessionEvent = Annotated[
+    SessionStarted | SessionEnded | SessionChanged, Field(discriminator="type")
+]
+SESSION_EVENT: TypeAdapter[SessionStarted | SessionEnded | SessionChanged] = TypeAdapter(
+    SessionEvent
+)
 
 
 # --- transcripts -------------------------------------------------------------------------

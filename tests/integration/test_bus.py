@@ -163,9 +163,6 @@ async def test_presence_view_never_goes_back_to_an_older_revision(bus: Bus):
         # What the watcher delivers late: the first revision, after the second was written.
         store._followed("hill.demo-hill-ann", first.to_json(), revision)
         assert store.live() == [online]
-        for _ in range(50):  # and the watcher's own deliveries settle on the newest
-            await asyncio.sleep(0.02)
-        assert store.live() == [online]
     finally:
         await store.stop()
 

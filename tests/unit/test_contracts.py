@@ -98,3 +98,18 @@ def test_server_frames_have_a_model_each():
         SERVER_FRAME.validate_python({"type": "error", "code": "nope", "message": "x"})
     with pytest.raises(ValidationError):
         SERVER_FRAME.validate_python({"type": "mystery"})
+
+
+def test_every_client_frame_has_its_own_ack_model():
+    from typing import get_args
+
+    from shared.schemas.protocol import ACK_OF, Ack, OperatorFrame, PatronFrame
+
+    kinds = set()
+    for union in (PatronFrame, OperatorFrame):
+        members = get_args(get_args(union)[0])
+        kinds |= {get_args(m.model_fields["type"].annotation)[0] for m in members}
+    assert kinds == set(ACK_OF)
+    for model in ACK_OF.values():
+        assert issubclass(model, Ack)
+        assert model.model_config.get("extra") == "forbid"
