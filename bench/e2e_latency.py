@@ -106,13 +106,20 @@ class Pair:
 
 
 async def _call(ws: Any, frame: dict[str, Any], want: str) -> dict[str, Any]:
-    await ws.send(json.dumps(frame))
-    while True:
-        reply = json.loads(await ws.recv())
-        if reply.get("ref") == frame.get("ref") and reply["type"] == "error":
-            raise RuntimeError(reply)
-        if reply["type"] == want or (want == "ack" and reply.get("ref") == frame.get("ref")):
-            return reply
+    """Send a set-up frame and wait for `want`; `busy` is retried after its hint, as every
+    client does."""
+    for _ in range(50):
+        await ws.send(json.dumps(frame))
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("ref") == frame.get("ref") and reply["type"] == "error":
+                if reply["code"] != "busy":
+                    raise RuntimeError(reply)
+                await asyncio.sleep(reply["retry_after_ms"] / 1000)
+                break
+            if reply["type"] == want or (want == "ack" and reply.get("ref") == frame.get("ref")):
+                return reply
+    raise RuntimeError(f"still busy after 50 tries: {frame}")
 
 
 async def open_pair(patron_base: str, operator_base: str, username: str) -> Pair:

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 from shared import subjects
 from shared.audience import audience
 from shared.errors import Refusal, StaleRevision
+from shared.load import LoopLag
 from shared.schemas.base import Model
 from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
 from shared.schemas.requests import ErrorBody
@@ -107,6 +108,8 @@ class Bus:
         self._services: list[Service] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self.max_in_flight = 256
+        # Started by `serve`: past its threshold, new requests are refused `busy`.
+        self.lag = LoopLag()
         # Called after a reconnect or a slow-consumer drop: core messages may have been
         # lost, and whoever keeps a view from them refills it.
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
@@ -160,6 +163,7 @@ class Bus:
         return self.nc.is_connected
 
     async def close(self) -> None:
+        await self.lag.stop()
         for service in self._services:
             await service.stop()
         if not self.nc.is_closed:
@@ -350,6 +354,7 @@ class Bus:
             ServiceConfig(name=f"refdesk-{service}", version=version, queue_group=service),
         )
         slots = InFlight(self.max_in_flight)
+        self.lag.start()
         for endpoint in endpoints:
             await svc.add_endpoint(
                 EndpointConfig(
@@ -369,9 +374,10 @@ class Bus:
         Order within a chat does not depend on this: a client's frames are sent one at a
         time, and every write is conditional on the state it was decided from.
 
-        A replica with `max_in_flight` requests under way refuses the next as `busy` at
-        once, rather than queueing it behind the others, and a request whose caller has
-        stopped waiting is dropped: under overload senders hear so, and retry."""
+        A replica whose event loop is behind (`LoopLag`), or with `max_in_flight` requests
+        under way, refuses the next as `busy` at once rather than queueing it behind the
+        others, and a request whose caller has stopped waiting is dropped: under overload
+        senders hear so, and retry."""
         stats = _EndpointStats(service, endpoint.name)
 
         async def dispatch(request: Request) -> None:
@@ -379,11 +385,13 @@ class Bus:
             if deadline is not None and time.time() * 1000 > int(deadline):
                 stats.shed("expired")
                 return
-            if not slots.take():
+            behind = self.lag.behind
+            if behind or not slots.take():
                 stats.shed("busy")
+                why = "is behind" if behind else "has too much under way"
                 await _reply_error(
                     request,
-                    Refusal("busy", f"{service} is busy; try again", retry_after_ms=BUSY_RETRY_MS),
+                    Refusal("busy", f"{service} {why}; try again", retry_after_ms=BUSY_RETRY_MS),
                 )
                 return
             task = asyncio.create_task(handle(request))

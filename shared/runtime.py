@@ -36,6 +36,7 @@ async def open_runtime(
     service: str, settings: CommonSettings, clock: Clock | None = None
 ) -> AsyncIterator[Runtime]:
     bus = await Bus.connect(settings.nats_url, service, settings.request_timeout_s)
+    bus.lag.threshold_s = settings.max_loop_lag_s
     await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_days)
     mongo = store.connect(settings.mongodb_uri, service)
     runtime = Runtime(

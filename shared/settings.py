@@ -20,6 +20,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     request_timeout_s: float = 2.0
+    # A process whose event loop runs this late refuses new work as `busy` until it has
+    # caught up (see shared/load.py).
+    max_loop_lag_s: float = 0.1
     stream_replicas: int = 1
     stream_max_age_days: int = 400
     otel_console: bool = False

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: FastAPI reads the dependency annot
 these closures at definition time.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -180,7 +181,11 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         user = await get().config.user(body.username)
-        if user is None or not verify_password(user.password_hash, body.password):
+        # argon2 takes tens of milliseconds of CPU: in a thread (it releases the GIL), so a
+        # sign-in does not hold up every socket on this replica's event loop.
+        if user is None or not await asyncio.to_thread(
+            verify_password, user.password_hash, body.password
+        ):
             failures.take(time.monotonic())
             metrics.LOGINS.labels("refused").inc()
             raise Refusal("unauthorized", "wrong user name or password")

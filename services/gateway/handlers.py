@@ -4,6 +4,8 @@ from NATS (turned into frames for the sockets that should see them)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -304,6 +306,7 @@ class Gateway:
     # --- events from NATS ------------------------------------------------------------------
 
     async def subscribe(self) -> None:
+        self.bus.lag.start()
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
         await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
         await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
@@ -464,12 +467,52 @@ class FrameLoop:
         self.handlers: dict[str, FrameHandler] = {}
 
     async def run(self, ws: WebSocket) -> None:
+        """Read frames as they come into a small inbox, stamped with their arrival, and
+        handle them in order. A frame that finds the inbox full, or waited in it longer
+        than `max_frame_wait_s` (the system behind it is slower than this client sends),
+        is refused `busy` unhandled: the client hears at once and retries, and nothing
+        queues without bound behind a socket."""
+        loop = asyncio.get_running_loop()
+        settings = self.gw.settings
+        inbox: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue(settings.frame_inbox)
+
+        async def read() -> None:
+            try:
+                while True:
+                    raw = await ws.receive_text()
+                    try:
+                        inbox.put_nowait((loop.time(), raw))
+                    except asyncio.QueueFull:
+                        self.refuse_busy(raw)
+            except WebSocketDisconnect:
+                pass
+            finally:
+                with contextlib.suppress(asyncio.QueueFull):
+                    inbox.put_nowait(None)
+
+        reader = asyncio.create_task(read())
         try:
-            while True:
-                raw = await ws.receive_text()
-                await self.handle(raw)
-        except WebSocketDisconnect:
-            pass
+            while (item := await inbox.get()) is not None:
+                arrived, raw = item
+                if loop.time() - arrived > settings.max_frame_wait_s:
+                    self.refuse_busy(raw)
+                else:
+                    await self.handle(raw)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def refuse_busy(self, raw: str) -> None:
+        """Answer a frame `busy` without handling it (its ref, if it has one, is read)."""
+        try:
+            data = _parse_json(raw)
+        except Refusal:
+            data = {}
+        ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+        self._refuse(
+            Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS), ref
+        )
 
     async def handle(self, raw: str) -> None:
         started = time.perf_counter()
@@ -487,10 +530,8 @@ class FrameLoop:
                 raise Refusal("invalid", f"unknown frame type {kind!r}")
             frame = self.adapter.validate_python(data)
             metrics.FRAMES_IN.labels(self.kind, frame.type).inc()
-            if not self.gw.in_flight.take():
-                raise Refusal(
-                    "busy", "the service is busy; try again", retry_after_ms=BUSY_RETRY_MS
-                )
+            if self.gw.bus.lag.behind or not self.gw.in_flight.take():
+                raise Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS)
             try:
                 reply = await self.handlers[frame.type](frame)
             finally:

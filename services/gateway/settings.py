@@ -22,6 +22,10 @@ class GatewaySettings(CommonSettings):
     # Frames this replica handles at once, all sockets together; past it a frame is
     # refused `busy` with a retry hint instead of waiting in a queue.
     max_frames_in_flight: int = 512
+    # Frames read from one socket and not yet handled, and how long one may wait so: past
+    # either, a frame is refused `busy` unhandled (a client cannot queue work without end).
+    frame_inbox: int = 32
+    max_frame_wait_s: float = 0.5
     config_cache_s: float = 5.0
     # A guest seen on one of an institution's widgets this recently may be invited to chat.
     proactive_window_s: int = 24 * 3600

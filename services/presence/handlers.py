@@ -9,7 +9,7 @@ from services.presence.store import SessionStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
-from shared.errors import Refusal, StaleRevision
+from shared.retries import until_written
 from shared.schemas.requests import (
     Done,
     EndReason,
@@ -54,37 +54,41 @@ class PresenceHandlers:
     async def _change(self, ref: SessionRef, change: Callable[[Session], Session]) -> Session:
         """Apply `change` to the operator's current session with a compare-and-set, so a
         heartbeat or status change can never write back a session a new sign-in replaced."""
-        for _ in range(ATTEMPTS):
+
+        async def attempt(_: int) -> Session:
             existing, revision = await self.sessions.get(ref.institution, ref.operator)
             session = change(domain.require_current(existing, ref))
-            try:
-                await self.sessions.write(session, revision)
-            except StaleRevision:
-                continue
-            self._count_online()
+            await self.sessions.write(session, revision)
             return session
-        raise Refusal("conflict", "your session is changing too fast; try again")
+
+        session = await until_written(
+            attempt, ATTEMPTS, "your session is changing too fast; try again"
+        )
+        self._count_online()
+        return session
 
     async def open(self, req: OpenSession) -> Session:
-        for _ in range(ATTEMPTS):
+        async def attempt(_: int) -> tuple[Session, SessionEnded | None]:
             existing, revision = await self.sessions.get(req.institution, req.operator)
             session, ended = domain.open_session(existing, req, self.clock.now())
-            try:
-                await self.sessions.write(session, revision)
-            except StaleRevision:
-                continue  # a sign-in elsewhere won the race: end that one instead
-            metrics.SESSIONS_OPENED.inc()
-            events = subjects.presence_events(req.institution)
-            if ended is not None:
-                metrics.SESSIONS_REPLACED.inc()
-                await self.bus.publish(events, ended)
-            started = SessionStarted(
-                institution=req.institution, operator=req.operator, session_id=req.session_id
-            )
-            await self.bus.publish(events, started)
-            self._count_online()
-            return session
-        raise Refusal("conflict", "signing in too often at once; try again")
+            # A sign-in elsewhere winning the race is read again, and ended instead.
+            await self.sessions.write(session, revision)
+            return session, ended
+
+        session, ended = await until_written(
+            attempt, ATTEMPTS, "signing in too often at once; try again"
+        )
+        metrics.SESSIONS_OPENED.inc()
+        events = subjects.presence_events(req.institution)
+        if ended is not None:
+            metrics.SESSIONS_REPLACED.inc()
+            await self.bus.publish(events, ended)
+        started = SessionStarted(
+            institution=req.institution, operator=req.operator, session_id=req.session_id
+        )
+        await self.bus.publish(events, started)
+        self._count_online()
+        return session
 
     async def heartbeat(self, req: SessionRef) -> Session:
         return await self._change(req, lambda session: session)
@@ -109,16 +113,16 @@ class PresenceHandlers:
         await self.bus.publish(subjects.presence_events(session.institution), changed)
 
     async def close(self, req: SessionRef) -> Done:
-        for _ in range(ATTEMPTS):
+        async def attempt(_: int) -> Session | None:
             existing, revision = await self.sessions.get(req.institution, req.operator)
             if existing is None or existing.session_id != req.session_id:
-                break  # already gone, or replaced by a newer sign-in: nothing to close
-            try:
-                await self.sessions.remove(existing, revision)
-            except StaleRevision:
-                continue
-            await self._ended(existing, "disconnected")
-            break
+                return None  # already gone, or replaced by a newer sign-in: nothing to close
+            await self.sessions.remove(existing, revision)
+            return existing
+
+        closed = await until_written(attempt, ATTEMPTS, "your session is changing; try again")
+        if closed is not None:
+            await self._ended(closed, "disconnected")
         self._count_online()
         return Done()
 

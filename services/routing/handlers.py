@@ -15,6 +15,7 @@ from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock, iso
 from shared.errors import Refusal, StaleRevision
+from shared.retries import until_written
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
@@ -121,8 +122,9 @@ class RoutingHandlers:
         `institution` is the asker's: a chat is found by id and answered only to an
         institution it is visible to (see `Chat.visible_to`).
         """
-        fresh = False
-        for _ in range(self.cas_attempts):
+
+        async def attempt(n: int) -> domain.Transition:
+            fresh = n > 0
             cached = not fresh and self.chats.is_cached(chat_id)
             state, seq = await self.chats.load(chat_id, fresh=fresh)
             if not state.chat.visible_to(institution):
@@ -131,23 +133,23 @@ class RoutingHandlers:
                 transition = decide(state)
             except Refusal:
                 if cached:
-                    fresh = True
-                    continue
+                    raise StaleRevision(chat_id) from None  # stands only on a fresh read
                 raise
             if not transition.changed:
                 if cached:
-                    fresh = True
-                    continue
+                    raise StaleRevision(chat_id)
                 return transition
             try:
                 await self.chats.append(transition, seq)
             except StaleRevision:
                 metrics.CAS_RETRIES.inc()
-                fresh = True
-                continue
+                raise
             await self._announce_moves(transition)
             return transition
-        raise Refusal("conflict", "the chat is changing too fast; try again")
+
+        return await until_written(
+            attempt, self.cas_attempts, "the chat is changing too fast; try again"
+        )
 
     async def _opened(self, transition: domain.Transition) -> None:
         """A new chat: its first record is written only if the chat has none yet."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.servers import Servers
 pytestmark = pytest.mark.e2e
 
 MARKER = "fault-pause"
+FRAME_WAIT_S = 1.0
 _ids = itertools.count(1)
 
 
@@ -30,7 +32,11 @@ def faulty(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A system of its own (nats-server included, so that killing its services disturbs no
     other test), with a second gateway."""
     system = start_system(
-        servers, Path(tmp_path_factory.mktemp("faults")), db="refdesk_faults", own_nats=True
+        servers,
+        Path(tmp_path_factory.mktemp("faults")),
+        db="refdesk_faults",
+        env={"REFDESK_MAX_FRAME_WAIT_S": str(FRAME_WAIT_S)},
+        own_nats=True,
     )
     try:
         system.start_service("gateway", 1)
@@ -183,3 +189,25 @@ async def test_a_gateway_killed_mid_chat_its_patron_resumes_on_the_other(faulty:
     said = await asyncio.to_thread(faulty.recover, "gateway")
     assert any("gateway restarted" in line for line in said)
     await finish(faulty, talk, expected=6)
+
+
+async def test_frames_stuck_behind_a_held_one_are_refused_busy_not_queued(faulty: LocalSystem):
+    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": MARKER})
+    talk = await open_talk(faulty, faulty.gateway_url, faulty.gateway_url)
+    held = f"{MARKER}:before stuck"
+    frames = [
+        {"type": "message", "chat_id": talk.chat_id, "body": held, "ref": "held"},
+        *({"type": "typing", "chat_id": talk.chat_id, "ref": f"t{i}"} for i in range(3)),
+    ]
+    for frame in frames:  # sent at once, as a client that does not wait would
+        await talk.pat.send_raw(json.dumps(frame))
+    answer = await talk.pat.expect(lambda f: f.get("ref") == "held", timeout=8)
+    assert answer["code"] == "unavailable"  # routing held it past the request timeout
+    for i in range(3):
+        # Each waited behind it longer than FRAME_WAIT_S: refused at once, unhandled.
+        refused = await talk.pat.expect(lambda f, i=i: f.get("ref") == f"t{i}")
+        assert refused["code"] == "busy" and refused["retry_after_ms"] > 0
+    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": ""})
+    # The socket is open and the chat goes on.
+    await talk.exchange(talk.pat, talk.ann, "still there?")
+    await finish(faulty, talk, expected=2)

@@ -219,3 +219,33 @@ async def test_a_replica_at_its_ceiling_says_busy_at_once_and_drops_what_nobody_
         release.set()
         await client.close()
         await server.close()
+
+
+async def test_a_replica_whose_loop_is_behind_refuses_new_work_as_busy(servers):  # type: ignore[no-untyped-def]
+    server = await Bus.connect(servers.nats_url, "lag-tests")
+    client = await Bus.connect(servers.nats_url, "lag-client")
+    server.lag.threshold_s, server.lag.interval_s = 0.05, 0.01
+
+    async def quick(_req: StaffingQuery) -> Done:
+        return Done()
+
+    service = f"l{uuid.uuid4().hex[:8]}"
+    subject = f"{service}.hill.staffing"
+    await server.serve(
+        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, quick)]
+    )
+    query = StaffingQuery(institution="hill", queue="demo-hill")
+    try:
+        assert isinstance(await client.request(subject, query, Done), Done)
+        # Work holds the server's loop (this test's) for 0.2 s: overload, as it looks from
+        # inside. The lag watcher's wake-up, overdue, runs before the next request arrives.
+        busy_until = time.perf_counter() + 0.2
+        while time.perf_counter() < busy_until:
+            pass
+        with pytest.raises(Refusal) as refused:
+            await client.request(subject, query, Done)
+        assert refused.value.code == "busy" and refused.value.retry_after_ms
+        assert server.lag.lag_s >= 0.1
+    finally:
+        await client.close()
+        await server.close()
