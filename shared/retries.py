@@ -3,7 +3,9 @@ every compare-and-set in refdesk goes through (a chat's record, an operator's se
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from shared.errors import Refusal, StaleRevision
@@ -22,3 +24,29 @@ async def until_written(attempt: Callable[[int], Awaitable[T]], attempts: int, b
         except StaleRevision:
             continue
     raise Refusal("conflict", busy)
+
+
+class KeyedLocks:
+    """One lock per key, kept only while someone holds or awaits it. Requests racing for
+    one record on one replica take turns at their first, cached attempt: the first writes,
+    and the rest decide on what it wrote instead of each spending a write to lose."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)

@@ -15,7 +15,7 @@ from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock, iso
 from shared.errors import Refusal, StaleRevision
-from shared.retries import until_written
+from shared.retries import KeyedLocks, until_written
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
@@ -82,6 +82,7 @@ class RoutingHandlers:
         self.timing = timing
         # Told of every sign-in, sign-out, status and monitoring change (widget availability).
         self.on_staffing_change: Callable[[], None] | None = None
+        self._turns = KeyedLocks()
 
     def endpoints(self) -> list[Endpoint]:
         def bind(action: subjects.RoutingAction, request: type, handler: Callable) -> Endpoint:
@@ -124,7 +125,12 @@ class RoutingHandlers:
         """
 
         async def attempt(n: int) -> domain.Transition:
-            fresh = n > 0
+            if n > 0:
+                return await decide_and_write(fresh=True)
+            async with self._turns.hold(chat_id):
+                return await decide_and_write(fresh=False)
+
+        async def decide_and_write(fresh: bool) -> domain.Transition:
             cached = not fresh and self.chats.is_cached(chat_id)
             state, seq = await self.chats.load(chat_id, fresh=fresh)
             if not state.chat.visible_to(institution):

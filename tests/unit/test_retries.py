@@ -38,3 +38,30 @@ async def test_too_many_lost_races_are_a_conflict_and_other_refusals_pass_throug
     with pytest.raises(Refusal) as passed:
         await until_written(not_yours, 4, "busy")
     assert passed.value.code == "forbidden"
+
+
+async def test_writers_of_one_record_take_turns_and_the_lock_is_forgotten_after():
+    import asyncio
+
+    from shared.retries import KeyedLocks
+
+    turns = KeyedLocks()
+    inside: list[str] = []
+    overlapped = False
+
+    async def write(key: str, name: str, release: asyncio.Event) -> None:
+        nonlocal overlapped
+        async with turns.hold(key):
+            overlapped = overlapped or any(k == key for k, _ in (i.split(":") for i in inside))
+            inside.append(f"{key}:{name}")
+            await release.wait()
+            inside.remove(f"{key}:{name}")
+
+    go = asyncio.Event()
+    tasks = [asyncio.create_task(write("chat1", n, go)) for n in ("a", "b", "c")]
+    other = asyncio.create_task(write("chat2", "d", go))
+    await asyncio.sleep(0)
+    assert sorted(inside) == ["chat1:a", "chat2:d"]  # one per record, records in parallel
+    go.set()
+    await asyncio.gather(*tasks, other)
+    assert not overlapped and len(turns) == 0
