@@ -167,6 +167,17 @@ async def test_presence_view_never_goes_back_to_an_older_revision(bus: Bus):
         await store.stop()
 
 
+QUERY = StaffingQuery(institution="hill", queue="demo-hill")
+
+
+async def _serve_staffing(server: Bus, handler) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A throwaway service with one endpoint; returns its name and Hill's subject."""
+    service = f"s{uuid.uuid4().hex[:8]}"
+    endpoint = Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)
+    await server.serve(service, "0.0.1", [endpoint])
+    return service, f"{service}.hill.staffing"
+
+
 async def test_a_replica_at_its_ceiling_says_busy_at_once_and_drops_what_nobody_awaits(
     servers,  # type: ignore[no-untyped-def]
 ):
@@ -186,15 +197,10 @@ async def test_a_replica_at_its_ceiling_says_busy_at_once_and_drops_what_nobody_
         await release.wait()
         return Done()
 
-    service = f"b{uuid.uuid4().hex[:8]}"
-    subject = f"{service}.hill.staffing"
-    await server.serve(
-        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, slow)]
-    )
-    query = StaffingQuery(institution="hill", queue="demo-hill")
+    service, subject = await _serve_staffing(server, slow)
     try:
         calls = [
-            asyncio.create_task(client.request(subject, query, Done, timeout=5)) for _ in range(5)
+            asyncio.create_task(client.request(subject, QUERY, Done, timeout=5)) for _ in range(5)
         ]
         done, _ = await asyncio.wait(calls, timeout=2, return_when=asyncio.FIRST_EXCEPTION)
         refused = [c.exception() for c in done]
@@ -212,8 +218,8 @@ async def test_a_replica_at_its_ceiling_says_busy_at_once_and_drops_what_nobody_
 
         before = shed()
         past = str(int(time.time() * 1000) - 1000)
-        await client.nc.publish(subject, query.to_json(), headers={DEADLINE_HEADER: past})
-        await client.request(subject, query, Done)  # served after it, on the same endpoint
+        await client.nc.publish(subject, QUERY.to_json(), headers={DEADLINE_HEADER: past})
+        await client.request(subject, QUERY, Done)  # served after it, on the same endpoint
         assert shed() == before + 1 and started == 2 + 1
     finally:
         release.set()
@@ -229,21 +235,16 @@ async def test_a_replica_whose_loop_is_behind_refuses_new_work_as_busy(servers):
     async def quick(_req: StaffingQuery) -> Done:
         return Done()
 
-    service = f"l{uuid.uuid4().hex[:8]}"
-    subject = f"{service}.hill.staffing"
-    await server.serve(
-        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, quick)]
-    )
-    query = StaffingQuery(institution="hill", queue="demo-hill")
+    _, subject = await _serve_staffing(server, quick)
     try:
-        assert isinstance(await client.request(subject, query, Done), Done)
+        assert isinstance(await client.request(subject, QUERY, Done), Done)
         # Work holds the server's loop (this test's) for 0.2 s: overload, as it looks from
         # inside. The lag watcher's wake-up, overdue, runs before the next request arrives.
         busy_until = time.perf_counter() + 0.2
         while time.perf_counter() < busy_until:
             pass
         with pytest.raises(Refusal) as refused:
-            await client.request(subject, query, Done)
+            await client.request(subject, QUERY, Done)
         assert refused.value.code == "busy" and refused.value.retry_after_ms
         assert server.lag.lag_s >= 0.1
     finally:
