@@ -4,9 +4,11 @@ driven by Playwright), against the whole system running as processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -77,16 +79,33 @@ async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0
         await asyncio.sleep(0.1)
 
 
+def frames_sent(page: Page) -> list[dict[str, Any]]:
+    """Every frame the page sends on its WebSockets, as it sends them."""
+    sent: list[dict[str, Any]] = []
+
+    def on_socket(ws: Any) -> None:
+        ws.on("framesent", lambda payload: sent.append(json.loads(payload)))
+
+    page.on("websocket", on_socket)
+    return sent
+
+
+def message_client_ids(sent: list[dict[str, Any]]) -> list[str]:
+    return [f.get("client_id", "") for f in sent if f["type"] == "message"]
+
+
 async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, browser: Browser):
     base = system.gateway_url
     operator_ctx = await browser.new_context()
     patron_ctx = await browser.new_context()
     try:
         desk = await operator_ctx.new_page()
+        desk_sent = frames_sent(desk)
         await at_the_desk(desk, base, "demo-hill-ann", "demo-hill")
         await widget_online(desk, base, "hill")
 
         widget = await patron_ctx.new_page()
+        widget_sent = frames_sent(widget)
         await widget.goto(f"{base}/widget?widget=hill")
         await expect(widget.locator("#availability")).to_have_text("A librarian is available.")
         await widget.fill("#name", "Pat")
@@ -106,6 +125,10 @@ async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, br
         await widget.fill("#body", "Thank you!")
         await widget.click("#send-form button")
         await expect(desk.locator("#log")).to_contain_text("Pat:Thank you!")
+        # Both clients give each message an id of their own, so that a resend after a
+        # timeout or `busy` is posted once.
+        ids = message_client_ids(desk_sent) + message_client_ids(widget_sent)
+        assert len(ids) == 2 and all(ids) and len(set(ids)) == 2, ids
 
         await desk.fill("#tags", "archives")
         await desk.click("#close")

@@ -15,6 +15,25 @@
       state.ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
+  // A message carries an id of the client's choosing; when the answer is `busy` or
+  // `unavailable` it is sent again with the same id after the server's hint, and the
+  // server posts it once whatever happened to the first try.
+  function clientId() {
+    return (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
+  }
+  async function sendMessage(chat, body) {
+    const frame = { type: "message", chat_id: chat, body, client_id: clientId() };
+    for (let attempt = 1; ; attempt++) {
+      try { return await send(frame); }
+      catch (err) {
+        if (!["busy", "unavailable"].includes(err.code) || attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, err.retryAfterMs || 1000));
+      }
+    }
+  }
+  function refusal(frame) {
+    return Object.assign(new Error(frame.message), { code: frame.code, retryAfterMs: frame.retry_after_ms });
+  }
   function showError(text) { $("desk-error").textContent = text || ""; }
   function el(tag, attrs = {}, text = "") {
     const node = document.createElement(tag);
@@ -130,7 +149,7 @@
       const pending = state.refs.get(frame.ref);
       if (pending) {
         state.refs.delete(frame.ref);
-        if (frame.type === "ack") pending.resolve(frame); else pending.reject(new Error(frame.message));
+        if (frame.type === "ack") pending.resolve(frame); else pending.reject(refusal(frame));
       } else if (frame.type === "error") showError(frame.message);
       return;
     }
@@ -240,7 +259,7 @@
     const body = $("body").value.trim();
     if (!body || !state.current) return;
     try {
-      const ack = await send({ type: "message", chat_id: state.current, body });
+      const ack = await sendMessage(state.current, body);
       const entry = state.chats.get(state.current);
       entry.messages.push({ id: ack.id, seq: ack.seq, body, from: { kind: "operator", name: state.user.display_name } });
       if (entry.chat.state === "transferring") entry.chat.state = "active";  // writing took it back

@@ -15,6 +15,25 @@
       ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
+  // A message carries an id of the client's choosing; when the answer is `busy` or
+  // `unavailable` it is sent again with the same id after the server's hint, and the
+  // server posts it once whatever happened to the first try.
+  function clientId() {
+    return (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
+  }
+  async function sendMessage(chat, body) {
+    const frame = { type: "message", chat_id: chat, body, client_id: clientId() };
+    for (let attempt = 1; ; attempt++) {
+      try { return await send(frame); }
+      catch (err) {
+        if (!["busy", "unavailable"].includes(err.code) || attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, err.retryAfterMs || 1000));
+      }
+    }
+  }
+  function refusal(frame) {
+    return Object.assign(new Error(frame.message), { code: frame.code, retryAfterMs: frame.retry_after_ms });
+  }
   function line(who, text, kind) {
     const row = document.createElement("div");
     row.className = `msg ${kind}`;
@@ -38,7 +57,7 @@
   function onFrame(f) {
     if (f.type === "ack" || f.type === "error") {
       const p = refs.get(f.ref);
-      if (p) { refs.delete(f.ref); f.type === "ack" ? p.resolve(f) : p.reject(new Error(f.message)); }
+      if (p) { refs.delete(f.ref); f.type === "ack" ? p.resolve(f) : p.reject(refusal(f)); }
       else if (f.type === "error") $("error").textContent = f.message;
       return;
     }
@@ -104,7 +123,7 @@
     event.preventDefault();
     const body = $("body").value.trim();
     if (!body || !chatId) return;
-    try { await send({ type: "message", chat_id: chatId, body }); line("You", body, "patron"); $("body").value = ""; }
+    try { await sendMessage(chatId, body); line("You", body, "patron"); $("body").value = ""; }
     catch (err) { $("error").textContent = err.message; }
   });
   $("end").addEventListener("click", async () => {
