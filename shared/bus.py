@@ -112,7 +112,7 @@ class Bus:
         self.lag = LoopLag()
         # Called after a reconnect or a slow-consumer drop: core messages may have been
         # lost, and whoever keeps a view from them refills it.
-        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self.on_missed: list[Callable[[], Awaitable[None]]] = []
         self._resyncing: asyncio.Task[None] | None = None
 
     def _missed_messages(self) -> None:
@@ -120,7 +120,7 @@ class Bus:
             return
 
         async def resync() -> None:
-            for listener in self.on_reconnect:
+            for listener in self.on_missed:
                 try:
                     await listener()
                 except Exception:
@@ -181,7 +181,8 @@ class Bus:
             num_replicas=replicas,
             max_age=max_age_days * 86400.0,
             duplicate_window=120.0,
-            # Routing's compare-and-set and lookups read the last record of one chat.
+            # A chat's last record is its state: every read must come from the stream's
+            # leader, never from a replica that may lag it (what direct gets allow).
             allow_direct=False,
         )
         try:

@@ -235,13 +235,6 @@ def widget_frame(status: WidgetStatus) -> WidgetStatusFrame:
     return WidgetStatusFrame(online=status.online, queue=status.queue, reason=status.reason)
 
 
-def offered_to(event: ChatEvent) -> list[str]:
-    """The operators a transfer offer goes to (empty for any other event)."""
-    if isinstance(event, TransferOffered):
-        return list(event.offer.targets)
-    return []
-
-
 def offer_frame(event: TransferOffered, messages: list[Message]) -> TransferOfferFrame:
     offer = event.offer
     return TransferOfferFrame(

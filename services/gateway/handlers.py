@@ -310,7 +310,7 @@ class Gateway:
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
         await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
         await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
-        self.bus.on_reconnect.append(self.feeds.resync)
+        self.bus.on_missed.append(self.feeds.resync)
 
     def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
         if to.patron:

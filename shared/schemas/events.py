@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, ChatState, Message, Sender, SkippedQueue, TransferOffer
@@ -187,11 +187,6 @@ ChatEvent = Annotated[
     | ChatTaken,
     Field(discriminator="type"),
 ]
-CHAT_EVENT = TypeAdapter(ChatEvent)
-
-
-def parse_chat_event(data: bytes) -> ChatEvent:
-    return CHAT_EVENT.validate_json(data)
 
 
 class ChatRecord(Model):

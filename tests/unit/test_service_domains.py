@@ -12,7 +12,9 @@ from services.presence import domain as presence
 from services.routing import domain as routing
 from services.tickets import domain as tickets
 from services.transcripts import domain as transcripts
+from shared.audience import audience
 from shared.errors import Refusal
+from shared.schemas.events import ChatRecord
 from shared.schemas.protocol import InternalTarget
 from shared.schemas.requests import CreateTicket, InternalMessage, OpenSession, SessionRef
 from tests.factories import ANN, PATRON, T0, started
@@ -73,7 +75,11 @@ def test_transfer_frames_reach_patron_targets_and_owner():
         to_queue="demo-hill",
     )
     assert seen_by(offer.events[0], gateway.PATRON) == ["chat.transferring"]
-    assert gateway.offered_to(offer.events[0]) == ["demo-hill-bob", "demo-hill-cat"]
+    # The targets hear of it on their own subjects (routing publishes it there).
+    assert audience(ChatRecord(state=offer.state, events=offer.events)).operators == {
+        "demo-hill-bob",
+        "demo-hill-cat",
+    }
     accepted = routing.accept_transfer(offer.state, "demo-hill-bob", "Bob", T0)
     event = accepted.events[0]
     assert seen_by(event, gateway.PATRON) == ["chat.transferred"]
