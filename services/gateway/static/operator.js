@@ -1,7 +1,8 @@
 // refdesk operator client: sign in, choose status and queues, claim, reply, tag, transfer
 // (and answer transfer offers), take over a disconnected colleague's chat, close, and talk
 // to other staff.
-"use strict";
+import { messageSender, refusal } from "./messages.js";
+
 (() => {
   const $ = (id) => document.getElementById(id);
   const state = { token: null, user: null, ws: null, refs: new Map(), nextRef: 1,
@@ -15,25 +16,7 @@
       state.ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
-  // A message carries an id of the client's choosing; when the answer is `busy` or
-  // `unavailable` it is sent again with the same id after the server's hint, and the
-  // server posts it once whatever happened to the first try.
-  function clientId() {
-    return (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
-  }
-  async function sendMessage(chat, body) {
-    const frame = { type: "message", chat_id: chat, body, client_id: clientId() };
-    for (let attempt = 1; ; attempt++) {
-      try { return await send(frame); }
-      catch (err) {
-        if (!["busy", "unavailable"].includes(err.code) || attempt >= 5) throw err;
-        await new Promise((r) => setTimeout(r, err.retryAfterMs || 1000));
-      }
-    }
-  }
-  function refusal(frame) {
-    return Object.assign(new Error(frame.message), { code: frame.code, retryAfterMs: frame.retry_after_ms });
-  }
+  const sendMessage = messageSender(send);
   function showError(text) { $("desk-error").textContent = text || ""; }
   function el(tag, attrs = {}, text = "") {
     const node = document.createElement(tag);

@@ -1,6 +1,7 @@
 // The patron side of the widget: hello (with a remembered guest token, which also resumes
 // an open chat), ask, chat, end.
-"use strict";
+import { messageSender, refusal } from "./messages.js";
+
 (() => {
   const $ = (id) => document.getElementById(id);
   const widget = new URLSearchParams(location.search).get("widget") || "";
@@ -15,25 +16,7 @@
       ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
-  // A message carries an id of the client's choosing; when the answer is `busy` or
-  // `unavailable` it is sent again with the same id after the server's hint, and the
-  // server posts it once whatever happened to the first try.
-  function clientId() {
-    return (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
-  }
-  async function sendMessage(chat, body) {
-    const frame = { type: "message", chat_id: chat, body, client_id: clientId() };
-    for (let attempt = 1; ; attempt++) {
-      try { return await send(frame); }
-      catch (err) {
-        if (!["busy", "unavailable"].includes(err.code) || attempt >= 5) throw err;
-        await new Promise((r) => setTimeout(r, err.retryAfterMs || 1000));
-      }
-    }
-  }
-  function refusal(frame) {
-    return Object.assign(new Error(frame.message), { code: frame.code, retryAfterMs: frame.retry_after_ms });
-  }
+  const sendMessage = messageSender(send);
   function line(who, text, kind) {
     const row = document.createElement("div");
     row.className = `msg ${kind}`;
