@@ -145,9 +145,13 @@ async def race_accepts_and_reclaim(
     return list(await asyncio.gather(*calls))
 
 
-def start_cluster(data: Path, replicas: int, mongodb_uri: str | None = None) -> LocalSystem:
+def start_cluster(
+    data: Path, replicas: int, mongodb_uri: str | None = None, env: dict[str, str] | None = None
+) -> LocalSystem:
     """nats-server (and nx-27017 unless given) plus `replicas` routing processes."""
-    system = LocalSystem(data=data, ports=Ports.free(), mongodb_uri=mongodb_uri)
+    system = LocalSystem(
+        data=data, ports=Ports.free(), mongodb_uri=mongodb_uri, extra_env=dict(env or {})
+    )
     try:
         system.start_infra()
         for replica in range(replicas):

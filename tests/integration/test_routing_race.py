@@ -20,6 +20,7 @@ from bench.claim_race import (
 )
 from deploy.local.system import LocalSystem
 from shared.bus import Bus
+from tests.conftest import E2E_ENV
 from tests.servers import Servers
 
 ROUNDS = 200
@@ -28,7 +29,14 @@ ROUNDS = 200
 @pytest.fixture(scope="module")
 def cluster(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     """Its own nats-server, so that no other routing replica joins the race."""
-    system = start_cluster(tmp_path_factory.mktemp("race"), 2, mongodb_uri=servers.mongodb_uri)
+    system = start_cluster(
+        tmp_path_factory.mktemp("race"),
+        2,
+        mongodb_uri=servers.mongodb_uri,
+        # Every answer must be the race's (a winner, or `conflict`), not a stall of the
+        # test machine read as overload.
+        env={"REFDESK_MAX_LOOP_LAG_S": E2E_ENV["REFDESK_MAX_LOOP_LAG_S"]},
+    )
     yield system
     system.stop()
 
