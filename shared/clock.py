@@ -67,6 +67,7 @@ class FixedClock:
         self._mono = 0.0
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._new_sleeper = asyncio.Event()
 
     def now(self) -> datetime:
         return self._now
@@ -80,12 +81,20 @@ class FixedClock:
             return
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (instant, next(self._order), woken))
+        self._new_sleeper.set()
         await woken
 
     @property
     def sleeping(self) -> int:
         """How many sleepers wait for a later instant (cancelled ones not counted)."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+    async def until_sleeping(self, count: int) -> None:
+        """Return once `count` sleepers wait on this clock: the code under test has reached
+        its sleep, and moving the clock now is what wakes it."""
+        while self.sleeping < count:
+            self._new_sleeper.clear()
+            await self._new_sleeper.wait()
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

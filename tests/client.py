@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import websockets
@@ -82,6 +83,24 @@ class ProtocolClient:
         except TimeoutError:
             return True
         return False
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0
+) -> T:
+    """Ask `probe` until it answers (anything but None) and return that: the one way tests
+    wait for state only HTTP shows (a transcript written, a setting in force), since HTTP
+    pushes nothing. Fails naming `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (found := await probe()) is None:
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.1)
+    return found
 
 
 async def signed_in(base_url: str, username: str) -> httpx.AsyncClient:

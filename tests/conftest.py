@@ -15,7 +15,7 @@ from deploy.local import demo_data
 from deploy.local.system import LocalSystem, Ports
 from shared import store
 from shared.bus import Bus
-from tests.client import signed_in
+from tests.client import eventually, signed_in
 from tests.servers import Servers, real_servers
 
 E2E_DB = "refdesk_e2e"
@@ -131,4 +131,31 @@ async def _daytime_backup(base: str) -> None:
         river = (await http.get("/api/queues/demo-river")).json()
         river["rollover_after_s"] = TUESDAY_ROLLOVER_S
         assert (await http.put("/api/queues/demo-river", json=river)).status_code == 200
-    await asyncio.sleep(0.5)  # past every replica's configuration cache
+        # Routing reads both from one configuration snapshot: once its coverage of the
+        # backup queue shows the daytime hours, the rollover change is in force too.
+
+        async def in_force() -> bool | None:
+            coverage = await http.get(
+                "/api/coverage", params=TUESDAY_SPAN | {"queue": "demo-backup"}
+            )
+            answered = {i["queue"] for i in coverage.json()["intervals"]}
+            return True if answered == {"demo-backup"} else None
+
+        await eventually(in_force, "the backup's daytime hours in routing's configuration")
+
+
+# The Tuesday as a span the coverage endpoint takes (local dates of the queue).
+TUESDAY_SPAN = {"from": "2026-11-24", "to": "2026-11-25"}
+
+
+async def fallback_in_force(base: str, queue: str, fallback: list[str]) -> None:
+    """Wait until routing's coverage of `queue` on the Tuesday follows its saved fallback
+    (someone else answers outside its hours exactly when it has a fallback)."""
+    async with await signed_in(base, "demo-admin") as http:
+
+        async def in_force() -> bool | None:
+            coverage = await http.get("/api/coverage", params=TUESDAY_SPAN | {"queue": queue})
+            others = {i["queue"] for i in coverage.json()["intervals"]} - {None, queue}
+            return True if others <= set(fallback) and bool(others) == bool(fallback) else None
+
+        await eventually(in_force, f"fallback {fallback} of {queue} in routing's configuration")

@@ -3,7 +3,6 @@ driven by Playwright), against the whole system running as processes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +14,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.system import LocalSystem
+from tests.client import eventually
 from tests.conftest import tuesday_system
 from tests.servers import Servers
 
@@ -69,14 +69,12 @@ async def accept_offer(page: Page, note: str) -> None:
 
 async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0) -> None:
     """Wait until the system says the widget is staffed (presence has taken the change)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def online() -> bool | None:
         status = await page.request.get(f"{base}/api/widgets/{widget}/status")
-        if (await status.json())["online"]:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"widget {widget} never came online: {await status.json()}")
-        await asyncio.sleep(0.1)
+        return True if (await status.json())["online"] else None
+
+    await eventually(online, f"widget {widget} online", timeout)
 
 
 def frames_sent(page: Page) -> list[dict[str, Any]]:

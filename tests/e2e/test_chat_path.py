@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, login, operator, patron
+from tests.client import ProtocolClient, eventually, login, operator, patron
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +24,19 @@ async def transcript(
 ) -> dict:
     """The transcript once it holds `messages` messages and the chat is in `state`."""
     async with httpx.AsyncClient(base_url=system.gateway_url) as http:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
+
+        async def complete() -> dict | None:
             r = await http.get(
                 f"/api/transcripts/{chat_id}", headers={"Authorization": f"Bearer {token}"}
             )
-            if r.status_code == 200:
-                body = r.json()
-                if len(body["messages"]) == messages and body["chat"]["state"] == state:
-                    return body
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"transcript incomplete: {r.status_code} {r.text[:500]}")
-            await asyncio.sleep(0.1)
+            body = r.json() if r.status_code == 200 else None
+            if body and len(body["messages"]) == messages and body["chat"]["state"] == state:
+                return body
+            return None
+
+        return await eventually(
+            complete, f"transcript of {chat_id} with {messages} messages, {state}", timeout
+        )
 
 
 async def start_chat(

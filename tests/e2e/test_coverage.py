@@ -20,12 +20,20 @@ from services.routing import domain
 from shared import subjects
 from shared.bus import Bus
 from shared.schemas.events import parse_chat_record
-from tests.client import ProtocolClient, operator, patron, signed_in, widget_says
+from tests.client import (
+    ProtocolClient,
+    eventually,
+    operator,
+    patron,
+    signed_in,
+    widget_says,
+)
 from tests.conftest import (
     OFFER_TIMEOUT_S,
     OWNER_GRACE_S,
     PATRON_GRACE_S,
     TUESDAY_ROLLOVER_S,
+    fallback_in_force,
     tuesday_system,
 )
 from tests.servers import Servers
@@ -49,13 +57,14 @@ async def _get(base: str, username: str, path: str, **params: str) -> httpx.Resp
 
 
 async def _transcript(base: str, username: str, chat_id: str) -> httpx.Response:
-    """The transcript once the recorder has the chat in its final state."""
-    for _ in range(50):
+    """The transcript, for a user who may see it, once the recorder has the chat in its
+    final state (until then it is 404, or an earlier state)."""
+
+    async def recorded() -> httpx.Response | None:
         r = await _get(base, username, f"/api/transcripts/{chat_id}")
-        if r.status_code == 200 and r.json()["chat"]["state"] == "closed":
-            return r
-        await asyncio.sleep(0.1)
-    return r
+        return r if r.status_code == 200 and r.json()["chat"]["state"] == "closed" else None
+
+    return await eventually(recorded, f"transcript of {chat_id}, closed")
 
 
 async def _close_all(*clients: ProtocolClient) -> None:
@@ -152,7 +161,7 @@ async def _set_fallback(base: str, queue: str, fallback: list[str]) -> None:
         stored = (await http.get(f"/api/queues/{queue}")).json()
         saved = await http.put(f"/api/queues/{queue}", json={**stored, "fallback": fallback})
         assert saved.status_code == 200, saved.text
-    await asyncio.sleep(0.5)  # past every replica's configuration cache
+    await fallback_in_force(base, queue, fallback)
 
 
 async def test_switching_rollover_off_keeps_a_waiting_chat_at_home(shifted: LocalSystem):
@@ -300,12 +309,12 @@ async def test_a_missed_chat_at_the_backup_service_is_the_home_librarys_missed_c
         ended = await pat.ok({"type": "chat.end", "chat_id": started["chat_id"]})
         assert ended["state"] == "missed"
         since = {"since": "2026-11-24T00:00:00Z"}
-        for _ in range(50):
+
+        async def recorded_missed() -> dict | None:
             river = (await _get(base, "demo-river-cat", "/api/chats/missed", **since)).json()
-            if any(c["id"] == started["chat_id"] for c in river["chats"]):
-                break
-            await asyncio.sleep(0.1)
-        missed = next(c for c in river["chats"] if c["id"] == started["chat_id"])
+            return next((c for c in river["chats"] if c["id"] == started["chat_id"]), None)
+
+        missed = await eventually(recorded_missed, "the missed chat in River's list")
         assert (missed["queue"], missed["queue_institution"]) == ("demo-backup", "backup")
         for other in ("demo-backup-dan", "demo-hill-ann"):
             theirs = (await _get(base, other, "/api/chats/missed", **since)).json()

@@ -47,6 +47,7 @@ async def test_writers_of_one_record_take_turns_and_the_lock_is_forgotten_after(
 
     turns = KeyedLocks()
     inside: list[str] = []
+    entered = {name: asyncio.Event() for name in "abcd"}
     overlapped = False
 
     async def write(key: str, name: str, release: asyncio.Event) -> None:
@@ -54,13 +55,14 @@ async def test_writers_of_one_record_take_turns_and_the_lock_is_forgotten_after(
         async with turns.hold(key):
             overlapped = overlapped or any(k == key for k, _ in (i.split(":") for i in inside))
             inside.append(f"{key}:{name}")
+            entered[name].set()
             await release.wait()
             inside.remove(f"{key}:{name}")
 
     go = asyncio.Event()
     tasks = [asyncio.create_task(write("chat1", n, go)) for n in ("a", "b", "c")]
     other = asyncio.create_task(write("chat2", "d", go))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(entered["a"].wait(), entered["d"].wait()), 1)
     assert sorted(inside) == ["chat1:a", "chat2:d"]  # one per record, records in parallel
     go.set()
     await asyncio.gather(*tasks, other)

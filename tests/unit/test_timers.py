@@ -21,22 +21,18 @@ def offered() -> ChatState:
     ).state
 
 
-async def settle() -> None:
-    """Let every task that can run now run (no time passes on the fixed clock)."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_an_offer_expires_when_the_clock_reaches_its_deadline_and_not_before():
     clock = FixedClock(T0)
     states = {}
     fired: list[str] = []
+    done = asyncio.Event()
 
     async def fire(_institution: str, chat_id: str) -> domain.Transition:
         fired.append(chat_id)
         transition = domain.due(states[chat_id], clock.now(), TIMING)
         states[chat_id] = transition.state
         timers.track(transition.state)
+        done.set()
         return transition
 
     timers = DeadlineTimers(clock, TIMING, fire)
@@ -44,13 +40,13 @@ async def test_an_offer_expires_when_the_clock_reaches_its_deadline_and_not_befo
     states[state.chat.id] = state
     timers.track(state)
     assert timers.armed == 1
+    await clock.until_sleeping(1)
 
     clock.advance(TIMING.offer_timeout_s - 1)
-    await settle()
-    assert fired == [] and clock.sleeping == 1  # still waiting for its instant
+    assert clock.sleeping == 1  # not woken: a timer armed for any earlier instant would be
 
     clock.advance(1 + JITTER_S)
-    await settle()
+    await asyncio.wait_for(done.wait(), 1)
     assert fired == [state.chat.id]
     after = states[state.chat.id]
     assert after.offer is None and after.chat.state == "active"  # back with its owner
@@ -69,12 +65,13 @@ async def test_a_new_state_rearms_and_a_closed_chat_disarms():
     timers = DeadlineTimers(clock, TIMING, fire)
     state = offered()
     timers.track(state)
+    await clock.until_sleeping(1)
     assert ANN.id is not None
     # The owner writes: the offer is withdrawn, nothing is due any more.
     reclaimed = domain.post_message(state, ANN, "I'll keep it", T0).state
     timers.track(reclaimed)
     assert timers.armed == 0
+    await timers.stop()  # the cancelled sleeper has finished
+    assert clock.sleeping == 0
     clock.advance(TIMING.offer_timeout_s * 2)
-    await settle()
-    assert fired == [] and clock.sleeping == 0
-    await timers.stop()
+    assert fired == []
