@@ -15,6 +15,8 @@ class CommonSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "refdesk"
+    # The consortium this deployment serves: the first part of every user and queue name.
+    consortium: str = "demo"
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
     log_level: str = "INFO"

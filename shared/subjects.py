@@ -13,6 +13,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 CHAT_STREAM = "CHAT_EVENTS"
 PRESENCE_BUCKET = "presence"
+# Every configuration record, as the directory service last wrote it; replicas watch it.
+CONFIG_BUCKET = "config"
 TRANSCRIPTS_CONSUMER = "transcripts"
 
 RoutingAction = Literal[
@@ -36,6 +38,17 @@ RoutingAction = Literal[
 PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing", "get"]
 TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats", "missed"]
 TicketsAction = Literal["create", "get"]
+DirectoryAction = Literal[
+    "save_institution",
+    "save_queue",
+    "delete_queue",
+    "save_widget",
+    "delete_widget",
+    "save_user",
+    "set_password",
+    "sign_in",
+]
+ConfigKind = Literal["institution", "queue", "widget", "user"]
 
 
 def _token(value: str, what: str) -> str:
@@ -144,6 +157,25 @@ def tickets(institution: str, action: TicketsAction) -> str:
 
 def tickets_endpoint(action: TicketsAction) -> str:
     return f"tickets.*.{action}"
+
+
+def directory(institution: str, action: DirectoryAction) -> str:
+    return f"directory.{_token(institution, 'institution')}.{action}"
+
+
+def directory_endpoint(action: DirectoryAction) -> str:
+    return f"directory.*.{action}"
+
+
+def config_key(kind: ConfigKind, name: str) -> str:
+    """Key of one configuration record in the config bucket: `<kind>.<name>`."""
+    return f"{kind}.{_token(name, kind)}"
+
+
+def config_kind(key: str) -> tuple[str, str]:
+    """(kind, name) of a config bucket key."""
+    kind, _, name = key.partition(".")
+    return kind, name
 
 
 def presence_key(institution: str, operator: str) -> str:

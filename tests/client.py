@@ -120,10 +120,14 @@ async def login(base_url: str, username: str, password: str = "refdesk-demo") ->
 
 
 async def operator(
-    base_url: str, username: str, queues: list[str], status: str = "online"
+    base_url: str,
+    username: str,
+    queues: list[str],
+    status: str = "online",
+    password: str = "refdesk-demo",
 ) -> ProtocolClient:
     """An operator signed in, with a status, monitoring queues (snapshot consumed)."""
-    token = await login(base_url, username)
+    token = await login(base_url, username, password)
     client = await ProtocolClient.connect(base_url.replace("http", "ws") + "/ws/operator")
     await client.ok({"type": "auth", "token": token})
     await client.expect("session")

@@ -113,7 +113,7 @@ def tuesday_system(servers: Servers, data: Path, db: str) -> Iterator[LocalSyste
         servers,
         data,
         db=db,
-        env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}", "REFDESK_CONFIG_CACHE_S": "0.2"},
+        env={"REFDESK_CLOCK_SHIFT_S": f"{shift:.3f}"},
         own_nats=True,
     )
     try:

@@ -1,1 +1,1 @@
-"""Running refdesk on one machine: embedded servers, the five services, demo data."""
+"""Running refdesk on one machine: embedded servers, the six services, demo data."""

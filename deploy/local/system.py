@@ -1,5 +1,5 @@
 """The whole of refdesk on one machine, as processes: nats-server with JetStream, a MongoDB
-wire-protocol server, and the five services. `make run` and the end-to-end tests both use
+wire-protocol server, and the six services. `make run` and the end-to-end tests both use
 this, so what the tests start is what an operator runs."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
 from deploy.local.supervision import RestartPolicy, Watch
 
-SERVICES = ("presence", "routing", "transcripts", "tickets", "gateway")
+# The directory first: it publishes the configuration the others follow.
+SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +29,7 @@ class Ports:
             "presence": 9102,
             "transcripts": 9103,
             "tickets": 9104,
+            "directory": 9105,
         }
     )
 

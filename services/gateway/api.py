@@ -4,9 +4,8 @@ No `from __future__ import annotations` here: FastAPI reads the dependency annot
 these closures at definition time.
 """
 
-import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -19,9 +18,20 @@ from services.gateway.auth import StaffClaims
 from services.gateway.handlers import Gateway
 from shared import subjects
 from shared.errors import Refusal
-from shared.passwords import verify_password
 from shared.schemas.base import Model
-from shared.schemas.records import Queue, Widget
+from shared.schemas.directory import (
+    DeleteQueue,
+    DeleteWidget,
+    Principal,
+    Saved,
+    SaveInstitution,
+    SaveQueue,
+    SaveUser,
+    SaveWidget,
+    SetPassword,
+    SignIn,
+)
+from shared.schemas.records import Account, Institution, Queue, Widget
 from shared.schemas.requests import (
     Coverage,
     CoverageQuery,
@@ -37,6 +47,7 @@ from shared.schemas.requests import (
     Ticket,
     Transcript,
 )
+from shared.subjects import DirectoryAction
 
 STATUS = {
     "invalid": 422,
@@ -110,11 +121,21 @@ def aware(field: str, *instants: datetime) -> None:
         raise Refusal("invalid", f"{field}: give a time zone offset, e.g. Z")
 
 
-Owned = TypeVar("Owned", Queue, Widget)
+Owned = TypeVar("Owned", Institution, Account, Queue, Widget)
+
+
+class UserBody(Account):
+    """An account as an admin sends it: a new one needs a password."""
+
+    password: str | None = Field(default=None, max_length=256)
+
+
+class PasswordBody(Model):
+    password: str = Field(max_length=256)
 
 
 def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
-    """A configuration document the caller may read: their institution's, or anyone's for
+    """A configuration record the caller may read: their institution's, or anyone's for
     a consortium admin. Anything else does not exist for them."""
     if thing is None or not (
         claims.role == "consortium_admin" or thing.institution == claims.institution
@@ -123,21 +144,21 @@ def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
     return thing
 
 
-def saved_or_refused(saved: bool, create: bool, what: str) -> None:
-    """A create of a key that exists, or a replace of one that does not, stored nothing."""
-    if not saved and create:
-        raise Refusal("conflict", f"{what} already exists")
-    if not saved:
-        raise Refusal("not_found", f"no {what}")
+def in_scope(
+    things: Iterable[Owned], claims: StaffClaims, key: Callable[[Owned], str]
+) -> list[Owned]:
+    everyone = claims.role == "consortium_admin"
+    return sorted((t for t in things if everyone or t.institution == claims.institution), key=key)
 
 
-def same_identity(what: str, key: tuple[str, str, str], stored: Owned, body: Owned) -> None:
-    """A replace keeps the document's key (field, path value, body value) and institution."""
-    field, in_path, in_body = key
+def same_key(field: str, in_path: str, in_body: str, what: str) -> None:
+    """A replace keeps the record's key: renaming means creating a new one."""
     if in_path != in_body:
         raise Refusal("invalid", f"{field}: a {what} cannot be renamed; create a new one")
-    if stored.institution != body.institution:
-        raise Refusal("invalid", f"institution: a {what} cannot move to another institution")
+
+
+def principal(claims: StaffClaims) -> Principal:
+    return Principal(username=claims.username, institution=claims.institution, role=claims.role)
 
 
 def build_router(get: Callable[[], Gateway]) -> APIRouter:
@@ -146,9 +167,13 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     attempts: dict[str, domain.TokenBucket] = {}
 
     def staff(authorization: Annotated[str | None, Header()] = None) -> StaffClaims:
+        """The caller's claims, honoured only while their account is as it was signed: a
+        disabled or changed account loses access as soon as this replica hears of it."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Refusal("unauthorized", "send Authorization: Bearer <token>")
-        return get().tokens.staff(authorization.split(" ", 1)[1].strip())
+        claims = get().tokens.staff(authorization.split(" ", 1)[1].strip())
+        domain.current_account(get().view.account(claims.username), claims)
+        return claims
 
     Staff = Annotated[StaffClaims, Depends(staff)]
 
@@ -171,6 +196,15 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if not bucket(key).take(time.monotonic()):
             raise Refusal("rate_limited", "too many requests; wait a minute")
 
+    async def change(action: DirectoryAction, request: Model, claims: StaffClaims) -> None:
+        """Ask the directory for a change, and answer once this replica's view has it, so
+        the caller reads their own write here (other replicas have it within moments)."""
+        saved = await get().bus.request(
+            subjects.directory(claims.institution, action), request, Saved
+        )
+        if not await get().view.until(saved.revision):
+            raise Refusal("unavailable", "saved, but not yet in force here; read it again shortly")
+
     @router.post("/auth/login", response_model=LoginResponse)
     async def login(body: LoginRequest, request: Request) -> LoginResponse:
         # Only failures spend the allowance: it stops guessing, never a colleague who
@@ -180,15 +214,17 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if not failures.available(time.monotonic()):
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
-        user = await get().config.user(body.username)
-        # argon2 takes tens of milliseconds of CPU: in a thread (it releases the GIL), so a
-        # sign-in does not hold up every socket on this replica's event loop.
-        if user is None or not await asyncio.to_thread(
-            verify_password, user.password_hash, body.password
-        ):
-            failures.take(time.monotonic())
-            metrics.LOGINS.labels("refused").inc()
-            raise Refusal("unauthorized", "wrong user name or password")
+        try:
+            user = await get().bus.request(
+                subjects.directory(get().settings.consortium, "sign_in"),
+                SignIn(username=body.username, password=body.password),
+                Account,
+            )
+        except Refusal as refusal:
+            if refusal.code == "unauthorized":
+                failures.take(time.monotonic())
+                metrics.LOGINS.labels("refused").inc()
+            raise
         metrics.LOGINS.labels("ok").inc()
         claims = StaffClaims(user.username, user.institution, user.role, user.display_name)
         token = get().tokens.issue_staff(claims, get().clock.now())
@@ -209,28 +245,95 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             display_name=claims.name,
         )
 
+    # --- institutions -------------------------------------------------------------------------
+
+    @router.get("/institutions", response_model=list[Institution])
+    async def list_institutions(claims: Staff) -> list[Institution]:
+        return in_scope(get().view.institutions.values(), claims, lambda i: i.name)
+
+    @router.get("/institutions/{name}", response_model=Institution)
+    async def read_institution(name: str, claims: Staff) -> Institution:
+        return visible(get().view.institutions.get(name), f"institution {name}", claims)
+
+    @router.post("/institutions", response_model=Institution, status_code=201)
+    async def create_institution(body: Institution, claims: Staff) -> Institution:
+        request = SaveInstitution(
+            institution=claims.institution, principal=principal(claims), record=body, create=True
+        )
+        await change("save_institution", request, claims)
+        return body
+
+    @router.put("/institutions/{name}", response_model=Institution)
+    async def replace_institution(name: str, body: Institution, claims: Staff) -> Institution:
+        visible(get().view.institutions.get(name), f"institution {name}", claims)
+        same_key("name", name, body.name, "institution")
+        request = SaveInstitution(
+            institution=claims.institution, principal=principal(claims), record=body, create=False
+        )
+        await change("save_institution", request, claims)
+        return body
+
+    # --- staff accounts -----------------------------------------------------------------------
+
+    @router.get("/users", response_model=list[Account])
+    async def list_users(claims: Staff) -> list[Account]:
+        return in_scope(get().view.accounts.values(), claims, lambda a: a.username)
+
+    @router.get("/users/{username}", response_model=Account)
+    async def read_user(username: str, claims: Staff) -> Account:
+        return visible(get().view.account(username), f"user {username}", claims)
+
+    async def save_user(body: UserBody, claims: StaffClaims, create: bool) -> Account:
+        account = Account.model_validate(body.model_dump(exclude={"password"}))
+        request = SaveUser(
+            institution=claims.institution,
+            principal=principal(claims),
+            record=account,
+            password=body.password,
+            create=create,
+        )
+        await change("save_user", request, claims)
+        return account
+
+    @router.post("/users", response_model=Account, status_code=201)
+    async def create_user(body: UserBody, claims: Staff) -> Account:
+        return await save_user(body, claims, create=True)
+
+    @router.put("/users/{username}", response_model=Account)
+    async def replace_user(username: str, body: UserBody, claims: Staff) -> Account:
+        visible(get().view.account(username), f"user {username}", claims)
+        same_key("username", username, body.username, "user")
+        return await save_user(body, claims, create=False)
+
+    @router.put("/users/{username}/password", status_code=204)
+    async def set_password(username: str, body: PasswordBody, claims: Staff) -> Response:
+        visible(get().view.account(username), f"user {username}", claims)
+        request = SetPassword(
+            institution=claims.institution,
+            principal=principal(claims),
+            username=username,
+            password=body.password,
+        )
+        await change("set_password", request, claims)
+        return Response(status_code=204)
+
+    # --- queues and widgets -------------------------------------------------------------------
+
     @router.get("/queues", response_model=list[Queue])
     async def list_queues(claims: Staff) -> list[Queue]:
-        everyone = claims.role == "consortium_admin"
-        return await get().config.queues_of(None if everyone else claims.institution)
-
-    async def visible_queue(name: str, claims: StaffClaims) -> Queue:
-        return visible(await get().config.queue(name), f"queue {name}", claims)
+        return in_scope(get().view.queues.values(), claims, lambda q: q.name)
 
     @router.get("/queues/{name}", response_model=Queue)
     async def read_queue(name: str, claims: Staff) -> Queue:
-        return await visible_queue(name, claims)
+        return visible(get().view.queues.get(name), f"queue {name}", claims)
 
     async def save_queue(queue: Queue, claims: StaffClaims, create: bool) -> Queue:
         """Hours, time zone and calendar are checked by the schema (422 naming the
-        field); the fallback chain against the stored queues. A refusal stores nothing."""
-        domain.check_admin("queues", queue.institution, claims.role, claims.institution)
-        if await get().config.institution(queue.institution) is None:
-            raise Refusal("invalid", f"institution: no institution {queue.institution}")
-        domain.check_fallback(queue, await get().config.queues_of(None), claims.role)
-        saved_or_refused(
-            await get().config.save_queue(queue, create), create, f"queue {queue.name}"
+        field); scope, name and fallback chain by the directory. A refusal stores nothing."""
+        request = SaveQueue(
+            institution=claims.institution, principal=principal(claims), record=queue, create=create
         )
+        await change("save_queue", request, claims)
         return queue
 
     @router.post("/queues", response_model=Queue, status_code=201)
@@ -239,41 +342,37 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.put("/queues/{name}", response_model=Queue)
     async def replace_queue(name: str, body: Queue, claims: Staff) -> Queue:
-        same_identity("queue", ("name", name, body.name), await visible_queue(name, claims), body)
+        visible(get().view.queues.get(name), f"queue {name}", claims)
+        same_key("name", name, body.name, "queue")
         return await save_queue(body, claims, create=False)
 
     @router.delete("/queues/{name}", status_code=204)
     async def delete_queue(name: str, claims: Staff) -> Response:
-        queue = await visible_queue(name, claims)
-        domain.check_admin("queues", queue.institution, claims.role, claims.institution)
-        users = [q.name for q in await get().config.queues_of(None) if name in q.fallback]
-        widgets = await get().config.widgets_on(name)
-        if users or widgets:
-            raise Refusal(
-                "conflict", f"{name} is still used by queues {users} and widgets {widgets}"
-            )
-        await get().config.delete_queue(name)
+        visible(get().view.queues.get(name), f"queue {name}", claims)
+        request = DeleteQueue(
+            institution=claims.institution, principal=principal(claims), name=name
+        )
+        await change("delete_queue", request, claims)
         return Response(status_code=204)
 
     @router.get("/widgets", response_model=list[Widget])
     async def list_widgets(claims: Staff) -> list[Widget]:
-        everyone = claims.role == "consortium_admin"
-        return await get().config.widgets_of(None if everyone else claims.institution)
-
-    async def visible_widget(widget_id: str, claims: StaffClaims) -> Widget:
-        return visible(await get().config.widget(widget_id), f"widget {widget_id}", claims)
+        return in_scope(get().view.widgets.values(), claims, lambda w: w.id)
 
     @router.get("/widgets/{widget_id}", response_model=Widget)
     async def read_widget(widget_id: str, claims: Staff) -> Widget:
-        return await visible_widget(widget_id, claims)
+        return visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
 
     async def save_widget(widget: Widget, claims: StaffClaims, create: bool) -> Widget:
-        """Origins are checked by the schema (422 naming the field); the queue against
-        the stored queues of the widget's library. A refusal stores nothing."""
-        domain.check_admin("widgets", widget.institution, claims.role, claims.institution)
-        domain.check_widget_queue(widget, await get().config.queue(widget.queue))
-        saved = await get().config.save_widget(widget, create)
-        saved_or_refused(saved, create, f"widget {widget.id}")
+        """Origins are checked by the schema (422 naming the field); scope and queue by
+        the directory. A refusal stores nothing."""
+        request = SaveWidget(
+            institution=claims.institution,
+            principal=principal(claims),
+            record=widget,
+            create=create,
+        )
+        await change("save_widget", request, claims)
         return widget
 
     @router.post("/widgets", response_model=Widget, status_code=201)
@@ -282,15 +381,17 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.put("/widgets/{widget_id}", response_model=Widget)
     async def replace_widget(widget_id: str, body: Widget, claims: Staff) -> Widget:
-        stored = await visible_widget(widget_id, claims)
-        same_identity("widget", ("id", widget_id, body.id), stored, body)
+        visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
+        same_key("id", widget_id, body.id, "widget")
         return await save_widget(body, claims, create=False)
 
     @router.delete("/widgets/{widget_id}", status_code=204)
     async def delete_widget(widget_id: str, claims: Staff) -> Response:
-        widget = await visible_widget(widget_id, claims)
-        domain.check_admin("widgets", widget.institution, claims.role, claims.institution)
-        await get().config.delete_widget(widget_id)
+        visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
+        request = DeleteWidget(
+            institution=claims.institution, principal=principal(claims), id=widget_id
+        )
+        await change("delete_widget", request, claims)
         return Response(status_code=204)
 
     @router.get("/coverage", response_model=Coverage)
@@ -410,7 +511,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     async def widget_status(
         widget_id: str, request: Request, response: Response
     ) -> WidgetStatusView:
-        widget = await get().config.widget(widget_id)
+        widget = get().view.widgets.get(widget_id)
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
         cors(request, response, widget.allowed_origins)
@@ -423,7 +524,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     async def offline_message(
         widget_id: str, body: OfflineMessage, request: Request, response: Response
     ) -> OfflineReceipt:
-        widget = await get().config.widget(widget_id)
+        widget = get().view.widgets.get(widget_id)
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
         cors(request, response, widget.allowed_origins)

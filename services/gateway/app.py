@@ -19,7 +19,9 @@ from services.gateway.auth import Tokens
 from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
 from services.gateway.hub import Outbox
 from services.gateway.settings import DEV_SECRET, GatewaySettings
-from services.gateway.store import ConfigStore
+from services.gateway.store import GuestStore
+from shared import subjects
+from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_routes
 from shared.runtime import open_runtime
@@ -42,15 +44,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             log.warning("REFDESK_JWT_SECRET is the development default; set it in production")
         async with open_runtime("gateway", settings) as runtime:
             checks.update(runtime.checks)
-            config = ConfigStore(runtime.db, settings.config_cache_s)
-            await config.ensure_indexes()
+            guests = GuestStore(runtime.db)
+            await guests.ensure_indexes()
+            view = ConfigView(
+                await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas)
+            )
+            await view.start()
             tokens = Tokens(
                 settings.jwt_secret,
                 settings.operator_token_ttl_s,
                 settings.guest_token_ttl_s,
                 runtime.clock,
             )
-            gw = Gateway(settings, runtime.bus, config, tokens, runtime.clock)
+            gw = Gateway(settings, runtime.bus, view, guests, tokens, runtime.clock)
             holder["gw"] = gw
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
@@ -60,6 +66,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await beat
+                await view.stop()
 
     app = FastAPI(
         title="refdesk gateway",
@@ -80,7 +87,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await ws.accept()
         gw = gateway()
         outbox = Outbox(ws, "patron", settings.outbox_limit)
-        config = await gw.config.widget(widget) if widget else None
+        config = gw.view.widgets.get(widget) if widget else None
         if config is None:
             outbox.send(Error(code="not_found", message=f"no widget {widget!r}"))
             await outbox.finish(4404)

@@ -20,6 +20,8 @@ class StaffClaims:
     institution: str
     role: str
     name: str
+    # When the token stops working; an operator socket ends then.
+    expires: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class Tokens:
 
     def staff(self, token: str) -> StaffClaims:
         p = self._decode(token, "staff")
-        return StaffClaims(str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]))
+        expires = datetime.fromtimestamp(float(str(p["exp"])), UTC)
+        return StaffClaims(str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]), expires)
 
     def issue_guest(self, claims: GuestClaims, now: datetime) -> str:
         return self._encode(

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
-from shared import chains
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, Message
@@ -48,7 +47,7 @@ from shared.schemas.protocol import (
     TransferWithdrawnFrame,
     WidgetStatusFrame,
 )
-from shared.schemas.records import Queue, Widget
+from shared.schemas.records import Account
 from shared.schemas.requests import InternalMessage, WidgetStatus
 
 
@@ -186,44 +185,22 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
     return out
 
 
-def check_admin(things: str, owner: str, role: str, institution: str) -> None:
-    """An institution admin manages their own institution's `things` (queues, widgets);
-    a consortium admin everyone's. `owner`: the institution the thing belongs to."""
-    if role == "operator":
-        raise Refusal("forbidden", f"only admins may change {things}")
-    if role != "consortium_admin" and owner != institution:
-        raise Refusal("forbidden", f"you can only manage your own institution's {things}")
+class SignedClaims(Protocol):
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def institution(self) -> str: ...
 
 
-def check_widget_queue(widget: Widget, queue: Queue | None) -> None:
-    """A widget routes to a queue of its own library; the queue's chain reaches the
-    backup service."""
-    if queue is None or queue.institution != widget.institution:
-        raise Refusal("invalid", f"queue: {widget.institution} has no queue {widget.queue}")
-
-
-def check_fallback(queue: Queue, stored: Sequence[Queue], role: str) -> None:
-    """Every fallback queue exists; one of another institution (a backup service's) is
-    added to a chain only by a consortium admin (a library admin editing the hours keeps
-    the chain the coordinator set); and the chain never loops."""
-    by_name = {q.name: q for q in stored}
-    current = by_name.get(queue.name)
-    kept = set(current.fallback) if current is not None else set()
-    for name in queue.fallback:
-        other = by_name.get(name)
-        if other is None:
-            raise Refusal("invalid", f"fallback: no queue {name}")
-        crossing = other.institution != queue.institution
-        if crossing and name not in kept and role != "consortium_admin":
-            raise Refusal(
-                "forbidden",
-                f"fallback: {name} belongs to {other.institution}; only a consortium admin "
-                "may chain another institution's queue",
-            )
-    links = {q.name: q.fallback for q in stored} | {queue.name: queue.fallback}
-    cycle = chains.find_cycle(queue.name, links)
-    if cycle:
-        raise Refusal("invalid", f"fallback: {' -> '.join(cycle)} would loop")
+def current_account(account: Account | None, claims: SignedClaims) -> Account:
+    """A staff token is honoured only while its account is as it was when signed: there,
+    enabled, with the same role and institution."""
+    if account is None or account.disabled:
+        raise Refusal("unauthorized", "this account is disabled; ask your library's admin")
+    if (account.role, account.institution) != (claims.role, claims.institution):
+        raise Refusal("unauthorized", "your account changed; sign in again")
+    return account
 
 
 def widget_changed(before: WidgetStatus, after: WidgetStatus) -> bool:

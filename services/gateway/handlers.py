@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -24,11 +24,12 @@ from services.gateway.auth import GuestClaims, Tokens
 from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import ConfigStore
+from services.gateway.store import GuestStore
 from shared import subjects
 from shared.audience import by_subject_of_operator
 from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
 from shared.clock import Clock, iso
+from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
@@ -88,6 +89,7 @@ from shared.schemas.requests import (
     ClaimChat,
     CloseChat,
     Done,
+    EndReason,
     InternalMessage,
     ListQueues,
     MessageResult,
@@ -139,7 +141,8 @@ class Gateway:
 
     settings: GatewaySettings
     bus: Bus
-    config: ConfigStore
+    view: ConfigView
+    guests: GuestStore
     tokens: Tokens
     clock: Clock
     hub: Hub = field(default_factory=Hub)
@@ -150,6 +153,24 @@ class Gateway:
         self.feeds = ChatFeeds(self.bus, self._on_chat_events, self._on_ephemeral)
         self.subscriptions = SharedSubscriptions(self.bus)
         self.in_flight = InFlight(self.settings.max_frames_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.view.listeners.append(self._config_changed)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _config_changed(self, kind: str, name: str) -> None:
+        """An operator signed in here whose account was disabled, removed or given another
+        role loses the socket at once (REST checks the account on every request)."""
+        link = self.hub.operators.get(name) if kind == "user" else None
+        if link is None:
+            return
+        try:
+            domain.current_account(self.view.account(name), link)
+        except Refusal:
+            self._spawn(self.end_session(link, "account_disabled"))
 
     async def widget_status(self, widget: Widget) -> WidgetStatus:
         """The widget's availability as routing last announced it; asked for when this
@@ -253,7 +274,7 @@ class Gateway:
             return refusal.code != "gone"
         return True
 
-    async def end_session(self, link: OperatorLink, reason: str) -> None:
+    async def end_session(self, link: OperatorLink, reason: EndReason) -> None:
         link.outbox.send(SessionEndedFrame(reason=reason))
         link.outbox.close(4001)
         await self.remove_operator(link)
@@ -627,7 +648,7 @@ class PatronSocket(FrameLoop):
             "typing": self.typing,
             "chat.end": self.end,
         }
-        await self.gw.config.saw_guest(link.institution, guest_id, link.widget, self.gw.clock.now())
+        await self.gw.guests.saw_guest(link.institution, guest_id, link.widget, self.gw.clock.now())
         status = await self.gw.widget_status(self.widget)
         info = WidgetInfo(online=status.online, queue=status.queue, reason=status.reason)
         welcome = Welcome(guest_id=guest_id, token=token, widget=info)
@@ -732,6 +753,13 @@ class OperatorSocket(FrameLoop):
         super().__init__(gw, outbox)
         self.link: OperatorLink | None = None
         self.handlers = {"auth": self.auth}
+        self._expiry: asyncio.Task[None] | None = None
+
+    async def _expire(self, link: OperatorLink, at: datetime) -> None:
+        """The socket ends when its token does: signing in again issues a new one."""
+        await self.gw.clock.sleep_until(at)
+        if link.session_id in self.gw.hub.sessions:
+            await self.gw.end_session(link, "token_expired")
 
     @property
     def _link(self) -> OperatorLink:
@@ -749,15 +777,13 @@ class OperatorSocket(FrameLoop):
         if self.link is not None:
             raise Refusal("invalid", "already authenticated on this socket")
         claims = self.gw.tokens.staff(frame.token)
-        user = await self.gw.config.user(claims.username)
-        if user is None:
-            raise Refusal("unauthorized", "this account no longer exists")
+        user = domain.current_account(self.gw.view.account(claims.username), claims)
         session = await self.gw.bus.request(
             subjects.presence(claims.institution, "open"),
             OpenSession(
                 institution=claims.institution,
                 operator=claims.username,
-                name=claims.name,
+                name=user.display_name,
                 session_id=uuid.uuid4().hex,
                 max_chats=user.max_chats,
             ),
@@ -767,13 +793,15 @@ class OperatorSocket(FrameLoop):
             self.outbox,
             claims.institution,
             claims.username,
-            claims.name,
+            user.display_name,
             claims.role,
             session.session_id,
             session.status,
             max_chats=user.max_chats,
         )
         await self.gw.add_operator(self.link)
+        if claims.expires is not None:
+            self._expiry = asyncio.create_task(self._expire(self.link, claims.expires))
         self.handlers = {
             "auth": self.auth,
             "status.set": self.status,
@@ -820,7 +848,7 @@ class OperatorSocket(FrameLoop):
         return Reply(ack=StatusAck(status=session.status))
 
     async def _check_monitorable(self, queue: str) -> None:
-        config = await self.gw.config.queue(queue)
+        config = self.gw.view.queues.get(queue)
         if config is None:
             raise Refusal("not_found", f"no queue {queue}")
         link = self._link
@@ -843,7 +871,7 @@ class OperatorSocket(FrameLoop):
     async def snapshot(self) -> QueueSnapshot:
         by_institution: dict[str, list[str]] = {}
         for queue in sorted(self._link.monitoring):
-            config = await self.gw.config.queue(queue)
+            config = self.gw.view.queues.get(queue)
             if config is not None:
                 by_institution.setdefault(config.institution, []).append(queue)
         chats: list[WaitingChatView] = []
@@ -937,12 +965,12 @@ class OperatorSocket(FrameLoop):
         link = self._must_be_online("start chats")
         body = domain.check_body(frame.body, self.gw.settings.max_body_bytes)
         since = self.gw.clock.now() - timedelta(seconds=self.gw.settings.proactive_window_s)
-        widget_id = await self.gw.config.guest_widget(link.institution, frame.guest_id, since)
+        widget_id = await self.gw.guests.guest_widget(link.institution, frame.guest_id, since)
         if widget_id is None:
             raise Refusal("not_found", "no such guest on your widgets in the last 24 hours")
         queue = frame.queue
         if queue is None:
-            widget = await self.gw.config.widget(widget_id)
+            widget = self.gw.view.widgets.get(widget_id)
             if widget is None:
                 raise Refusal("not_found", f"no widget {widget_id}")
             queue = widget.queue
@@ -994,7 +1022,7 @@ class OperatorSocket(FrameLoop):
 
     async def _check_colleague(self, username: str) -> None:
         link = self._link
-        user = await self.gw.config.user(username)
+        user = self.gw.view.account(username)
         if user is None or user.institution != link.institution:
             raise Refusal("not_found", f"no operator {username}")
         if username == link.username:
@@ -1037,6 +1065,8 @@ class OperatorSocket(FrameLoop):
         return Reply(ack=CloseAck(chat=result.chat, changed=result.changed))
 
     async def closed(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self.link is None:
             return
         link = self.link

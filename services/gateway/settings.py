@@ -26,6 +26,5 @@ class GatewaySettings(CommonSettings):
     # either, a frame is refused `busy` unhandled (a client cannot queue work without end).
     frame_inbox: int = 32
     max_frame_wait_s: float = 0.5
-    config_cache_s: float = 5.0
     # A guest seen on one of an institution's widgets this recently may be invited to chat.
     proactive_window_s: int = 24 * 3600

@@ -12,8 +12,8 @@ from services.routing.store import ChatStore, QueueDirectory, pause_on_marker
 from services.routing.timers import DeadlineTimers
 from services.routing.widgets import WidgetWatch
 from shared import subjects
+from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
-from shared.store import TenantCollection
 
 VERSION = "0.1.0"
 
@@ -29,14 +29,9 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         owner_grace_s=settings.owner_grace_s,
         patron_grace_s=settings.patron_grace_s,
     )
-    db = runtime.db
-    queues = QueueDirectory(
-        TenantCollection(db.queues),
-        TenantCollection(db.users),
-        TenantCollection(db.institutions),
-        TenantCollection(db.widgets),
-        settings.config_cache_s,
-    )
+    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
+    await view.start()
+    queues = QueueDirectory(view)
     handlers = RoutingHandlers(
         runtime.bus,
         chats,
@@ -61,6 +56,8 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         settings.widget_republish_s,
     )
     handlers.on_staffing_change = widgets.poke
+    # A saved queue or widget can change what a widget shows: hours, chain, its queue.
+    view.listeners.append(lambda kind, _: widgets.poke() if kind != "user" else None)
     widgets.start()
     try:
         yield
@@ -68,6 +65,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         await widgets.stop()
         await timers.stop()
         await chats.stop()
+        await view.stop()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ class RoutingSettings(CommonSettings):
     offer_timeout_s: float = 120.0
     owner_grace_s: float = 60.0
     patron_grace_s: float = 600.0
-    # How old the configuration snapshot (queues, hours, widgets) may be, and how often
-    # widget availability is re-evaluated: a change reaches widgets within about one tick.
-    config_cache_s: float = 2.0
+    # A safety net: widget availability is re-evaluated on every presence, configuration
+    # and window-edge change, and at least this often.
     widget_tick_s: float = 1.0
     # Every widget's status is announced again this often, for gateways that started late.
     widget_republish_s: float = 30.0

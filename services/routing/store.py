@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,11 +19,11 @@ from nats.aio.msg import Msg
 from services.routing.coverage import Directory
 from services.routing.domain import OPEN_STATES, Transition
 from shared.bus import STATE_HEADER, Bus, ChatFollower, record_id
+from shared.configuration import ConfigView
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.chat import Chat, ChatState
 from shared.schemas.events import ChatRecord, parse_chat_record
-from shared.schemas.records import Institution, Queue, Widget
-from shared.store import TenantCollection
+from shared.schemas.records import Queue
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
@@ -166,54 +165,38 @@ class ChatStore:
 
 
 class QueueDirectory:
-    """Read access to queues, institutions, widgets and staff accounts (written by the
-    gateway's admin API).
+    """Routing's reads of configuration, from this replica's view of the config bucket
+    (written by the directory service; a saved change arrives within moments).
 
     Coverage needs the whole consortium's configuration at once (a chain crosses
-    institutions), so it reads a snapshot of it, refreshed at most every `cache_s`.
+    institutions), so it reads one `Directory` snapshot, rebuilt only after the view
+    changed: its schedules are worked out once per configuration.
     """
 
-    def __init__(
-        self,
-        queues: TenantCollection,
-        users: TenantCollection,
-        institutions: TenantCollection,
-        widgets: TenantCollection,
-        cache_s: float,
-    ) -> None:
-        self.queues = queues
-        self.users = users
-        self.institutions = institutions
-        self.widgets = widgets
-        self.cache_s = cache_s
-        self._snapshot: tuple[float, Directory] | None = None
+    def __init__(self, view: ConfigView) -> None:
+        self.view = view
+        self._snapshot: tuple[int, Directory] | None = None
 
     async def directory(self) -> Directory:
-        now = time.monotonic()
-        if self._snapshot is not None and now - self._snapshot[0] < self.cache_s:
+        if self._snapshot is not None and self._snapshot[0] == self.view.changes:
             return self._snapshot[1]
-        # Consortium-wide on purpose: fallback chains cross institutions by design.
-        queues = await self.queues.raw.find({}, {"_id": 0}).to_list()
-        institutions = await self.institutions.raw.find({}, {"_id": 0}).to_list()
-        widgets = await self.widgets.raw.find({}, {"_id": 0}).to_list()
         directory = Directory(
-            queues={q["name"]: Queue.model_validate(q) for q in queues},
-            institutions={i["name"]: Institution.model_validate(i) for i in institutions},
-            widgets={w["id"]: Widget.model_validate(w) for w in widgets},
+            queues=dict(self.view.queues),
+            institutions=dict(self.view.institutions),
+            widgets=dict(self.view.widgets),
         )
-        self._snapshot = (now, directory)
+        self._snapshot = (self.view.changes, directory)
         return directory
 
     async def get(self, institution: str, name: str) -> Queue:
-        doc = await self.queues.find_one(institution, {"name": name}, {"_id": 0})
-        if doc is None:
+        queue = self.view.queues.get(name)
+        if queue is None or queue.institution != institution:
             raise Refusal("not_found", f"no queue {name}")
-        return Queue.model_validate(doc)
+        return queue
 
     async def user_exists(self, institution: str, username: str) -> bool:
-        return (
-            await self.users.find_one(institution, {"username": username}, {"_id": 1}) is not None
-        )
+        account = self.view.account(username)
+        return account is not None and account.institution == institution
 
 
 def pause_on_marker(marker: str) -> PauseHook:

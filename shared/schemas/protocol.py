@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, ChatStateName, ClientId, Message, Sender
-from shared.schemas.requests import OperatorStatus
+from shared.schemas.requests import EndReason, OperatorStatus
 
 Ref = Annotated[str, Field(max_length=64)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -376,7 +376,7 @@ class SessionFrame(Model):
 
 class SessionEndedFrame(Model):
     type: Literal["session.ended"] = "session.ended"
-    reason: str
+    reason: EndReason
 
 
 class WaitingChatView(Model):

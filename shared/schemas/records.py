@@ -66,24 +66,36 @@ class Institution(Model):
         return check_zone(value)
 
 
-class User(Model):
-    """A staff account. A consortium admin's `institution` is the consortium's name."""
+class Account(Model):
+    """A staff account as every replica sees it: everything but the password hash, which
+    only the directory service holds."""
 
     username: str
     institution: str
     role: Role
-    display_name: str
-    password_hash: str
+    display_name: str = Field(min_length=1, max_length=80)
     # Open chats this operator may own at once; None for no limit.
     max_chats: int | None = Field(default=None, ge=1, le=50)
+    # A disabled account keeps its name on transcripts but can no longer sign in.
+    disabled: bool = False
 
     @model_validator(mode="after")
-    def _named(self) -> User:
+    def _named(self) -> Account:
         if self.role == "consortium_admin":
             names.check_consortium_admin(self.username)
         else:
             names.check_user(self.username)
         return self
+
+
+class User(Account):
+    """A staff account as stored. A consortium admin's `institution` is the consortium's
+    name."""
+
+    password_hash: str
+
+    def account(self) -> Account:
+        return Account.model_validate(self.model_dump(exclude={"password_hash"}))
 
 
 class HoursWindow(Model):

@@ -252,7 +252,15 @@ class TypingNotice(Model):
     from_: Sender = Field(alias="from")
 
 
-EndReason = Literal["signed_in_elsewhere", "ended_by_admin", "expired", "disconnected"]
+EndReason = Literal[
+    "signed_in_elsewhere",
+    "ended_by_admin",
+    "expired",
+    "disconnected",
+    # The account was disabled or its role changed; the token ran out.
+    "account_disabled",
+    "token_expired",
+]
 
 
 class SessionEnded(Model):

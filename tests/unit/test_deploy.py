@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from deploy.local.system import SERVICES
+from services.directory.settings import DirectorySettings
 from services.gateway.settings import GatewaySettings
 from services.presence.settings import PresenceSettings
 from services.routing.settings import RoutingSettings
@@ -21,6 +22,7 @@ PORTS = {
     "presence": PresenceSettings().ops_port,
     "transcripts": TranscriptsSettings().ops_port,
     "tickets": TicketsSettings().ops_port,
+    "directory": DirectorySettings().ops_port,
 }
 
 

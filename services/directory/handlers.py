@@ -1,0 +1,189 @@
+"""Binds the directory's NATS endpoints to the configuration rules and its store: check,
+write MongoDB, project into the config bucket, answer with the bucket revision."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from services.directory import domain, metrics
+from services.directory.store import INSTITUTION, QUEUE, USER, WIDGET, ConfigStore, Kind
+from shared import subjects
+from shared.bus import Endpoint
+from shared.errors import Refusal
+from shared.passwords import hash_password, verify_password
+from shared.schemas.base import Model
+from shared.schemas.directory import (
+    DeleteQueue,
+    DeleteWidget,
+    Principal,
+    Saved,
+    SaveInstitution,
+    SaveQueue,
+    SaveUser,
+    SaveWidget,
+    SetPassword,
+    SignIn,
+)
+from shared.schemas.records import Account, Institution, Queue, User, Widget
+
+# Verified when the user name is unknown, so that a sign-in takes as long either way and
+# its timing does not tell which names exist.
+_DECOY = hash_password("refdesk-decoy-password-never-used")
+
+
+def _own(req_institution: str, principal: Principal) -> None:
+    """A request travels on its principal's institution subject (see Bus.serve)."""
+    if principal.institution != req_institution:
+        raise Refusal("forbidden", "the request's institution is not its principal's")
+
+
+class DirectoryHandlers:
+    def __init__(self, store: ConfigStore, consortium: str, common_passwords: frozenset[str]):
+        self.store = store
+        self.consortium = consortium
+        self.common = common_passwords
+
+    def endpoints(self) -> list[Endpoint]:
+        def bind(
+            action: subjects.DirectoryAction,
+            request: type[Model],
+            handler: Callable[[Any], Awaitable[Model]],
+        ) -> Endpoint:
+            return Endpoint(action, subjects.directory_endpoint(action), request, handler)
+
+        return [
+            bind("save_institution", SaveInstitution, self.save_institution),
+            bind("save_queue", SaveQueue, self.save_queue),
+            bind("delete_queue", DeleteQueue, self.delete_queue),
+            bind("save_widget", SaveWidget, self.save_widget),
+            bind("delete_widget", DeleteWidget, self.delete_widget),
+            bind("save_user", SaveUser, self.save_user),
+            bind("set_password", SetPassword, self.set_password),
+            bind("sign_in", SignIn, self.sign_in),
+        ]
+
+    async def _write(self, kind: Kind, record: Model, create: bool, what: str) -> Saved:
+        """Store and publish one record; a create of a key that exists, or a replace of one
+        that does not, stores nothing."""
+        if not await self.store.save(kind, record, create):
+            raise Refusal(
+                "conflict" if create else "not_found",
+                f"{what} {'already exists' if create else 'does not exist'}",
+            )
+        return await self._published(kind, getattr(record, kind.key))
+
+    async def _published(self, kind: Kind, name: str) -> Saved:
+        revision = await self.store.project(kind, name)
+        metrics.CHANGES.labels(kind.name).inc()
+        return Saved(revision=revision)
+
+    async def _by_name(self, kind: Kind) -> Mapping[str, Model]:
+        return {getattr(r, kind.key): r for r in await self.store.all(kind)}
+
+    # --- institutions ----------------------------------------------------------------------
+
+    async def save_institution(self, req: SaveInstitution) -> Saved:
+        _own(req.institution, req.principal)
+        domain.check_institution(req.record, req.principal, self.consortium)
+        return await self._write(
+            INSTITUTION, req.record, req.create, f"institution {req.record.name}"
+        )
+
+    # --- queues and widgets -------------------------------------------------------------------
+
+    async def save_queue(self, req: SaveQueue) -> Saved:
+        _own(req.institution, req.principal)
+        queue, principal = req.record, req.principal
+        stored: dict[str, Queue] = await self._by_name(QUEUE)  # type: ignore[assignment]
+        if not req.create:
+            domain.check_replace(stored.get(queue.name), queue, "queue", principal)
+        domain.check_admin("queues", queue.institution, principal)
+        if await self.store.get(INSTITUTION, queue.institution) is None:
+            raise Refusal("invalid", f"institution: no institution {queue.institution}")
+        domain.check_queue_name(queue, self.consortium)
+        domain.check_fallback(queue, stored, principal)
+        return await self._write(QUEUE, queue, req.create, f"queue {queue.name}")
+
+    async def delete_queue(self, req: DeleteQueue) -> Saved:
+        _own(req.institution, req.principal)
+        queue: Queue | None = await self.store.get(QUEUE, req.name)
+        domain.check_stored(queue, "queue", req.principal)
+        assert queue is not None
+        domain.check_admin("queues", queue.institution, req.principal)
+        domain.queue_in_use(req.name, await self.store.all(QUEUE), await self.store.all(WIDGET))
+        await self.store.delete(QUEUE, req.name)
+        return await self._published(QUEUE, req.name)
+
+    async def save_widget(self, req: SaveWidget) -> Saved:
+        _own(req.institution, req.principal)
+        widget = req.record
+        if not req.create:
+            stored: Widget | None = await self.store.get(WIDGET, widget.id)
+            domain.check_replace(stored, widget, "widget", req.principal)
+        domain.check_admin("widgets", widget.institution, req.principal)
+        domain.check_widget_queue(widget, await self.store.get(QUEUE, widget.queue))
+        return await self._write(WIDGET, widget, req.create, f"widget {widget.id}")
+
+    async def delete_widget(self, req: DeleteWidget) -> Saved:
+        _own(req.institution, req.principal)
+        widget: Widget | None = await self.store.get(WIDGET, req.id)
+        domain.check_stored(widget, "widget", req.principal)
+        assert widget is not None
+        domain.check_admin("widgets", widget.institution, req.principal)
+        await self.store.delete(WIDGET, req.id)
+        return await self._published(WIDGET, req.id)
+
+    # --- staff accounts ------------------------------------------------------------------------
+
+    async def save_user(self, req: SaveUser) -> Saved:
+        _own(req.institution, req.principal)
+        account, principal = req.record, req.principal
+        institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
+        users: list[User] = await self.store.all(USER)
+        stored = next((u for u in users if u.username == account.username), None)
+        if not req.create:
+            domain.check_replace(stored, account, "user", principal)
+            assert stored is not None
+            # Both what the account was and what it becomes must be the admin's to manage.
+            domain.check_account(stored.account(), principal, self.consortium, institutions)
+            domain.check_keeps_consortium_admin(account, [u.account() for u in users])
+        domain.check_account(account, principal, self.consortium, institutions)
+        if req.password is not None:
+            domain.check_password(req.password, self.common)
+            password_hash = await asyncio.to_thread(hash_password, req.password)
+        elif stored is not None and not req.create:
+            password_hash = stored.password_hash
+        else:
+            raise Refusal("invalid", "password: a new account needs one")
+        user = User(**account.model_dump(), password_hash=password_hash)
+        return await self._write(USER, user, req.create, f"user {account.username}")
+
+    async def set_password(self, req: SetPassword) -> Saved:
+        _own(req.institution, req.principal)
+        user: User | None = await self.store.get(USER, req.username)
+        domain.check_stored(user, "user", req.principal)
+        assert user is not None
+        if not domain.may_set_password(req.principal, user.account()):
+            raise Refusal("forbidden", "you may not change that account's password")
+        domain.check_password(req.password, self.common)
+        password_hash = await asyncio.to_thread(hash_password, req.password)
+        await self.store.set_field(USER, req.username, "password_hash", password_hash)
+        return await self._published(USER, req.username)
+
+    async def sign_in(self, req: SignIn) -> Account:
+        user: User | None = await self.store.get(USER, req.username)
+        # argon2 takes tens of milliseconds of CPU: in a thread (it releases the GIL), so a
+        # sign-in does not hold up this replica's other requests.
+        matches = await asyncio.to_thread(
+            verify_password, user.password_hash if user else _DECOY, req.password
+        )
+        if user is None or not matches:
+            metrics.SIGN_INS.labels("refused").inc()
+            raise Refusal("unauthorized", "wrong user name or password")
+        if user.disabled:
+            metrics.SIGN_INS.labels("disabled").inc()
+            raise Refusal("unauthorized", "this account is disabled; ask your library's admin")
+        metrics.SIGN_INS.labels("ok").inc()
+        return user.account()

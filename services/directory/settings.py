@@ -1,0 +1,5 @@
+from shared.settings import CommonSettings
+
+
+class DirectorySettings(CommonSettings):
+    ops_port: int = 9105
