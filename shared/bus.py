@@ -479,6 +479,17 @@ class _EndpointStats:
         REQUESTS.labels(self.service, self.endpoint, why).inc()
 
 
+async def delete_if_last(kv: KeyValue, key: str, last: int) -> None:
+    """Delete a key only while its revision is still `last`; `StaleRevision` otherwise.
+    (nats-py names that refusal for puts, but a delete raises the bare API error.)"""
+    try:
+        await kv.delete(key, last=last)
+    except APIError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            raise StaleRevision(key) from exc
+        raise
+
+
 class BucketFollower:
     """Keeps a replica's view of a key-value bucket current: `on_entry(key, value)` for each
     current entry and every later change (`value` None for a deletion or expiry)."""

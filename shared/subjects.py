@@ -15,6 +15,10 @@ CHAT_STREAM = "CHAT_EVENTS"
 PRESENCE_BUCKET = "presence"
 # Every configuration record, as the directory service last wrote it; replicas watch it.
 CONFIG_BUCKET = "config"
+# Each operator's desk (status and monitored queues) as they last left it.
+DESKS_BUCKET = "desks"
+# Ids of staff tokens signed out before they expire; entries age out with the tokens.
+REVOKED_BUCKET = "revoked_tokens"
 TRANSCRIPTS_CONSUMER = "transcripts"
 
 RoutingAction = Literal[
@@ -35,7 +39,9 @@ RoutingAction = Literal[
     "coverage",
     "widget",
 ]
-PresenceAction = Literal["open", "heartbeat", "status", "monitor", "close", "staffing", "get"]
+PresenceAction = Literal[
+    "open", "heartbeat", "status", "monitor", "close", "end", "staffing", "get"
+]
 TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats", "missed"]
 TicketsAction = Literal["create", "get"]
 DirectoryAction = Literal[
@@ -110,6 +116,11 @@ def staff_messages(institution: str | None = None) -> str:
     """Internal staff messages, fanned out to every gateway once stored."""
     inst = "*" if institution is None else _token(institution, "institution")
     return f"staff.{inst}.internal"
+
+
+def announcements(consortium: str) -> str:
+    """Consortium-wide announcements to every signed-in operator, from every gateway."""
+    return f"staff.{_token(consortium, 'consortium')}.announcement"
 
 
 def widget_status(institution: str, widget: str) -> str:

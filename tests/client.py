@@ -130,9 +130,11 @@ async def operator(
     token = await login(base_url, username, password)
     client = await ProtocolClient.connect(base_url.replace("http", "ws") + "/ws/operator")
     await client.ok({"type": "auth", "token": token})
-    await client.expect("session")
+    session = await client.expect("session")
+    if session["monitoring"]:
+        await client.expect("queue.snapshot")  # the desk as they left it
     await client.ok({"type": "status.set", "status": status})
-    if queues:
+    if queues or session["monitoring"]:
         await client.ok({"type": "monitor.set", "queues": queues})
         await client.expect("queue.snapshot")
     return client

@@ -13,20 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import subjects
+from shared.bus import delete_if_last
 from shared.errors import StaleRevision
 from shared.retries import until_written
 from shared.schemas.records import Institution, Queue, User, Widget
 from shared.store import Document
 
 PROJECT_ATTEMPTS = 16
-# JetStream's "wrong last sequence": nats-py names it only for puts, not for deletes.
-WRONG_LAST_SEQUENCE = 10071
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class ConfigStore:
                 return revision
             try:
                 if wanted is None:
-                    await self.kv.delete(key, last=revision)
+                    await delete_if_last(self.kv, key, revision)
                     # The marker's own revision is not returned: the bucket's newest is at
                     # least as new, which is all a reader waiting for it needs.
                     return int((await self.kv.status()).stream_info.state.last_seq)
@@ -121,10 +120,6 @@ class ConfigStore:
                 return await self.kv.update(key, wanted, last=revision)
             except KeyWrongLastSequenceError as exc:
                 raise StaleRevision(key) from exc
-            except APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
-                    raise StaleRevision(key) from exc
-                raise
 
         return await until_written(attempt, PROJECT_ATTEMPTS, "configuration is changing too fast")
 

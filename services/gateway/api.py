@@ -5,9 +5,10 @@ these closures at definition time.
 """
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,8 +18,10 @@ from services.gateway import domain, metrics
 from services.gateway.auth import StaffClaims
 from services.gateway.handlers import Gateway
 from shared import subjects
+from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
+from shared.schemas.chat import Sender
 from shared.schemas.directory import (
     DeleteQueue,
     DeleteWidget,
@@ -33,9 +36,12 @@ from shared.schemas.directory import (
 )
 from shared.schemas.records import Account, Institution, Queue, Widget
 from shared.schemas.requests import (
+    Announcement,
     Coverage,
     CoverageQuery,
     CreateTicket,
+    Done,
+    EndSession,
     GetTicket,
     GetTranscript,
     InternalHistory,
@@ -132,6 +138,14 @@ class UserBody(Account):
 
 class PasswordBody(Model):
     password: str = Field(max_length=256)
+
+
+class AnnouncementBody(Model):
+    body: str = Field(min_length=1, max_length=2000)
+
+
+class AnnouncementSent(Model):
+    id: str
 
 
 def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
@@ -235,6 +249,66 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             display_name=user.display_name,
         )
         return LoginResponse(token=token, user=view)
+
+    @router.post("/auth/logout", status_code=204)
+    async def logout(claims: Staff) -> Response:
+        """Sign out everywhere this token reaches: it stops working on every gateway, and
+        the operator's session (if any) ends with `signed_out`."""
+        if claims.token_id is not None:
+            await get().revoked.revoke(claims.token_id)
+        await end_session(claims.username, claims.institution, "signed_out", claims)
+        return Response(status_code=204)
+
+    async def end_session(
+        operator: str,
+        institution: str,
+        reason: Literal["ended_by_admin", "signed_out"],
+        claims: StaffClaims,
+    ) -> bool:
+        """False when the operator was not signed in."""
+        try:
+            await get().bus.request(
+                subjects.presence(institution, "end"),
+                EndSession(
+                    institution=institution,
+                    operator=operator,
+                    principal=principal(claims),
+                    reason=reason,
+                ),
+                Done,
+            )
+        except Refusal as refusal:
+            if refusal.code == "not_found":
+                return False
+            raise
+        return True
+
+    @router.delete("/sessions/{operator}", status_code=204)
+    async def end_operator_session(operator: str, claims: Staff) -> Response:
+        """An admin ends an operator's session: their client hears `session.ended`
+        (`ended_by_admin`), and their chats are held for the owner grace period."""
+        account = visible(get().view.account(operator), f"user {operator}", claims)
+        if claims.role == "operator":
+            raise Refusal("forbidden", "only admins end other people's sessions")
+        if not await end_session(operator, account.institution, "ended_by_admin", claims):
+            raise Refusal("not_found", f"{operator} is not signed in")
+        return Response(status_code=204)
+
+    @router.post("/announcements", response_model=AnnouncementSent, status_code=202)
+    async def announce(body: AnnouncementBody, claims: Staff) -> AnnouncementSent:
+        """The consortium admin's word to every signed-in operator (the "green light"
+        message of a shared service), delivered by every gateway to its own operators."""
+        if claims.role != "consortium_admin":
+            raise Refusal("forbidden", "only a consortium admin sends announcements")
+        announcement = Announcement(
+            id=uuid.uuid4().hex,
+            institution=get().settings.consortium,
+            from_=Sender(kind="operator", name=claims.name, id=claims.username),
+            body=body.body,
+            ts=iso(get().clock.now()),
+        )
+        await get().bus.publish(subjects.announcements(get().settings.consortium), announcement)
+        return AnnouncementSent(id=announcement.id)
 
     @router.get("/me", response_model=UserView)
     async def me(claims: Staff) -> UserView:

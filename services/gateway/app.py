@@ -19,7 +19,7 @@ from services.gateway.auth import Tokens
 from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
 from services.gateway.hub import Outbox
 from services.gateway.settings import DEV_SECRET, GatewaySettings
-from services.gateway.store import GuestStore
+from services.gateway.store import GuestStore, RevokedTokens
 from shared import subjects
 from shared.configuration import ConfigView
 from shared.errors import Refusal
@@ -50,13 +50,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas)
             )
             await view.start()
+            revoked = RevokedTokens(
+                await runtime.bus.key_value(
+                    subjects.REVOKED_BUCKET,
+                    settings.stream_replicas,
+                    ttl=float(settings.operator_token_ttl_s),
+                )
+            )
+            await revoked.start()
             tokens = Tokens(
                 settings.jwt_secret,
                 settings.operator_token_ttl_s,
                 settings.guest_token_ttl_s,
                 runtime.clock,
+                revoked,
             )
-            gw = Gateway(settings, runtime.bus, view, guests, tokens, runtime.clock)
+            gw = Gateway(settings, runtime.bus, view, guests, revoked, tokens, runtime.clock)
             holder["gw"] = gw
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
@@ -67,6 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await beat
                 await view.stop()
+                await revoked.stop()
 
     app = FastAPI(
         title="refdesk gateway",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -20,8 +22,10 @@ class StaffClaims:
     institution: str
     role: str
     name: str
-    # When the token stops working; an operator socket ends then.
+    # When the token stops working (an operator socket ends then), and its id, by which
+    # signing out revokes it before then.
     expires: datetime | None = None
+    token_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,16 @@ class GuestClaims:
 
 
 class Tokens:
-    def __init__(self, secret: str, staff_ttl_s: int, guest_ttl_s: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        secret: str,
+        staff_ttl_s: int,
+        guest_ttl_s: int,
+        clock: Clock,
+        revoked: Container[str] = frozenset(),
+    ) -> None:
         self.secret = secret
+        self.revoked = revoked
         self.clock = clock
         self.staff_ttl = timedelta(seconds=staff_ttl_s)
         self.guest_ttl = timedelta(seconds=guest_ttl_s)
@@ -73,6 +85,7 @@ class Tokens:
                 "inst": claims.institution,
                 "role": claims.role,
                 "name": claims.name,
+                "jti": uuid.uuid4().hex,
             },
             "staff",
             now,
@@ -82,7 +95,12 @@ class Tokens:
     def staff(self, token: str) -> StaffClaims:
         p = self._decode(token, "staff")
         expires = datetime.fromtimestamp(float(str(p["exp"])), UTC)
-        return StaffClaims(str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]), expires)
+        token_id = str(p["jti"]) if "jti" in p else None
+        if token_id is not None and token_id in self.revoked:
+            raise Refusal("unauthorized", "signed out; sign in again")
+        return StaffClaims(
+            str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]), expires, token_id
+        )
 
     def issue_guest(self, claims: GuestClaims, now: datetime) -> str:
         return self._encode(

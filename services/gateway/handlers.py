@@ -24,7 +24,7 @@ from services.gateway.auth import GuestClaims, Tokens
 from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import GuestStore
+from services.gateway.store import GuestStore, RevokedTokens
 from shared import subjects
 from shared.audience import by_subject_of_operator
 from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
@@ -38,6 +38,7 @@ from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
     Ack,
+    AnnouncementFrame,
     Auth,
     AuthAck,
     ChatAck,
@@ -84,6 +85,7 @@ from shared.schemas.protocol import (
 from shared.schemas.records import Widget
 from shared.schemas.requests import (
     SESSION_EVENT,
+    Announcement,
     AnswerOffer,
     ChatResult,
     ClaimChat,
@@ -143,6 +145,7 @@ class Gateway:
     bus: Bus
     view: ConfigView
     guests: GuestStore
+    revoked: RevokedTokens
     tokens: Tokens
     clock: Clock
     hub: Hub = field(default_factory=Hub)
@@ -330,6 +333,9 @@ class Gateway:
         self.bus.lag.start()
         await self.bus.subscribe(subjects.presence_events(), self.on_presence_event)
         await self.bus.subscribe(subjects.staff_messages(), self.on_staff_message)
+        await self.bus.subscribe(
+            subjects.announcements(self.settings.consortium), self.on_announcement
+        )
         await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
         self.bus.on_missed.append(self.feeds.resync)
 
@@ -471,6 +477,17 @@ class Gateway:
             return
         text = domain.internal_frame(message).model_dump_json()
         for link in domain.internal_recipients(message, self.hub.staff_of(message.institution)):
+            link.outbox.send_text(text)
+
+    async def on_announcement(self, msg: Msg) -> None:
+        try:
+            announcement = Announcement.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        text = AnnouncementFrame(
+            id=announcement.id, from_=announcement.from_, body=announcement.body, ts=announcement.ts
+        ).model_dump_json(by_alias=True)
+        for link in list(self.hub.sessions.values()):
             link.outbox.send_text(text)
 
 
@@ -778,6 +795,18 @@ class OperatorSocket(FrameLoop):
             raise Refusal("invalid", "already authenticated on this socket")
         claims = self.gw.tokens.staff(frame.token)
         user = domain.current_account(self.gw.view.account(claims.username), claims)
+        if frame.elsewhere == "ask":
+            found = await self.gw.bus.request(
+                subjects.presence(claims.institution, "get"),
+                SessionQuery(institution=claims.institution, operator=claims.username),
+                SessionLookup,
+            )
+            if found.session is not None:
+                raise Refusal(
+                    "conflict",
+                    f"signed in elsewhere since {found.session.started_at}; "
+                    'authenticate with "elsewhere": "end" to end that session',
+                )
         session = await self.gw.bus.request(
             subjects.presence(claims.institution, "open"),
             OpenSession(
@@ -818,9 +847,25 @@ class OperatorSocket(FrameLoop):
             "chat.start_proactive": self.start_proactive,
             "internal.send": self.internal_send,
         }
+        session = await self._restore_desk(session)
         then: list[Model] = [_session_frame(session)]
+        if session.monitoring:
+            then.append(await self.snapshot())
         then += await self._owned_chats()
         return Reply(ack=AuthAck(session_id=session.session_id), then=then)
+
+    async def _restore_desk(self, session: Session) -> Session:
+        """The session starts at the operator's desk as they left it; a queue they may no
+        longer monitor (deleted, or moved out of their reach) is dropped from it."""
+        kept = [q for q in session.monitoring if self._may_monitor(q)]
+        if kept != session.monitoring:
+            session = await self.gw.bus.request(
+                subjects.presence(session.institution, "monitor"),
+                SetMonitoring(**self._ref().model_dump(), queues=kept),
+                Session,
+            )
+        await self.gw.set_monitoring(self._link, frozenset(session.monitoring))
+        return session
 
     async def _owned_chats(self) -> list[Model]:
         """Chats this operator still owns (a reconnect within the grace period), with their
@@ -847,12 +892,17 @@ class OperatorSocket(FrameLoop):
         self._link.status = session.status
         return Reply(ack=StatusAck(status=session.status))
 
-    async def _check_monitorable(self, queue: str) -> None:
+    def _may_monitor(self, queue: str) -> bool:
         config = self.gw.view.queues.get(queue)
-        if config is None:
-            raise Refusal("not_found", f"no queue {queue}")
         link = self._link
-        if config.institution != link.institution and link.role != "consortium_admin":
+        return config is not None and (
+            config.institution == link.institution or link.role == "consortium_admin"
+        )
+
+    async def _check_monitorable(self, queue: str) -> None:
+        if self.gw.view.queues.get(queue) is None:
+            raise Refusal("not_found", f"no queue {queue}")
+        if not self._may_monitor(queue):
             raise Refusal("forbidden", f"{queue} belongs to another institution")
 
     async def monitor(self, frame: MonitorSet) -> Reply:

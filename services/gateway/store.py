@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.bus import BucketFollower
 from shared.store import Document
 
 
@@ -33,3 +35,33 @@ class GuestStore:
             {"institution": institution, "guest_id": guest_id, "last_seen": {"$gte": since}}
         )
         return None if doc is None else str(doc["widget"])
+
+
+class RevokedTokens:
+    """Ids of staff tokens signed out before they expire, shared by every gateway through a
+    key-value bucket whose entries age out with the tokens themselves (so the set stays as
+    small as the sign-outs of one token lifetime)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self._ids: set[str] = set()
+        self._follower = BucketFollower(kv, self._followed)
+
+    def __contains__(self, token_id: object) -> bool:
+        return token_id in self._ids
+
+    async def revoke(self, token_id: str) -> None:
+        await self.kv.put(token_id, b"1")
+        self._ids.add(token_id)
+
+    def _followed(self, key: str, value: bytes | None, _: int) -> None:
+        if value is None:
+            self._ids.discard(key)
+        else:
+            self._ids.add(key)
+
+    async def start(self) -> None:
+        await self._follower.start()
+
+    async def stop(self) -> None:
+        await self._follower.stop()

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from services.presence.handlers import PresenceHandlers
 from services.presence.settings import PresenceSettings
-from services.presence.store import SessionStore
+from services.presence.store import DeskStore, SessionStore
 from shared import subjects
 from shared.runtime import Runtime, run_service
 
@@ -22,7 +22,10 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         subjects.PRESENCE_BUCKET, replicas=settings.stream_replicas, ttl=settings.session_ttl_s
     )
     sessions = SessionStore(kv)
-    handlers = PresenceHandlers(runtime.bus, sessions, runtime.clock)
+    desks = DeskStore(
+        await runtime.bus.key_value(subjects.DESKS_BUCKET, replicas=settings.stream_replicas)
+    )
+    handlers = PresenceHandlers(runtime.bus, sessions, desks, runtime.clock)
     sessions.on_expired = handlers.session_expired
     await sessions.start_watching()
     await runtime.bus.serve("presence", VERSION, handlers.endpoints())

@@ -8,6 +8,8 @@ from datetime import datetime
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.requests import (
+    Desk,
+    EndSession,
     OpenSession,
     OperatorStatus,
     Session,
@@ -17,13 +19,14 @@ from shared.schemas.requests import (
 
 
 def open_session(
-    existing: Session | None, request: OpenSession, now: datetime
+    existing: Session | None, request: OpenSession, now: datetime, desk: Desk | None = None
 ) -> tuple[Session, SessionEnded | None]:
     """A new sign-in replaces any older session of the same operator, which is told why.
 
-    A fresh session starts offline and monitoring nothing, as LibChat and LibraryH3lp
-    operators expect: they choose their status and queues after signing in.
+    It starts at the operator's desk as they last left it (status and monitored queues);
+    the very first session starts offline and monitoring nothing.
     """
+    desk = desk or Desk()
     session = Session(
         institution=request.institution,
         operator=request.operator,
@@ -31,6 +34,8 @@ def open_session(
         session_id=request.session_id,
         started_at=iso(now),
         max_chats=request.max_chats,
+        status=desk.status,
+        monitoring=desk.monitoring,
     )
     ended = None
     if existing is not None and existing.session_id != request.session_id:
@@ -49,6 +54,10 @@ def require_current(existing: Session | None, ref: SessionRef) -> Session:
     return existing
 
 
+def desk_of(session: Session) -> Desk:
+    return Desk(status=session.status, monitoring=session.monitoring)
+
+
 def set_status(session: Session, status: OperatorStatus) -> Session:
     return session.model_copy(update={"status": status})
 
@@ -62,3 +71,13 @@ def staffing(sessions: Iterable[Session], queue: str) -> list[Session]:
     leaves out those at their chat limit, which it alone knows)."""
     found = [s for s in sessions if s.status == "online" and queue in s.monitoring]
     return sorted(found, key=lambda s: s.operator)
+
+
+def check_may_end(request: EndSession) -> None:
+    """An operator signs themselves out; an admin ends the sessions of their institution's
+    operators (a consortium admin anyone's). Anyone else is told there is no such session."""
+    own = request.principal.username == request.operator
+    if request.reason == "signed_out" and not own:
+        raise Refusal("forbidden", "only the operator signs themselves out")
+    if request.reason == "ended_by_admin" and not request.principal.may_manage(request.institution):
+        raise Refusal("not_found", "no such session")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.presence import domain, metrics
-from services.presence.store import SessionStore
+from services.presence.store import DeskStore, SessionStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
+from shared.errors import Refusal
 from shared.retries import until_written
 from shared.schemas.requests import (
     Done,
     EndReason,
+    EndSession,
     OpenSession,
     Session,
     SessionChanged,
@@ -31,9 +33,10 @@ ATTEMPTS = 8
 
 
 class PresenceHandlers:
-    def __init__(self, bus: Bus, sessions: SessionStore, clock: Clock) -> None:
+    def __init__(self, bus: Bus, sessions: SessionStore, desks: DeskStore, clock: Clock) -> None:
         self.bus = bus
         self.sessions = sessions
+        self.desks = desks
         self.clock = clock
 
     def endpoints(self) -> list[Endpoint]:
@@ -45,6 +48,7 @@ class PresenceHandlers:
             Endpoint("status", subjects.presence_endpoint("status"), SetStatus, self.status),
             Endpoint("monitor", subjects.presence_endpoint("monitor"), SetMonitoring, self.monitor),
             Endpoint("close", subjects.presence_endpoint("close"), SessionRef, self.close),
+            Endpoint("end", subjects.presence_endpoint("end"), EndSession, self.end),
             Endpoint(
                 "staffing", subjects.presence_endpoint("staffing"), StaffingQuery, self.staffing
             ),
@@ -68,9 +72,11 @@ class PresenceHandlers:
         return session
 
     async def open(self, req: OpenSession) -> Session:
+        desk = await self.desks.get(req.institution, req.operator)
+
         async def attempt(_: int) -> tuple[Session, SessionEnded | None]:
             existing, revision = await self.sessions.get(req.institution, req.operator)
-            session, ended = domain.open_session(existing, req, self.clock.now())
+            session, ended = domain.open_session(existing, req, self.clock.now(), desk)
             # A sign-in elsewhere winning the race is read again, and ended instead.
             await self.sessions.write(session, revision)
             return session, ended
@@ -104,7 +110,9 @@ class PresenceHandlers:
         return session
 
     async def _changed(self, session: Session) -> None:
-        """Who staffs which queue may have changed: routing re-evaluates widgets at once."""
+        """Who staffs which queue may have changed: routing re-evaluates widgets at once.
+        The operator's desk keeps the choice for their next sign-in."""
+        await self.desks.keep(session)
         changed = SessionChanged(
             institution=session.institution,
             operator=session.operator,
@@ -123,6 +131,24 @@ class PresenceHandlers:
         closed = await until_written(attempt, ATTEMPTS, "your session is changing; try again")
         if closed is not None:
             await self._ended(closed, "disconnected")
+        self._count_online()
+        return Done()
+
+    async def end(self, req: EndSession) -> Done:
+        """End whatever session the operator has now, from outside it; its gateway closes
+        the socket when it hears `session.ended`."""
+        domain.check_may_end(req)
+
+        async def attempt(_: int) -> Session:
+            existing, revision = await self.sessions.get(req.institution, req.operator)
+            if existing is None:
+                raise Refusal("not_found", f"{req.operator} is not signed in")
+            await self.sessions.remove(existing, revision)
+            return existing
+
+        ended = await until_written(attempt, ATTEMPTS, "the session is changing; try again")
+        await self._ended(ended, req.reason)
+        metrics.SESSIONS_ENDED.labels(req.reason).inc()
         self._count_online()
         return Done()
 

@@ -6,4 +6,7 @@ SESSIONS_OPENED = Counter("refdesk_sessions_opened_total", "Operator sessions op
 SESSIONS_REPLACED = Counter(
     "refdesk_sessions_replaced_total", "Sessions ended by a sign-in elsewhere"
 )
+SESSIONS_ENDED = Counter(
+    "refdesk_sessions_ended_total", "Sessions ended from outside them, by reason", ["reason"]
+)
 OPERATORS_ONLINE = Gauge("refdesk_operators_online", "Operators with status online")

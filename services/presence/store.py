@@ -11,10 +11,11 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from services.presence import domain
 from shared import subjects
-from shared.bus import BucketFollower
+from shared.bus import BucketFollower, delete_if_last
 from shared.errors import StaleRevision
-from shared.schemas.requests import Session
+from shared.schemas.requests import Desk, Session
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,7 @@ class SessionStore:
 
     async def remove(self, session: Session, revision: int) -> None:
         key = subjects.presence_key(session.institution, session.operator)
-        try:
-            await self.kv.delete(key, last=revision)
-        except KeyWrongLastSequenceError as exc:
-            raise StaleRevision(key) from exc
+        await delete_if_last(self.kv, key, revision)
         self._live.pop(key, None)
         self._seen[key] = max(self._seen.get(key, 0), revision)
 
@@ -93,3 +91,22 @@ class SessionStore:
 
     async def stop(self) -> None:
         await self._follower.stop()
+
+
+class DeskStore:
+    """Each operator's desk as they last left it, kept across sessions (no expiry)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def get(self, institution: str, operator: str) -> Desk | None:
+        try:
+            entry = await self.kv.get(subjects.presence_key(institution, operator))
+        except KeyNotFoundError:
+            return None
+        return Desk.model_validate_json(entry.value) if entry.value else None
+
+    async def keep(self, session: Session) -> None:
+        # Last writer wins: a desk is one person's preference, changed by one client.
+        key = subjects.presence_key(session.institution, session.operator)
+        await self.kv.put(key, domain.desk_of(session).to_json())

@@ -9,17 +9,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.schemas.base import Model
-from shared.schemas.records import Account, Institution, Queue, Role, Widget
+from shared.schemas.records import Account, Institution, Principal, Queue, Widget
 
 MAX_PASSWORD = 256
 
-
-class Principal(Model):
-    """Who a request is made for, as their signed token says."""
-
-    username: str
-    institution: str
-    role: Role
+__all__ = ["Principal"]  # re-exported: requests here carry one
 
 
 class SaveInstitution(Model):

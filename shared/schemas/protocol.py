@@ -71,6 +71,10 @@ PATRON_FRAME: TypeAdapter[Any] = TypeAdapter(PatronFrame)
 class Auth(Model):
     type: Literal["auth"]
     token: str
+    # What to do about a session of the same operator open elsewhere: end it (the default,
+    # as the contract has always said), or ask: refuse with `conflict` saying since when,
+    # so the person can choose (LibChat's behaviour), and send `end` to go ahead.
+    elsewhere: Literal["end", "ask"] = "end"
     ref: Ref | None = None
 
 
@@ -503,9 +507,20 @@ class InternalMessageFrame(Model):
     ts: str
 
 
+class AnnouncementFrame(Model):
+    """A consortium admin's message to every signed-in operator."""
+
+    type: Literal["announcement"] = "announcement"
+    id: str
+    from_: Sender = Field(alias="from")
+    body: str
+    ts: str
+
+
 ServerFrame = Annotated[
     AnyAck
     | Error
+    | AnnouncementFrame
     | Welcome
     | ChatResumed
     | ChatQueuedFrame

@@ -66,6 +66,21 @@ class Institution(Model):
         return check_zone(value)
 
 
+class Principal(Model):
+    """Who a request is made for, as their signed token says; it travels with requests so
+    that each service checks scope itself."""
+
+    username: str
+    institution: str
+    role: Role
+
+    def may_manage(self, institution: str) -> bool:
+        """Whether this is an admin of `institution` (a consortium admin: of every one)."""
+        if self.role == "consortium_admin":
+            return True
+        return self.role == "institution_admin" and self.institution == institution
+
+
 class Account(Model):
     """A staff account as every replica sees it: everything but the password hash, which
     only the directory service holds."""

@@ -15,6 +15,7 @@ from pydantic import Field, TypeAdapter
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
 from shared.schemas.chat import Chat, ClientId, Message, Sender, SkippedQueue
+from shared.schemas.records import Principal
 
 OperatorStatus = Literal["online", "away", "internal", "offline"]
 
@@ -199,6 +200,13 @@ class Session(Model):
     max_chats: int | None = None
 
 
+class Desk(Model):
+    """What an operator chose last: it survives signing out and in again."""
+
+    status: OperatorStatus = "offline"
+    monitoring: list[str] = Field(default_factory=list)
+
+
 class OpenSession(Model):
     institution: str
     operator: str
@@ -257,10 +265,33 @@ EndReason = Literal[
     "ended_by_admin",
     "expired",
     "disconnected",
-    # The account was disabled or its role changed; the token ran out.
+    # The account was disabled or its role changed; the token ran out; the operator signed
+    # out (from any of their clients).
     "account_disabled",
     "token_expired",
+    "signed_out",
 ]
+
+
+class EndSession(Model):
+    """End an operator's session from outside it: an admin, or the operator signing out.
+    `institution` is the operator's; the principal must manage it, or be the operator."""
+
+    institution: str
+    operator: str
+    principal: Principal
+    reason: Literal["ended_by_admin", "signed_out"]
+
+
+class Announcement(Model):
+    """A consortium-wide message from a consortium admin to every signed-in operator."""
+
+    v: Literal[1] = 1
+    id: str
+    institution: str
+    from_: Sender = Field(alias="from")
+    body: str
+    ts: str
 
 
 class SessionEnded(Model):

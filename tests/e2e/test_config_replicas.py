@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import eventually, signed_in
+from tests.client import eventually, operator, signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +97,28 @@ async def test_a_saved_queue_and_widget_are_in_force_on_every_replica(
                     await admin.put("/api/widgets/hill", json=widget)
         finally:
             assert (await admin.delete(f"/api/queues/{SCRATCH}")).status_code == 204
+
+
+async def test_an_announcement_reaches_every_signed_in_operator_on_every_gateway(
+    system: LocalSystem, replicas: dict[str, str]
+):
+    on_first = await operator(system.gateway_url, "demo-hill-ann", [])
+    on_second = await operator(replicas["gateway-1"], "demo-river-cat", [])
+    try:
+        async with await signed_in(system.gateway_url, "demo-hill-admin") as admin:
+            refused = await admin.post("/api/announcements", json={"body": "Hello"})
+            assert refused.status_code == 403
+        async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
+            assert (
+                await coordinator.post("/api/announcements", json={"body": ""})
+            ).status_code == 422
+            body = "Green light: the backup service is staffed tonight."
+            sent = await coordinator.post("/api/announcements", json={"body": body})
+            assert sent.status_code == 202, sent.text
+        for client in (on_first, on_second):
+            heard = await client.expect("announcement")
+            assert (heard["id"], heard["body"]) == (sent.json()["id"], body)
+            assert heard["from"]["id"] == "demo-admin"
+    finally:
+        await on_first.close()
+        await on_second.close()
