@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shared import subjects
 from shared.bus import BucketFollower
-from shared.schemas.records import Account, Institution, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class ConfigView:
         self.queues: dict[str, Queue] = {}
         self.widgets: dict[str, Widget] = {}
         self.accounts: dict[str, Account] = {}
+        self.partnerships: dict[str, Partnership] = {}
         # The newest bucket revision applied, and how many changes so far (a snapshot
         # built from the view is current while `changes` has not moved).
         self.revision = 0
@@ -69,6 +70,19 @@ class ConfigView:
     def account(self, username: str) -> Account | None:
         return self.accounts.get(username)
 
+    def partners_of(self, institution: str) -> frozenset[str]:
+        """The institutions that cover for `institution` (not itself)."""
+        found = {
+            other
+            for partnership in self.partnerships.values()
+            if institution in partnership.institutions
+            for other in partnership.institutions
+        }
+        return frozenset(found - {institution})
+
+    def backups(self) -> frozenset[str]:
+        return frozenset(i.name for i in self.institutions.values() if i.kind == "backup")
+
     def _followed(self, key: str, value: bytes | None, revision: int) -> None:
         kind, name = subjects.config_kind(key)
         try:
@@ -93,9 +107,11 @@ class ConfigView:
             _put(self.widgets, name, value, Widget)
         elif kind == "user":
             _put(self.accounts, name, value, Account)
+        elif kind == "partnership":
+            _put(self.partnerships, name, value, Partnership)
 
 
-T = TypeVar("T", Institution, Queue, Widget, Account)
+T = TypeVar("T", Institution, Queue, Widget, Account, Partnership)
 
 
 def _put(into: dict[str, T], name: str, value: bytes | None, model: type[T]) -> None:

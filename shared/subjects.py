@@ -53,8 +53,10 @@ DirectoryAction = Literal[
     "save_user",
     "set_password",
     "sign_in",
+    "save_partnership",
+    "delete_partnership",
 ]
-ConfigKind = Literal["institution", "queue", "widget", "user"]
+ConfigKind = Literal["institution", "queue", "widget", "user", "partnership"]
 
 
 def _token(value: str, what: str) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import httpx
@@ -155,3 +157,26 @@ async def widget_says(pat: ProtocolClient, status: dict[str, Any]) -> None:
     if pat.frames[-1]["widget"] != status:
         pushed = await pat.expect("widget.status", timeout=2.0)
         assert {k: pushed[k] for k in status} == status
+
+
+def config_revision(ops_url: str) -> int:
+    """The config bucket revision a gateway or routing replica has applied (its metric)."""
+    with urllib.request.urlopen(f"{ops_url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("refdesk_config_revision "):
+                return int(float(line.split()[-1]))
+    raise AssertionError(f"no refdesk_config_revision at {ops_url}")
+
+
+async def config_everywhere(ops_urls: Iterable[str], timeout: float = 10.0) -> float:
+    """Wait until every replica has applied the configuration the first one has (an admin's
+    change is answered once the replica that took it has it); returns how long it took."""
+    urls = list(ops_urls)
+    saved = config_revision(urls[0])
+    started = time.monotonic()
+
+    async def all_there() -> bool | None:
+        return True if all(config_revision(url) >= saved for url in urls) else None
+
+    await eventually(all_there, f"config revision {saved} on every replica", timeout)
+    return time.monotonic() - started

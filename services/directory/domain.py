@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from shared import chains
 from shared.errors import Refusal
 from shared.schemas.directory import Principal
-from shared.schemas.records import Account, Institution, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
 
 MIN_PASSWORD = 12
 
@@ -165,3 +165,18 @@ def queue_in_use(name: str, queues: Iterable[Queue], widgets: Iterable[Widget]) 
     on = sorted(w.id for w in widgets if w.queue == name)
     if users or on:
         raise Refusal("conflict", f"{name} is still used by queues {users} and widgets {on}")
+
+
+def check_partnership(
+    record: Partnership,
+    principal: Principal,
+    consortium: str,
+    institutions: Mapping[str, Institution],
+) -> None:
+    if principal.role != "consortium_admin":
+        raise Refusal("forbidden", "only a consortium admin sets up partner coverage")
+    if record.institution != consortium:
+        raise Refusal("invalid", f"institution: a partnership belongs to {consortium}")
+    for name in record.institutions:
+        if name not in institutions:
+            raise Refusal("invalid", f"institutions: no institution {name}")

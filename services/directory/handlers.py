@@ -8,18 +8,28 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from services.directory import domain, metrics
-from services.directory.store import INSTITUTION, QUEUE, USER, WIDGET, ConfigStore, Kind
+from services.directory.store import (
+    INSTITUTION,
+    PARTNERSHIP,
+    QUEUE,
+    USER,
+    WIDGET,
+    ConfigStore,
+    Kind,
+)
 from shared import subjects
 from shared.bus import Endpoint
 from shared.errors import Refusal
 from shared.passwords import hash_password, verify_password
 from shared.schemas.base import Model
 from shared.schemas.directory import (
+    DeletePartnership,
     DeleteQueue,
     DeleteWidget,
     Principal,
     Saved,
     SaveInstitution,
+    SavePartnership,
     SaveQueue,
     SaveUser,
     SaveWidget,
@@ -62,6 +72,8 @@ class DirectoryHandlers:
             bind("save_user", SaveUser, self.save_user),
             bind("set_password", SetPassword, self.set_password),
             bind("sign_in", SignIn, self.sign_in),
+            bind("save_partnership", SavePartnership, self.save_partnership),
+            bind("delete_partnership", DeletePartnership, self.delete_partnership),
         ]
 
     async def _write(self, kind: Kind, record: Model, create: bool, what: str) -> Saved:
@@ -90,6 +102,24 @@ class DirectoryHandlers:
         return await self._write(
             INSTITUTION, req.record, req.create, f"institution {req.record.name}"
         )
+
+    # --- partner coverage ----------------------------------------------------------------------
+
+    async def save_partnership(self, req: SavePartnership) -> Saved:
+        _own(req.institution, req.principal)
+        institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
+        domain.check_partnership(req.record, req.principal, self.consortium, institutions)
+        what = f"partnership {req.record.name}"
+        return await self._write(PARTNERSHIP, req.record, req.create, what)
+
+    async def delete_partnership(self, req: DeletePartnership) -> Saved:
+        _own(req.institution, req.principal)
+        if req.principal.role != "consortium_admin":
+            raise Refusal("forbidden", "only a consortium admin sets up partner coverage")
+        if await self.store.get(PARTNERSHIP, req.name) is None:
+            raise Refusal("not_found", f"no partnership {req.name}")
+        await self.store.delete(PARTNERSHIP, req.name)
+        return await self._published(PARTNERSHIP, req.name)
 
     # --- queues and widgets -------------------------------------------------------------------
 

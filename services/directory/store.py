@@ -22,7 +22,7 @@ from shared import subjects
 from shared.bus import delete_if_last
 from shared.errors import StaleRevision
 from shared.retries import until_written
-from shared.schemas.records import Institution, Queue, User, Widget
+from shared.schemas.records import Institution, Partnership, Queue, User, Widget
 from shared.store import Document
 
 PROJECT_ATTEMPTS = 16
@@ -40,7 +40,8 @@ INSTITUTION = Kind("institution", "institutions", "name", Institution)
 QUEUE = Kind("queue", "queues", "name", Queue)
 WIDGET = Kind("widget", "widgets", "id", Widget)
 USER = Kind("user", "users", "username", User)
-KINDS = (INSTITUTION, QUEUE, WIDGET, USER)
+PARTNERSHIP = Kind("partnership", "partnerships", "name", Partnership)
+KINDS = (INSTITUTION, QUEUE, WIDGET, USER, PARTNERSHIP)
 
 
 def published(kind: Kind, doc: Document | None) -> bytes | None:
@@ -50,7 +51,7 @@ def published(kind: Kind, doc: Document | None) -> bytes | None:
     record = kind.model.model_validate(doc)
     if isinstance(record, User):
         return record.account().to_json()
-    assert isinstance(record, Institution | Queue | Widget)
+    assert isinstance(record, Institution | Queue | Widget | Partnership)
     return record.to_json()
 
 

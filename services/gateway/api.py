@@ -23,18 +23,20 @@ from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Sender
 from shared.schemas.directory import (
+    DeletePartnership,
     DeleteQueue,
     DeleteWidget,
     Principal,
     Saved,
     SaveInstitution,
+    SavePartnership,
     SaveQueue,
     SaveUser,
     SaveWidget,
     SetPassword,
     SignIn,
 )
-from shared.schemas.records import Account, Institution, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
 from shared.schemas.requests import (
     Announcement,
     Coverage,
@@ -389,6 +391,57 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             password=body.password,
         )
         await change("set_password", request, claims)
+        return Response(status_code=204)
+
+    # --- partner coverage ---------------------------------------------------------------------
+
+    def partnership_visible(name: str, claims: StaffClaims) -> Partnership:
+        found = get().view.partnerships.get(name)
+        if found is None or not (
+            claims.role == "consortium_admin" or claims.institution in found.institutions
+        ):
+            raise Refusal("not_found", f"no partnership {name}")
+        return found
+
+    @router.get("/partnerships", response_model=list[Partnership])
+    async def list_partnerships(claims: Staff) -> list[Partnership]:
+        return sorted(
+            (
+                p
+                for p in get().view.partnerships.values()
+                if claims.role == "consortium_admin" or claims.institution in p.institutions
+            ),
+            key=lambda p: p.name,
+        )
+
+    @router.get("/partnerships/{name}", response_model=Partnership)
+    async def read_partnership(name: str, claims: Staff) -> Partnership:
+        return partnership_visible(name, claims)
+
+    async def save_partnership(body: Partnership, claims: StaffClaims, create: bool) -> Partnership:
+        request = SavePartnership(
+            institution=claims.institution, principal=principal(claims), record=body, create=create
+        )
+        await change("save_partnership", request, claims)
+        return body
+
+    @router.post("/partnerships", response_model=Partnership, status_code=201)
+    async def create_partnership(body: Partnership, claims: Staff) -> Partnership:
+        return await save_partnership(body, claims, create=True)
+
+    @router.put("/partnerships/{name}", response_model=Partnership)
+    async def replace_partnership(name: str, body: Partnership, claims: Staff) -> Partnership:
+        partnership_visible(name, claims)
+        same_key("name", name, body.name, "partnership")
+        return await save_partnership(body, claims, create=False)
+
+    @router.delete("/partnerships/{name}", status_code=204)
+    async def delete_partnership(name: str, claims: Staff) -> Response:
+        partnership_visible(name, claims)
+        request = DeletePartnership(
+            institution=claims.institution, principal=principal(claims), name=name
+        )
+        await change("delete_partnership", request, claims)
         return Response(status_code=204)
 
     # --- queues and widgets -------------------------------------------------------------------

@@ -896,7 +896,9 @@ class OperatorSocket(FrameLoop):
         config = self.gw.view.queues.get(queue)
         link = self._link
         return config is not None and (
-            config.institution == link.institution or link.role == "consortium_admin"
+            config.institution == link.institution
+            or link.role == "consortium_admin"
+            or config.institution in self.gw.view.partners_of(link.institution)
         )
 
     async def _check_monitorable(self, queue: str) -> None:
@@ -1006,6 +1008,7 @@ class OperatorSocket(FrameLoop):
                 to_operator=frame.to.operator,
                 to_queue=frame.to.queue,
                 note=frame.note,
+                cross_institution=frame.cross_institution,
             ),
             TransferResult,
         )

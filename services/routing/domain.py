@@ -257,9 +257,15 @@ def _require_open(chat: Chat) -> None:
 
 
 def claim(
-    state: ChatState, operator: str, operator_name: str, monitoring: list[str], now: datetime
+    state: ChatState,
+    operator: str,
+    operator_name: str,
+    monitoring: list[str],
+    now: datetime,
+    by_institution: str | None = None,
 ) -> Transition:
-    """An operator who monitors the chat's queue takes it; anyone racing them gets `conflict`."""
+    """An operator who monitors the chat's queue takes it; anyone racing them gets `conflict`.
+    `by_institution`: the claimant's, when it may differ from the queue's (partner coverage)."""
     chat = state.chat
     _require_open(chat)
     if chat.state == "queued" and chat.queue not in monitoring:
@@ -275,7 +281,7 @@ def claim(
             "owner": operator,
             "owner_name": operator_name,
             "claimed_at": ts,
-            **_answered_here(chat),
+            **_answered_here(chat, by_institution),
         }
     )
     wait_s = max(0.0, (now - datetime.fromisoformat(chat.created_at)).total_seconds())
@@ -290,14 +296,17 @@ def claim(
     return Transition(_evolve(state, claimed, events=n), [event])
 
 
-def _answered_here(chat: Chat) -> dict[str, str | None]:
-    """Whoever first takes the chat answers it for the institution of the queue it is in.
-    The first to answer keeps it: a backup service that answered and handed the chat back
-    keeps sight of it, even when the library re-claims it after a requeue."""
+def _answered_here(chat: Chat, by_institution: str | None = None) -> dict[str, str | None]:
+    """Whoever first takes the chat answers it for the institution of the queue it is in,
+    or for their own when they cover it as a partner of that institution. The first to
+    answer keeps it: a backup service that answered and handed the chat back keeps sight of
+    it, even when the library re-claims it after a requeue."""
     if chat.answered_institution is not None:
         return {}
+    held_by = chat.queue_institution or chat.institution
+    covering = by_institution is not None and by_institution not in (held_by, chat.institution)
     return {
-        "answered_institution": chat.queue_institution or chat.institution,
+        "answered_institution": by_institution if covering else held_by,
         "answered_queue": chat.queue,
     }
 
@@ -857,3 +866,26 @@ def hold_rollover(
     return Transition(
         _rechained(_evolve(state, state.chat, events=n, queued_at=ts), chain), [event]
     )
+
+
+def check_transfer_reach(
+    by_institution: str,
+    home: str,
+    target: str,
+    cross_institution: bool,
+    partners: frozenset[str],
+    backups: frozenset[str],
+) -> None:
+    """A transfer stays in the operator's institution unless it says `cross_institution`,
+    and then reaches only the patron's own library, partners and backup services. Any
+    other institution's queue or operator is not there for this operator at all."""
+    if target == by_institution:
+        return
+    if target not in partners | backups | {home}:
+        raise Refusal("not_found", "no such transfer target")
+    if not cross_institution:
+        raise Refusal(
+            "forbidden",
+            f"that target is at {target}, outside your library: "
+            "send cross_institution: true to transfer there",
+        )

@@ -16,7 +16,7 @@ from shared.bus import Bus, Endpoint
 from shared.clock import Clock, iso
 from shared.errors import Refusal, StaleRevision
 from shared.retries import KeyedLocks, until_written
-from shared.schemas.chat import ChatState, SkippedQueue
+from shared.schemas.chat import Chat, ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
     MAX_COVERAGE_DAYS,
@@ -133,7 +133,7 @@ class RoutingHandlers:
         async def decide_and_write(fresh: bool) -> domain.Transition:
             cached = not fresh and self.chats.is_cached(chat_id)
             state, seq = await self.chats.load(chat_id, fresh=fresh)
-            if not state.chat.visible_to(institution):
+            if not self._may_act(state.chat, institution):
                 raise Refusal("not_found", f"no chat {chat_id}")
             try:
                 transition = decide(state)
@@ -156,6 +156,13 @@ class RoutingHandlers:
         return await until_written(
             attempt, self.cas_attempts, "the chat is changing too fast; try again"
         )
+
+    def _may_act(self, chat: Chat, institution: str) -> bool:
+        """Who may see and act on a chat: its home, the institution whose queue holds it,
+        the one that answered it (`Chat.visible_to`), and partners of the queue's
+        institution, which cover its queues."""
+        held_by = chat.queue_institution or chat.institution
+        return chat.visible_to(institution) or institution in self.queues.partners_of(held_by)
 
     async def _opened(self, transition: domain.Transition) -> None:
         """A new chat: its first record is written only if the chat has none yet."""
@@ -378,7 +385,9 @@ class RoutingHandlers:
         transition = await self._apply(
             req.institution,
             req.chat_id,
-            lambda state: domain.claim(state, req.operator, req.operator_name, req.monitoring, now),
+            lambda state: domain.claim(
+                state, req.operator, req.operator_name, req.monitoring, now, req.institution
+            ),
         )
         chat = transition.state.chat
         metrics.CHAT_WAIT.labels(chat.queue).observe(
@@ -469,27 +478,25 @@ class RoutingHandlers:
     async def _transfer_targets(self, req: TransferChat, home: str) -> tuple[str, list[str]]:
         """The institution the chat is offered into and the operators it is offered to.
 
-        An operator transfers within their own institution; one answering for another
-        library (the backup service) may also hand the chat back to the patron's library,
-        its queues or its operators. Nobody else's.
+        Within the operator's own institution always; outside it only with
+        `cross_institution`, and only to the patron's library, partners and backup services
+        (`domain.check_transfer_reach`).
         """
         if (req.to_operator is None) == (req.to_queue is None):
             raise Refusal("invalid", "transfer to exactly one operator or one queue")
-        reachable = dict.fromkeys((req.institution, home))
+        view = self.queues.view
         if req.to_queue is not None:
-            for institution in reachable:
-                try:
-                    queue = await self.queues.get(institution, req.to_queue)
-                except Refusal:
-                    continue
-                return queue.institution, await self._staffing(queue.institution, queue.name)
-            raise Refusal("not_found", f"no queue {req.to_queue}")
+            queue = view.queues.get(req.to_queue)
+            if queue is None:
+                raise Refusal("not_found", f"no queue {req.to_queue}")
+            self._check_reach(req, home, queue.institution)
+            return queue.institution, await self._staffing(queue.institution, queue.name)
         assert req.to_operator is not None
-        for institution in reachable:
-            if await self.queues.user_exists(institution, req.to_operator):
-                break
-        else:
+        account = view.account(req.to_operator)
+        if account is None or account.disabled:
             raise Refusal("not_found", f"no operator {req.to_operator}")
+        institution = account.institution
+        self._check_reach(req, home, institution)
         session = (await self._session(institution, req.to_operator)).session
         if session is None or session.status != "online":
             raise Refusal("unavailable", f"{req.to_operator} is not online")
@@ -497,10 +504,26 @@ class RoutingHandlers:
             raise Refusal("unavailable", f"{req.to_operator} is at their chat limit")
         return institution, [req.to_operator]
 
+    def _check_reach(self, req: TransferChat, home: str, target: str) -> None:
+        try:
+            domain.check_transfer_reach(
+                req.institution,
+                home,
+                target,
+                req.cross_institution,
+                self.queues.partners_of(req.institution),
+                self.queues.view.backups(),
+            )
+        except Refusal as refusal:
+            if refusal.code == "not_found":  # name what was asked for, as if it did not exist
+                what = f"queue {req.to_queue}" if req.to_queue else f"operator {req.to_operator}"
+                raise Refusal("not_found", f"no {what}") from None
+            raise
+
     async def transfer(self, req: TransferChat) -> TransferResult:
         state, _ = await self.chats.load(req.chat_id)
         # Another library's chat: say nothing of its queues to anyone it is hidden from.
-        if not state.chat.visible_to(req.institution):
+        if not self._may_act(state.chat, req.institution):
             raise Refusal("not_found", f"no chat {req.chat_id}")
         home = state.chat.institution
         into, targets = await self._transfer_targets(req, home)

@@ -194,9 +194,8 @@ class QueueDirectory:
             raise Refusal("not_found", f"no queue {name}")
         return queue
 
-    async def user_exists(self, institution: str, username: str) -> bool:
-        account = self.view.account(username)
-        return account is not None and account.institution == institution
+    def partners_of(self, institution: str) -> frozenset[str]:
+        return self.view.partners_of(institution)
 
 
 def pause_on_marker(marker: str) -> PauseHook:

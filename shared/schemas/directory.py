@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.schemas.base import Model
-from shared.schemas.records import Account, Institution, Principal, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Principal, Queue, Widget
 
 MAX_PASSWORD = 256
 
@@ -69,6 +69,19 @@ class SetPassword(Model):
 class SignIn(Model):
     username: str = Field(min_length=1, max_length=120)
     password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+
+
+class SavePartnership(Model):
+    institution: str
+    principal: Principal
+    record: Partnership
+    create: bool
+
+
+class DeletePartnership(Model):
+    institution: str
+    principal: Principal
+    name: str
 
 
 class Saved(Model):

@@ -128,6 +128,8 @@ class ChatTransfer(Model):
     chat_id: Id
     to: TransferTarget
     note: str | None = Field(default=None, max_length=500)
+    # Says the operator means to hand the chat outside their own library.
+    cross_institution: bool = False
     ref: Ref | None = None
 
 

@@ -198,3 +198,24 @@ class Widget(Model):
         if len(set(value)) != len(value):
             raise ValueError("an origin can be listed only once")
         return value
+
+
+class Partnership(Model):
+    """Libraries that cover for each other (shared coverage, as consortia arrange it): each
+    one's operators may monitor and answer the others' queues, a chat answered so is visible
+    to both libraries, and transfers between them are allowed with `cross_institution`.
+    Set by the consortium admin; its `institution` is the consortium."""
+
+    name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=60)
+    institution: str
+    display_name: str = Field(min_length=1, max_length=80)
+    institutions: list[str] = Field(min_length=2, max_length=20)
+
+    @field_validator("institutions")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        for name in value:
+            names.check_part(name, "institution")
+        if len(set(value)) != len(value):
+            raise ValueError("an institution can be listed only once")
+        return value

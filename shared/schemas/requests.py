@@ -69,6 +69,8 @@ class TransferChat(Model):
     to_operator: str | None = None
     to_queue: str | None = None
     note: str | None = Field(default=None, max_length=500)
+    # Required to hand a chat outside the operator's institution (see check_transfer_reach).
+    cross_institution: bool = False
 
 
 class TransferResult(Model):

@@ -222,17 +222,17 @@ async def test_the_backup_hands_a_chat_back_to_the_patrons_library(shifted: Loca
         cat = await operator(base, "demo-river-cat", ["demo-river"])
         # Only the patron's own library, never a third one.
         for to in ({"queue": "demo-hill"}, {"operator": "demo-hill-ann"}):
-            refused = await dan.request({"type": "chat.transfer", "chat_id": chat_id, "to": to})
+            refused = await dan.request(
+                {"type": "chat.transfer", "chat_id": chat_id, "to": to, "cross_institution": True}
+            )
             assert (refused["type"], refused["code"]) == ("error", "not_found"), refused
         note = "Your library can renew it"
-        await dan.ok(
-            {
-                "type": "chat.transfer",
-                "chat_id": chat_id,
-                "to": {"queue": "demo-river"},
-                "note": note,
-            }
-        )
+        back = {"type": "chat.transfer", "chat_id": chat_id, "to": {"queue": "demo-river"}}
+        # Outside the backup service's own institution only when it says so.
+        unsaid = await dan.request({**back, "note": note})
+        assert (unsaid["type"], unsaid["code"]) == ("error", "forbidden"), unsaid
+        assert "cross_institution" in unsaid["message"]
+        await dan.ok({**back, "note": note, "cross_institution": True})
         offer = await cat.expect("transfer.offer")
         assert (offer["chat_id"], offer["to_queue"], offer["note"]) == (chat_id, "demo-river", note)
         assert [m["body"] for m in offer["messages"]] == ["Can I renew a thesis?"]

@@ -9,7 +9,7 @@ import pytest
 from services.routing import domain
 from shared.errors import Refusal
 from shared.schemas.chat import ChatState
-from tests.factories import ANN, BOB, PATRON, T0, claimed
+from tests.factories import ANN, BOB, PATRON, T0, claimed, started
 
 CAT = "demo-hill-cat"
 
@@ -135,3 +135,32 @@ def test_transferred_chat_is_closed_by_its_new_owner_only():
     with pytest.raises(Refusal):
         domain.close(won, ANN, [], T0)
     assert domain.close(won, BOB, ["moved"], T0).state.chat.state == "closed"
+
+
+def test_a_partner_who_claims_answers_for_their_own_library():
+    queued = started().state
+    by_partner = domain.claim(queued, "demo-river-cat", "Cat", ["demo-hill"], T0, "river")
+    assert by_partner.state.chat.answered_institution == "river"
+    assert by_partner.state.chat.visible_to("river") and by_partner.state.chat.visible_to("hill")
+    at_home = domain.claim(queued, "demo-hill-ann", "Ann", ["demo-hill"], T0, "hill")
+    assert at_home.state.chat.answered_institution == "hill"
+
+
+def test_transfers_leave_the_library_only_on_purpose_and_only_to_those_who_cover_it():
+    partners, backups = frozenset({"river"}), frozenset({"backup"})
+
+    def reach(by: str, target: str, cross: bool) -> str:
+        try:
+            domain.check_transfer_reach(by, "hill", target, cross, partners, backups)
+        except Refusal as refusal:
+            return refusal.code
+        return "ok"
+
+    assert reach("hill", "hill", cross=False) == "ok"
+    for target in ("river", "backup"):
+        assert reach("hill", target, cross=False) == "forbidden"
+        assert reach("hill", target, cross=True) == "ok"
+    # Anyone else's library does not exist for this operator, flag or not.
+    assert reach("hill", "lake", cross=True) == "not_found"
+    # The backup service hands a chat back to the patron's own library.
+    assert reach("backup", "hill", cross=True) == "ok"

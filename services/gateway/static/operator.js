@@ -256,8 +256,17 @@ import { messageSender, refusal } from "./messages.js";
     if (!name || !state.current) return;
     const to = transferTarget(name, state.chats.get(state.current).chat);
     const note = $("transfer-note").value.trim() || null;
+    const transfer = { type: "chat.transfer", chat_id: state.current, to, note };
     try {
-      const ack = await send({ type: "chat.transfer", chat_id: state.current, to, note });
+      let ack;
+      try {
+        ack = await send(transfer);
+      } catch (err) {
+        // Outside the library only on purpose: the server says so, the operator confirms.
+        if (err.code !== "forbidden" || !err.message.includes("cross_institution")) throw err;
+        if (!window.confirm(`${name} is outside your library. Transfer the chat there?`)) return;
+        ack = await send({ ...transfer, cross_institution: true });
+      }
       state.chats.get(state.current).chat = ack.chat; $("transfer-to").value = ""; $("transfer-note").value = "";
       renderMine(); renderLog(); showError("");
     } catch (err) { showError(err.message); }
