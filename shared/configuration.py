@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shared import subjects
 from shared.bus import BucketFollower
-from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class ConfigView:
         self.widgets: dict[str, Widget] = {}
         self.accounts: dict[str, Account] = {}
         self.partnerships: dict[str, Partnership] = {}
+        self.snippets: dict[str, Snippet] = {}
         # The newest bucket revision applied, and how many changes so far (a snapshot
         # built from the view is current while `changes` has not moved).
         self.revision = 0
@@ -80,6 +81,14 @@ class ConfigView:
         }
         return frozenset(found - {institution})
 
+    def snippets_for(self, institution: str, consortium: str) -> list[Snippet]:
+        """The snippets an operator of `institution` may use: their library's and the
+        consortium's."""
+        return sorted(
+            (s for s in self.snippets.values() if s.institution in (institution, consortium)),
+            key=lambda s: s.name,
+        )
+
     def backups(self) -> frozenset[str]:
         return frozenset(i.name for i in self.institutions.values() if i.kind == "backup")
 
@@ -109,9 +118,11 @@ class ConfigView:
             _put(self.accounts, name, value, Account)
         elif kind == "partnership":
             _put(self.partnerships, name, value, Partnership)
+        elif kind == "snippet":
+            _put(self.snippets, name, value, Snippet)
 
 
-T = TypeVar("T", Institution, Queue, Widget, Account, Partnership)
+T = TypeVar("T", Institution, Queue, Widget, Account, Partnership, Snippet)
 
 
 def _put(into: dict[str, T], name: str, value: bytes | None, model: type[T]) -> None:

@@ -6,6 +6,7 @@ fence one institution's traffic from another's (see deploy/k8s/nats for the perm
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Literal
 
@@ -55,8 +56,10 @@ DirectoryAction = Literal[
     "sign_in",
     "save_partnership",
     "delete_partnership",
+    "save_snippet",
+    "delete_snippet",
 ]
-ConfigKind = Literal["institution", "queue", "widget", "user", "partnership"]
+ConfigKind = Literal["institution", "queue", "widget", "user", "partnership", "snippet"]
 
 
 def _token(value: str, what: str) -> str:
@@ -181,13 +184,19 @@ def directory_endpoint(action: DirectoryAction) -> str:
 
 
 def config_key(kind: ConfigKind, name: str) -> str:
-    """Key of one configuration record in the config bucket: `<kind>.<name>`."""
+    """Key of one configuration record in the config bucket: `<kind>.<name>`. A snippet's
+    name has spaces and parentheses, which keys cannot: it is base64url-encoded."""
+    if kind == "snippet":
+        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+        return f"{kind}.{encoded}"
     return f"{kind}.{_token(name, kind)}"
 
 
 def config_kind(key: str) -> tuple[str, str]:
     """(kind, name) of a config bucket key."""
     kind, _, name = key.partition(".")
+    if kind == "snippet":
+        name = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
     return kind, name
 
 

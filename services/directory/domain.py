@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from shared import chains
 from shared.errors import Refusal
 from shared.schemas.directory import Principal
-from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 
 MIN_PASSWORD = 12
 
@@ -33,7 +33,9 @@ def check_admin(things: str, owner: str, principal: Principal) -> None:
         raise Refusal("forbidden", f"you can only manage your own institution's {things}")
 
 
-def check_stored(stored: Account | Queue | Widget | None, what: str, principal: Principal) -> None:
+def check_stored(
+    stored: Account | Queue | Widget | Snippet | None, what: str, principal: Principal
+) -> None:
     """A record acted on must exist and be the principal's to see: anything else does not
     exist for them (the message names only the kind, never the record)."""
     if stored is None or not may_see(principal, stored.institution):
@@ -180,3 +182,20 @@ def check_partnership(
     for name in record.institutions:
         if name not in institutions:
             raise Refusal("invalid", f"institutions: no institution {name}")
+
+
+def check_snippet(
+    record: Snippet, principal: Principal, consortium: str, institutions: Mapping[str, Institution]
+) -> None:
+    """A library's admin keeps its snippets; the consortium admin those of every library
+    and the consortium-wide ones. The name starts with whose it is: `hill (renewals)`."""
+    owner = record.institution
+    if owner == consortium:
+        if principal.role != "consortium_admin":
+            raise Refusal("forbidden", "only a consortium admin keeps consortium-wide snippets")
+    else:
+        check_admin("snippets", owner, principal)
+        if owner not in institutions:
+            raise Refusal("invalid", f"institution: no institution {owner}")
+    if not record.name.startswith(f"{owner} ("):
+        raise Refusal("invalid", f"name: {record.name!r} must look like '{owner} (<description>)'")

@@ -12,6 +12,7 @@ from services.directory.store import (
     INSTITUTION,
     PARTNERSHIP,
     QUEUE,
+    SNIPPET,
     USER,
     WIDGET,
     ConfigStore,
@@ -25,18 +26,20 @@ from shared.schemas.base import Model
 from shared.schemas.directory import (
     DeletePartnership,
     DeleteQueue,
+    DeleteSnippet,
     DeleteWidget,
     Principal,
     Saved,
     SaveInstitution,
     SavePartnership,
     SaveQueue,
+    SaveSnippet,
     SaveUser,
     SaveWidget,
     SetPassword,
     SignIn,
 )
-from shared.schemas.records import Account, Institution, Queue, User, Widget
+from shared.schemas.records import Account, Institution, Queue, Snippet, User, Widget
 
 # Verified when the user name is unknown, so that a sign-in takes as long either way and
 # its timing does not tell which names exist.
@@ -74,6 +77,8 @@ class DirectoryHandlers:
             bind("sign_in", SignIn, self.sign_in),
             bind("save_partnership", SavePartnership, self.save_partnership),
             bind("delete_partnership", DeletePartnership, self.delete_partnership),
+            bind("save_snippet", SaveSnippet, self.save_snippet),
+            bind("delete_snippet", DeleteSnippet, self.delete_snippet),
         ]
 
     async def _write(self, kind: Kind, record: Model, create: bool, what: str) -> Saved:
@@ -120,6 +125,27 @@ class DirectoryHandlers:
             raise Refusal("not_found", f"no partnership {req.name}")
         await self.store.delete(PARTNERSHIP, req.name)
         return await self._published(PARTNERSHIP, req.name)
+
+    # --- snippets ----------------------------------------------------------------------------
+
+    async def save_snippet(self, req: SaveSnippet) -> Saved:
+        _own(req.institution, req.principal)
+        institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
+        if not req.create:
+            stored: Snippet | None = await self.store.get(SNIPPET, req.record.name)
+            domain.check_stored(stored, "snippet", req.principal)
+        domain.check_snippet(req.record, req.principal, self.consortium, institutions)
+        return await self._write(SNIPPET, req.record, req.create, f"snippet {req.record.name}")
+
+    async def delete_snippet(self, req: DeleteSnippet) -> Saved:
+        _own(req.institution, req.principal)
+        stored: Snippet | None = await self.store.get(SNIPPET, req.name)
+        domain.check_stored(stored, "snippet", req.principal)
+        assert stored is not None
+        institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
+        domain.check_snippet(stored, req.principal, self.consortium, institutions)
+        await self.store.delete(SNIPPET, req.name)
+        return await self._published(SNIPPET, req.name)
 
     # --- queues and widgets -------------------------------------------------------------------
 

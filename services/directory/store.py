@@ -22,7 +22,7 @@ from shared import subjects
 from shared.bus import delete_if_last
 from shared.errors import StaleRevision
 from shared.retries import until_written
-from shared.schemas.records import Institution, Partnership, Queue, User, Widget
+from shared.schemas.records import Institution, Partnership, Queue, Snippet, User, Widget
 from shared.store import Document
 
 PROJECT_ATTEMPTS = 16
@@ -41,7 +41,8 @@ QUEUE = Kind("queue", "queues", "name", Queue)
 WIDGET = Kind("widget", "widgets", "id", Widget)
 USER = Kind("user", "users", "username", User)
 PARTNERSHIP = Kind("partnership", "partnerships", "name", Partnership)
-KINDS = (INSTITUTION, QUEUE, WIDGET, USER, PARTNERSHIP)
+SNIPPET = Kind("snippet", "snippets", "name", Snippet)
+KINDS = (INSTITUTION, QUEUE, WIDGET, USER, PARTNERSHIP, SNIPPET)
 
 
 def published(kind: Kind, doc: Document | None) -> bytes | None:
@@ -51,7 +52,7 @@ def published(kind: Kind, doc: Document | None) -> bytes | None:
     record = kind.model.model_validate(doc)
     if isinstance(record, User):
         return record.account().to_json()
-    assert isinstance(record, Institution | Queue | Widget | Partnership)
+    assert isinstance(record, Institution | Queue | Widget | Partnership | Snippet)
     return record.to_json()
 
 

@@ -25,18 +25,20 @@ from shared.schemas.chat import Sender
 from shared.schemas.directory import (
     DeletePartnership,
     DeleteQueue,
+    DeleteSnippet,
     DeleteWidget,
     Principal,
     Saved,
     SaveInstitution,
     SavePartnership,
     SaveQueue,
+    SaveSnippet,
     SaveUser,
     SaveWidget,
     SetPassword,
     SignIn,
 )
-from shared.schemas.records import Account, Institution, Partnership, Queue, Widget
+from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 from shared.schemas.requests import (
     Announcement,
     Coverage,
@@ -391,6 +393,56 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             password=body.password,
         )
         await change("set_password", request, claims)
+        return Response(status_code=204)
+
+    # --- snippets ------------------------------------------------------------------------------
+
+    def snippet_visible(name: str, claims: StaffClaims) -> Snippet:
+        """Staff read their library's and the consortium's snippets (a consortium admin
+        every one); any other does not exist for them."""
+        found = get().view.snippets.get(name)
+        consortium = get().settings.consortium
+        if found is None or not (
+            claims.role == "consortium_admin"
+            or found.institution in (claims.institution, consortium)
+        ):
+            raise Refusal("not_found", f"no snippet {name}")
+        return found
+
+    @router.get("/snippets", response_model=list[Snippet])
+    async def list_snippets(claims: Staff) -> list[Snippet]:
+        if claims.role == "consortium_admin":
+            return sorted(get().view.snippets.values(), key=lambda s: s.name)
+        return get().view.snippets_for(claims.institution, get().settings.consortium)
+
+    @router.get("/snippets/{name}", response_model=Snippet)
+    async def read_snippet(name: str, claims: Staff) -> Snippet:
+        return snippet_visible(name, claims)
+
+    async def save_snippet(body: Snippet, claims: StaffClaims, create: bool) -> Snippet:
+        request = SaveSnippet(
+            institution=claims.institution, principal=principal(claims), record=body, create=create
+        )
+        await change("save_snippet", request, claims)
+        return body
+
+    @router.post("/snippets", response_model=Snippet, status_code=201)
+    async def create_snippet(body: Snippet, claims: Staff) -> Snippet:
+        return await save_snippet(body, claims, create=True)
+
+    @router.put("/snippets/{name}", response_model=Snippet)
+    async def replace_snippet(name: str, body: Snippet, claims: Staff) -> Snippet:
+        snippet_visible(name, claims)
+        same_key("name", name, body.name, "snippet")
+        return await save_snippet(body, claims, create=False)
+
+    @router.delete("/snippets/{name}", status_code=204)
+    async def delete_snippet(name: str, claims: Staff) -> Response:
+        snippet_visible(name, claims)
+        request = DeleteSnippet(
+            institution=claims.institution, principal=principal(claims), name=name
+        )
+        await change("delete_snippet", request, claims)
         return Response(status_code=204)
 
     # --- partner coverage ---------------------------------------------------------------------

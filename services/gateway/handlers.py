@@ -61,6 +61,7 @@ from shared.schemas.protocol import (
     MessageAck,
     MonitorAck,
     MonitorSet,
+    OperatorMessage,
     OwnedAck,
     PatronChatEnd,
     PatronChatStart,
@@ -1088,8 +1089,22 @@ class OperatorSocket(FrameLoop):
         if lookup.session is None or lookup.session.status == "offline":
             raise Refusal("unavailable", f"{username} is not signed in")
 
-    async def message(self, frame: SendMessage) -> Reply:
-        return await self.gw.post_message(self._link.institution, frame, self._sender())
+    async def message(self, frame: OperatorMessage) -> Reply:
+        body = frame.body if frame.body is not None else self._snippet(frame.snippet or "")
+        sent = SendMessage(
+            type="message", chat_id=frame.chat_id, body=body, client_id=frame.client_id
+        )
+        return await self.gw.post_message(self._link.institution, sent, self._sender())
+
+    def _snippet(self, name: str) -> str:
+        """A snippet's text, if it is the operator's library's or the consortium's."""
+        found = self.gw.view.snippets.get(name)
+        if found is None or found.institution not in (
+            self._link.institution,
+            self.gw.settings.consortium,
+        ):
+            raise Refusal("not_found", f"no snippet {name}")
+        return found.body
 
     async def typing(self, frame: Typing) -> Reply:
         home = self.gw.feeds.home_of(frame.chat_id)

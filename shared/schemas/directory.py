@@ -9,7 +9,15 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.schemas.base import Model
-from shared.schemas.records import Account, Institution, Partnership, Principal, Queue, Widget
+from shared.schemas.records import (
+    Account,
+    Institution,
+    Partnership,
+    Principal,
+    Queue,
+    Snippet,
+    Widget,
+)
 
 MAX_PASSWORD = 256
 
@@ -79,6 +87,19 @@ class SavePartnership(Model):
 
 
 class DeletePartnership(Model):
+    institution: str
+    principal: Principal
+    name: str
+
+
+class SaveSnippet(Model):
+    institution: str
+    principal: Principal
+    record: Snippet
+    create: bool
+
+
+class DeleteSnippet(Model):
     institution: str
     principal: Principal
     name: str

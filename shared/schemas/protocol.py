@@ -48,6 +48,24 @@ class SendMessage(Model):
     ref: Ref | None = None
 
 
+class OperatorMessage(Model):
+    """An operator's message: its text, or the name of a snippet (canned text) of their
+    institution or the consortium, which the gateway inserts."""
+
+    type: Literal["message"]
+    chat_id: Id
+    body: str | None = Field(default=None, min_length=1)
+    snippet: str | None = Field(default=None, max_length=120)
+    client_id: ClientId | None = None
+    ref: Ref | None = None
+
+    @model_validator(mode="after")
+    def _one_text(self) -> OperatorMessage:
+        if (self.body is None) == (self.snippet is None):
+            raise ValueError("give either body or snippet")
+        return self
+
+
 class Typing(Model):
     type: Literal["typing"]
     chat_id: Id
@@ -185,7 +203,7 @@ OperatorFrame = Annotated[
     | StatusSet
     | MonitorSet
     | ChatClaim
-    | SendMessage
+    | OperatorMessage
     | Typing
     | ChatTag
     | ChatClose

@@ -219,3 +219,17 @@ class Partnership(Model):
         if len(set(value)) != len(value):
             raise ValueError("an institution can be listed only once")
         return value
+
+
+class Snippet(Model):
+    """Canned text an operator inserts by name: `<institution> (<description>)`, of one
+    library (its `institution`) or of the whole consortium (`institution`: the consortium)."""
+
+    name: str = Field(max_length=120)
+    institution: str
+    body: str = Field(min_length=1, max_length=4000)
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        return names.check_snippet(value)

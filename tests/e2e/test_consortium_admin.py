@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
 from tests.client import login, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about
+from tests.e2e.test_lifecycle import about, claimed_chat, clients
 
 pytestmark = pytest.mark.e2e
 
@@ -204,3 +205,49 @@ async def test_operators_change_their_own_password_and_nobody_elses(system: Loca
     with pytest.raises(httpx.HTTPStatusError):
         await login(base, name, PASSWORD)
     await login(base, "demo-hill-bob")
+
+
+async def test_snippets_are_kept_by_admins_and_inserted_by_name(system: LocalSystem):
+    base = system.gateway_url
+    tag = uuid.uuid4().hex[:6]
+    hills = {"name": f"hill (renewals {tag})", "institution": "hill", "body": "Renew at /renew."}
+    everyone = {"name": f"demo (hours {tag})", "institution": "demo", "body": "Open 8 to 8."}
+    async with await signed_in(base, "demo-hill-admin") as admin:
+        assert (await admin.post("/api/snippets", json=hills)).status_code == 201
+        refusals = [
+            ({**hills, "name": "renewals"}, 422, "name"),
+            ({**hills, "name": f"river (renewals {tag})"}, 422, "'hill (<description>)'"),
+            ({**hills, "institution": "river", "name": f"river (x {tag})"}, 403, "snippets"),
+            (everyone, 403, "consortium"),
+        ]
+        for body, status, words in refusals:
+            refused = await admin.post("/api/snippets", json=body)
+            assert refused.status_code == status and words in refused.text, refused.text
+    async with await signed_in(base, "demo-admin") as coordinator:
+        assert (await coordinator.post("/api/snippets", json=everyone)).status_code == 201
+    try:
+        async with await signed_in(base, "demo-river-cat") as cat:
+            listed = {s["name"] for s in (await cat.get("/api/snippets")).json()}
+            assert everyone["name"] in listed and hills["name"] not in listed
+            assert (await cat.get(f"/api/snippets/{quote(hills['name'])}")).status_code == 404
+
+        ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+        pat, chat_id, _ = await claimed_chat(system, ann)
+        async with clients(ann, pat):
+            for snippet in (hills, everyone):
+                await ann.ok({"type": "message", "chat_id": chat_id, "snippet": snippet["name"]})
+                assert (await pat.expect("message"))["body"] == snippet["body"]
+            unknown = await ann.request(
+                {"type": "message", "chat_id": chat_id, "snippet": f"river (x {tag})"}
+            )
+            assert (unknown["type"], unknown["code"]) == ("error", "not_found")
+            both = await ann.request(
+                {"type": "message", "chat_id": chat_id, "snippet": hills["name"], "body": "Hi"}
+            )
+            assert (both["type"], both["code"]) == ("error", "invalid")
+            await ann.ok({"type": "chat.close", "chat_id": chat_id})
+    finally:
+        async with await signed_in(base, "demo-admin") as coordinator:
+            for snippet in (hills, everyone):
+                gone = await coordinator.delete(f"/api/snippets/{quote(snippet['name'])}")
+                assert gone.status_code == 204

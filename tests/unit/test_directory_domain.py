@@ -108,3 +108,24 @@ def test_another_institutions_record_does_not_exist_for_its_neighbour():
         == ("not_found", "no such user")
     )
     domain.check_stored(cat, "user", ADMIN)
+
+
+def test_snippets_belong_to_a_library_or_the_consortium_and_say_so_in_their_name():
+    from shared import subjects
+    from shared.schemas.records import Snippet
+
+    hills = Snippet(name="hill (renewals)", institution="hill", body="Renew online.")
+    domain.check_snippet(hills, HILL_ADMIN, "demo", INSTITUTIONS)
+    everyone = Snippet(name="demo (hours)", institution="demo", body="8 to 8.")
+    domain.check_snippet(everyone, ADMIN, "demo", INSTITUTIONS)
+    assert refusal(domain.check_snippet, everyone, HILL_ADMIN, "demo", INSTITUTIONS).code == (
+        "forbidden"
+    )
+    squat = Snippet(name="river (renewals)", institution="hill", body="x")
+    assert (
+        "'hill (<description>)'"
+        in refusal(domain.check_snippet, squat, HILL_ADMIN, "demo", INSTITUTIONS).message
+    )
+    # Its name is not a key as it stands; the bucket key encodes it and gives it back.
+    key = subjects.config_key("snippet", hills.name)
+    assert " " not in key and subjects.config_kind(key) == ("snippet", "hill (renewals)")
