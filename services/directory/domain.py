@@ -26,11 +26,12 @@ def may_see(principal: Principal, owner: str) -> bool:
 
 def check_admin(things: str, owner: str, principal: Principal) -> None:
     """An institution admin manages their own institution's `things`; a consortium admin
-    everyone's; an operator nobody's."""
+    everyone's; an operator nobody's. Another institution does not exist for an
+    institution admin: acting on it is `not_found`, never a hint of what it holds."""
     if principal.role == "operator":
         raise Refusal("forbidden", f"only admins may change {things}")
     if not may_see(principal, owner):
-        raise Refusal("forbidden", f"you can only manage your own institution's {things}")
+        raise Refusal("not_found", f"institution: no institution {owner}")
 
 
 def check_stored(

@@ -167,14 +167,19 @@ class Gateway:
 
     def _config_changed(self, kind: str, name: str) -> None:
         """An operator signed in here whose account was disabled, removed or given another
-        role loses the socket at once (REST checks the account on every request)."""
+        role loses the socket at once (REST checks the account on every request); other
+        changes to the account take effect on the socket."""
         link = self.hub.operators.get(name) if kind == "user" else None
         if link is None:
             return
         try:
-            domain.current_account(self.view.account(name), link)
+            account = domain.current_account(self.view.account(name), link)
         except Refusal:
             self._spawn(self.end_session(link, "account_disabled"))
+            return
+        # A new chat limit holds from the next claim (staffing counts it from the next
+        # sign-in, when presence opens the session with it).
+        link.max_chats = account.max_chats
 
     async def widget_status(self, widget: Widget) -> WidgetStatus:
         """The widget's availability as routing last announced it; asked for when this

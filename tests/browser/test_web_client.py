@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from deploy.local.system import LocalSystem
 from tests.client import eventually
@@ -288,8 +288,17 @@ async def test_the_backup_service_hands_a_chat_back_to_the_library(
         await expect(hand_back).to_have_attribute("label", "hand back to river")
         await dan.fill("#transfer-to", "demo-river")
         await dan.fill("#transfer-note", "Renewals are River's")
+        # Outside Dan's own institution: the client asks him first, and he confirms.
+        asked: list[str] = []
+
+        async def confirm(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            await dialog.accept()
+
+        dan.once("dialog", confirm)
         await dan.click("#transfer")
         await accept_offer(cat, "Renewals are River's")
+        assert asked == ["demo-river is outside your library. Transfer the chat there?"]
         await expect(cat.locator("#log")).to_contain_text("Can River renew my thesis loan?")
         await expect(widget.locator("#log")).to_contain_text("Cat has taken over the chat.")
         await expect(dan.locator("#chat-title")).to_contain_text("transferred to Cat")

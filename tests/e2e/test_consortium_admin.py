@@ -115,7 +115,8 @@ async def test_refusals_name_the_field_and_change_nothing(system: LocalSystem):
             (account(name, "hill", max_chats=0), 422, "max_chats"),
             (account(name, "hill", role="superuser"), 422, "role"),
             (account(name, "hill", role="institution_admin"), 403, "role"),
-            (account(fresh("demo-river-x"), "river"), 403, "institution"),
+            # Another library does not exist for Hill's admin.
+            (account(fresh("demo-river-x"), "river"), 404, "no institution river"),
         ]
         for body, status, field in cases:
             refused = await admin.post("/api/users", json=body)
@@ -217,7 +218,7 @@ async def test_snippets_are_kept_by_admins_and_inserted_by_name(system: LocalSys
         refusals = [
             ({**hills, "name": "renewals"}, 422, "name"),
             ({**hills, "name": f"river (renewals {tag})"}, 422, "'hill (<description>)'"),
-            ({**hills, "institution": "river", "name": f"river (x {tag})"}, 403, "snippets"),
+            ({**hills, "institution": "river", "name": f"river (x {tag})"}, 404, "institution"),
             (everyone, 403, "consortium"),
         ]
         for body, status, words in refusals:
@@ -251,3 +252,25 @@ async def test_snippets_are_kept_by_admins_and_inserted_by_name(system: LocalSys
             for snippet in (hills, everyone):
                 gone = await coordinator.delete(f"/api/snippets/{quote(snippet['name'])}")
                 assert gone.status_code == 204
+
+
+async def test_a_new_chat_limit_holds_from_the_next_claim(system: LocalSystem):
+    base = system.gateway_url
+    name = fresh("demo-hill-lim")
+    async with await signed_in(base, "demo-hill-admin") as admin:
+        made = await admin.post("/api/users", json=account(name, "hill", max_chats=3))
+        assert made.status_code == 201, made.text
+        newt = await operator(base, name, ["demo-hill"], password=PASSWORD)
+        first, second = await patron(base, "hill"), await patron(base, "hill")
+        async with clients(newt, first, second):
+            chats = []
+            for pat in (first, second):
+                chats.append((await pat.ok({"type": "chat.start", "question": "Q?"}))["chat_id"])
+                await newt.expect(about(chats[-1], "queue.chat_added"))
+            limited = {**made.json(), "max_chats": 1}
+            assert (await admin.put(f"/api/users/{name}", json=limited)).status_code == 200
+            await newt.ok({"type": "chat.claim", "chat_id": chats[0]})
+            refused = await newt.request({"type": "chat.claim", "chat_id": chats[1]})
+            assert refused["type"] == "error" and "limit" in refused["message"], refused
+            await newt.ok({"type": "chat.close", "chat_id": chats[0]})
+            await second.ok({"type": "chat.end", "chat_id": chats[1]})

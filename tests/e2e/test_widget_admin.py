@@ -96,7 +96,7 @@ async def test_bad_widget_settings_are_refused_naming_the_field(hill_admin: http
         "/api/widgets",
         json={**SCRATCH_WIDGET, "id": "river-2", "institution": "river", "queue": "demo-river"},
     )
-    assert (other.status_code, other.json()["code"]) == (403, "forbidden")
+    assert (other.status_code, other.json()["code"]) == (404, "not_found")
     assert (await hill_admin.get("/api/widgets/river-2")).status_code == 404
 
 

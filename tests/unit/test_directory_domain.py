@@ -50,7 +50,7 @@ def test_who_may_hold_which_role_where():
     )
     cases = [
         (account("demo-river-new", "hill"), HILL_ADMIN, "invalid", "'demo-hill-<name>'"),
-        (account("demo-river-new", "river"), HILL_ADMIN, "forbidden", "own institution"),
+        (account("demo-river-new", "river"), HILL_ADMIN, "not_found", "no institution river"),
         (account("demo-hill-boss", "hill", "institution_admin"), HILL_ADMIN, "forbidden", "role"),
         (account("demo-chief", "demo", "consortium_admin"), HILL_ADMIN, "forbidden", "role"),
         (account("demo-hill-new", "hill"), ANN, "forbidden", "only admins"),
