@@ -80,13 +80,22 @@ R = TypeVar("R", bound=BaseModel)
 Q = TypeVar("Q", bound=BaseModel)
 
 
-def describe_validation(error: ValidationError) -> str:
-    """A short human message naming the offending fields."""
+MAX_DESCRIPTION = 600
+
+
+def describe_errors(items: Sequence[Any]) -> str:
+    """A short human message naming the offending fields, never echoing the input beyond
+    what a validator's own message says (and that cut short)."""
     parts = []
-    for item in error.errors()[:5]:
+    for item in items[:5]:
         where = ".".join(str(p) for p in item["loc"]) or "payload"
         parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+def describe_validation(error: ValidationError) -> str:
+    return describe_errors(error.errors(include_input=False))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 _CONTEXT_FIELDS = ("chat_id", "institution", "operator", "subject", "code")
+# Libraries whose debug output carries the data itself (a driver logs each command with its
+# documents: a patron's question, their email): never below WARNING, whatever the level.
+QUIET = ("pymongo", "nats", "websockets", "uvicorn.protocols", "httpx", "httpcore")
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +51,8 @@ def setup(service: str, level: str = "INFO", as_json: bool = True, console: bool
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     if console:
         # Recording spans costs CPU on every request; without an exporter nobody reads
         # them. The API's default tracer still carries incoming trace context through, so

@@ -4,6 +4,7 @@ this, so what the tests start is what an operator runs."""
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 import urllib.request
@@ -103,8 +104,20 @@ class LocalSystem:
             "REFDESK_NATS_URL": self.nats_url or "",
             "REFDESK_MONGODB_URI": self.mongodb_uri or "",
             "PYTHONPATH": str(ROOT),
+            # A development run: the gateway signs with a secret of this data directory's
+            # own, made once, rather than refusing to start without one.
+            "REFDESK_DEV": "1",
+            "REFDESK_JWT_SECRET": self.jwt_secret(),
             **self.extra_env,
         }
+
+    def jwt_secret(self) -> str:
+        path = self.data / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def start_infra(self) -> None:
         """Start the servers that were not given: NATS and MongoDB as local processes."""

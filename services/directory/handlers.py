@@ -53,10 +53,27 @@ def _own(req_institution: str, principal: Principal) -> None:
 
 
 class DirectoryHandlers:
-    def __init__(self, store: ConfigStore, consortium: str, common_passwords: frozenset[str]):
+    def __init__(
+        self,
+        store: ConfigStore,
+        consortium: str,
+        common_passwords: frozenset[str],
+        hashes_at_once: int = 2,
+    ):
         self.store = store
         self.consortium = consortium
         self.common = common_passwords
+        # argon2 is built to be expensive: a few at a time, so a burst of sign-ins (or of
+        # guesses) queues here instead of taking every core from the rest of the replica.
+        self._hashing = asyncio.Semaphore(hashes_at_once)
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        async with self._hashing:
+            return await asyncio.to_thread(verify_password, password_hash, password)
 
     def endpoints(self) -> list[Endpoint]:
         def bind(
@@ -208,7 +225,7 @@ class DirectoryHandlers:
         domain.check_account(account, principal, self.consortium, institutions)
         if req.password is not None:
             domain.check_password(req.password, self.common)
-            password_hash = await asyncio.to_thread(hash_password, req.password)
+            password_hash = await self._hash(req.password)
         elif stored is not None and not req.create:
             password_hash = stored.password_hash
         else:
@@ -224,7 +241,7 @@ class DirectoryHandlers:
         if not domain.may_set_password(req.principal, user.account()):
             raise Refusal("forbidden", "you may not change that account's password")
         domain.check_password(req.password, self.common)
-        password_hash = await asyncio.to_thread(hash_password, req.password)
+        password_hash = await self._hash(req.password)
         await self.store.set_field(USER, req.username, "password_hash", password_hash)
         return await self._published(USER, req.username)
 
@@ -232,9 +249,7 @@ class DirectoryHandlers:
         user: User | None = await self.store.get(USER, req.username)
         # argon2 takes tens of milliseconds of CPU: in a thread (it releases the GIL), so a
         # sign-in does not hold up this replica's other requests.
-        matches = await asyncio.to_thread(
-            verify_password, user.password_hash if user else _DECOY, req.password
-        )
+        matches = await self._verify(user.password_hash if user else _DECOY, req.password)
         if user is None or not matches:
             metrics.SIGN_INS.labels("refused").inc()
             raise Refusal("unauthorized", "wrong user name or password")

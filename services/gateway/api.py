@@ -17,7 +17,7 @@ from pydantic import Field
 from services.gateway import domain, metrics
 from services.gateway.auth import StaffClaims
 from services.gateway.handlers import Gateway
-from shared import subjects
+from shared import names, subjects
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.base import Model
@@ -198,6 +198,11 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     def scope(claims: StaffClaims, institution: str | None) -> str:
         if institution is None or institution == claims.institution:
             return claims.institution
+        # It becomes a subject token: `a.b` or `*` must never reach the bus.
+        try:
+            names.check_part(institution, "institution")
+        except ValueError as exc:
+            raise Refusal("invalid", f"institution: {exc}") from None
         if claims.role != "consortium_admin":
             raise Refusal("forbidden", "you can only see your own institution")
         return institution

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -18,9 +19,11 @@ from services.gateway.api import build_router, refusal_response
 from services.gateway.auth import Tokens
 from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
 from services.gateway.hub import Outbox
-from services.gateway.settings import DEV_SECRET, GatewaySettings
+from services.gateway.limits import BodyLimit
+from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
 from services.gateway.store import GuestStore, RevokedTokens
 from shared import subjects
+from shared.bus import describe_errors
 from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_routes
@@ -40,8 +43,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.jwt_secret == DEV_SECRET:
-            log.warning("REFDESK_JWT_SECRET is the development default; set it in production")
+        secret = signing_secret(settings)
+        if secret == DEV_SECRET:
+            log.warning("tokens are signed with the development secret (REFDESK_DEV=1)")
         async with open_runtime("gateway", settings) as runtime:
             checks.update(runtime.checks)
             guests = GuestStore(runtime.db)
@@ -59,7 +63,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
             await revoked.start()
             tokens = Tokens(
-                settings.jwt_secret,
+                secret,
                 settings.operator_token_ttl_s,
                 settings.guest_token_ttl_s,
                 runtime.clock,
@@ -85,12 +89,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(build_router(gateway))
+    app.add_middleware(BodyLimit)
     for route in ops_routes(checks):
         app.router.routes.append(route)
 
     @app.exception_handler(Refusal)
     async def on_refusal(_: Request, exc: Refusal) -> JSONResponse:
         return refusal_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming the fields (`fields`, and the message), without the input: a body
+        is never sent back, however large or whatever it holds."""
+        errors = [
+            {**e, "loc": [p for p in e["loc"] if p not in ("body", "query", "path")]}
+            for e in exc.errors()
+        ]
+        fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
+        body = {"code": "invalid", "message": describe_errors(errors), "fields": fields}
+        return JSONResponse(body, status_code=422)
 
     @app.websocket("/ws/patron")
     async def patron_socket(ws: WebSocket, widget: str = "") -> None:

@@ -562,12 +562,13 @@ class FrameLoop:
         started = time.perf_counter()
         ref: str | None = None
         try:
-            # The transport caps frames at 64 KiB, so parsing first is cheap, and it lets
-            # even an oversized or rate-limited frame be answered with its ref.
-            data = _parse_json(raw)
-            ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+            # The limit comes before any parsing, so a flood costs one counter each; a frame
+            # refused for it is answered without its ref. The transport caps frames at
+            # 64 KiB, so an oversized one is still parsed for its ref.
             if not self.bucket.take(time.monotonic()):
                 raise Refusal("rate_limited", "too many frames; slow down")
+            data = _parse_json(raw)
+            ref = data.get("ref") if isinstance(data.get("ref"), str) else None
             domain.check_frame_size(raw, self.gw.settings.max_frame_bytes)
             kind = data.get("type")
             if not isinstance(kind, str) or kind not in self.handlers:
@@ -621,6 +622,8 @@ def _parse_json(raw: str) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError as exc:
         raise Refusal("invalid", "frame is not valid JSON") from exc
+    except RecursionError as exc:  # "[[[[..." a few thousand deep
+        raise Refusal("invalid", "frame is nested too deeply") from exc
     if not isinstance(data, dict):
         raise Refusal("invalid", "frame must be a JSON object")
     return data

@@ -1,7 +1,7 @@
-from pydantic import Field
-
 from shared.settings import CommonSettings
 
+MIN_SECRET = 32
+# Signs tokens only in a development run (REFDESK_DEV=1) that was given no secret.
 DEV_SECRET = "refdesk-local-development-secret-change-me"
 
 
@@ -9,7 +9,10 @@ class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
-    jwt_secret: str = Field(default=DEV_SECRET, min_length=32)
+    # Required in production: 32+ random characters, the same on every gateway replica.
+    jwt_secret: str = ""
+    # A development run (`make run`, the tests): a missing secret is then allowed.
+    dev: bool = False
     operator_token_ttl_s: int = 12 * 3600
     guest_token_ttl_s: int = 24 * 3600
     max_frame_bytes: int = 16 * 1024
@@ -28,3 +31,18 @@ class GatewaySettings(CommonSettings):
     max_frame_wait_s: float = 0.5
     # A guest seen on one of an institution's widgets this recently may be invited to chat.
     proactive_window_s: int = 24 * 3600
+
+
+def signing_secret(settings: GatewaySettings) -> str:
+    """The secret that signs tokens. Without a real one the gateway does not start (anyone
+    who knows the default could sign themselves a consortium admin), unless this is a
+    development run."""
+    secret = settings.jwt_secret
+    if len(secret) >= MIN_SECRET and secret != DEV_SECRET:
+        return secret
+    if settings.dev:
+        return secret if len(secret) >= MIN_SECRET else DEV_SECRET
+    raise SystemExit(
+        f"REFDESK_JWT_SECRET must be set to {MIN_SECRET} or more random characters, the same "
+        "on every gateway replica (or REFDESK_DEV=1 for a development run)"
+    )

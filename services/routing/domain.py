@@ -20,6 +20,7 @@ a retried close, or a patron and an operator closing at once, must not fail eith
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,9 @@ from typing import Any, Literal
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.chat import (
+    MAX_TAGS,
     RECENT_CLIENT_IDS,
+    TAG_PATTERN,
     Chat,
     ChatState,
     ClientSent,
@@ -144,13 +147,21 @@ def _next(state: ChatState, now: datetime) -> tuple[int, dict[str, Any]]:
 
 
 def normalize_tags(tags: list[str]) -> list[str]:
-    """Lower-case, trimmed, de-duplicated, in first-seen order."""
+    """Lower-case, trimmed, de-duplicated, in first-seen order; each one short and plain,
+    and at most MAX_TAGS on a chat (applied to the chat's tags with the new ones, since
+    every event carries them all)."""
     seen: dict[str, None] = {}
     for tag in tags:
         clean = " ".join(tag.lower().split())
         if not clean:
             raise Refusal("invalid", "a tag cannot be empty")
+        if not re.match(TAG_PATTERN, clean):
+            raise Refusal(
+                "invalid", f"tags: {clean[:40]!r} must be up to 40 letters, digits, -, _ or spaces"
+            )
         seen.setdefault(clean, None)
+    if len(seen) > MAX_TAGS:
+        raise Refusal("invalid", f"tags: a chat holds at most {MAX_TAGS} tags")
     return list(seen)
 
 

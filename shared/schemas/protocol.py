@@ -13,12 +13,14 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, ChatStateName, ClientId, Message, Sender
+from shared.schemas.chat import MAX_TAGS, Chat, ChatStateName, ClientId, Message, Sender
 from shared.schemas.requests import EndReason, OperatorStatus
 
 Ref = Annotated[str, Field(max_length=64)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=20)]
+Tags = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=MAX_TAGS)
+]
 
 # --- client -> server, patron ------------------------------------------------------------
 

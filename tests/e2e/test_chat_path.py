@@ -197,14 +197,27 @@ async def test_rate_limit_refuses_floods_without_closing(system: LocalSystem):
     try:
         for i in range(60):
             await pat.send_raw(json.dumps({"type": "typing", "chat_id": "a" * 32, "ref": f"f{i}"}))
-        codes = []
-        for i in range(60):
-            frame = await pat.expect(lambda f, i=i: f.get("ref") == f"f{i}")
-            codes.append(frame.get("code"))
-        assert "rate_limited" in codes
-        # Refused, not cut off: the socket is open and answers the next frame by its ref
-        # (the bucket's refill is the pure TokenBucket's unit test).
-        assert (await pat.request({"type": "hello"}))["code"] in ("invalid", "rate_limited")
+        answers = [await pat.expect(lambda f: f["type"] in ("ack", "error")) for _ in range(60)]
+        limited = [a for a in answers if a.get("code") == "rate_limited"]
+        assert limited
+        # The limit comes before parsing: a refused frame is not read, not even its ref.
+        assert all("ref" not in a or a["ref"] is None for a in limited)
+        # Refused, not cut off: the socket is open and answers the next frame (the
+        # bucket's refill is the pure TokenBucket's unit test).
+        await pat.send_raw(json.dumps({"type": "hello"}))
+        assert (await pat.expect("error"))["code"] in ("invalid", "rate_limited")
+    finally:
+        await pat.close()
+
+
+async def test_a_frame_nested_too_deeply_is_invalid_and_the_socket_stays(system: LocalSystem):
+    pat = await patron(system.gateway_url, "hill")
+    try:
+        await pat.send_raw("[" * 30_000 + "]" * 30_000)
+        refused = await pat.expect("error")
+        assert (refused["code"], refused["message"]) == ("invalid", "frame is nested too deeply")
+        await pat.send_raw(json.dumps({"type": "hello", "ref": "after"}))
+        assert (await pat.expect(lambda f: f.get("ref") == "after"))["code"] == "invalid"
     finally:
         await pat.close()
 

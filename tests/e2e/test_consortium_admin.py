@@ -274,3 +274,13 @@ async def test_a_new_chat_limit_holds_from_the_next_claim(system: LocalSystem):
             assert refused["type"] == "error" and "limit" in refused["message"], refused
             await newt.ok({"type": "chat.close", "chat_id": chats[0]})
             await second.ok({"type": "chat.end", "chat_id": chats[1]})
+
+
+async def test_an_institution_that_could_not_be_a_subject_token_is_invalid(system: LocalSystem):
+    async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
+        for bad in ("a.b", "*", ">", "hill river", "Hill"):
+            for route in ("/api/stats", "/api/chats/missed"):
+                params = {"institution": bad, "from": "2026-11-01T00:00:00Z"}
+                params |= {"to": "2026-11-02T00:00:00Z", "since": "2026-11-01T00:00:00Z"}
+                r = await coordinator.get(route, params=params)
+                assert r.status_code == 422 and "institution" in r.text, (route, bad, r.text)

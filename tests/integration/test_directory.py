@@ -9,6 +9,8 @@ session's system serves the directory endpoints on the same server.
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -139,3 +141,28 @@ async def test_sign_in_refuses_alike_whatever_was_wrong(parts):
     await handlers.store.save(USER, user.model_copy(update={"disabled": True}), create=False)
     with pytest.raises(Refusal, match="disabled"):
         await handlers.sign_in(SignIn(username="demo-hill-bob", password=PASSWORD))
+
+
+async def test_an_unknown_name_costs_a_sign_in_as_much_as_a_wrong_password(parts):
+    """Timing must not tell which user names exist: an unknown name is checked against a
+    decoy hash. Compared as a ratio of medians of the same run, far from its bounds: without
+    the decoy an unknown name answers about fifty times faster."""
+    handlers, _ = parts
+    user = User(
+        username="demo-hill-bob",
+        institution="hill",
+        role="operator",
+        display_name="Bob",
+        password_hash=hash_password(PASSWORD),
+    )
+    await handlers.store.save(USER, user, create=True)
+
+    async def took(username: str) -> float:
+        started = time.perf_counter()
+        with pytest.raises(Refusal):
+            await handlers.sign_in(SignIn(username=username, password="wrong-password!"))
+        return time.perf_counter() - started
+
+    known = statistics.median([await took("demo-hill-bob") for _ in range(5)])
+    unknown = statistics.median([await took("demo-hill-nobody") for _ in range(5)])
+    assert 1 / 4 < unknown / known < 4, (unknown, known)

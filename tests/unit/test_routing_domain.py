@@ -120,6 +120,20 @@ def test_tags_normalize_and_reject_blank():
         domain.normalize_tags(["   "])
 
 
+def test_a_chat_holds_at_most_twenty_plain_tags_however_many_frames_add_them():
+    state = claimed()
+    for batch in range(4):  # each frame is within the frame's own limit of 20
+        state = domain.tag(state, ANN, [f"t{batch}-{i}" for i in range(5)], T0).state
+    assert len(state.chat.tags) == 20
+    with pytest.raises(Refusal, match="at most 20"):
+        domain.tag(state, ANN, ["one more"], T0)
+    with pytest.raises(Refusal, match="at most 20"):
+        domain.close(state, ANN, ["one more"], T0)
+    assert not domain.tag(state, ANN, ["t0-0"], T0).changed  # a repeat still fits
+    with pytest.raises(Refusal, match="tags"):
+        domain.tag(claimed(), ANN, ["<script>"], T0)
+
+
 def test_repeating_a_tag_changes_nothing():
     state = domain.tag(claimed(), ANN, ["theses"], T0).state
     assert not domain.tag(state, ANN, ["Theses"], T0).changed
