@@ -39,6 +39,7 @@ from shared.schemas.protocol import (
     InternalTarget,
     MessageFrame,
     OwnerPresenceFrame,
+    PatronChat,
     QueueChatAdded,
     QueueChatRemoved,
     TransferAcceptedFrame,
@@ -95,6 +96,27 @@ def message_frame(event: ChatEvent) -> MessageFrame:
     return MessageFrame.model_validate(event.message.model_dump(by_alias=True))
 
 
+def patron_chat(chat: Chat) -> PatronChat:
+    return PatronChat(
+        id=chat.id,
+        state=chat.state,
+        queue=chat.queue,
+        operator=chat.owner_name,
+        created_at=chat.created_at,
+        question=chat.question,
+    )
+
+
+M = TypeVar("M", Message, MessageFrame)
+
+
+def for_patron(message: M) -> M:
+    """A message as a patron sees it: staff by display name, never their login."""
+    if message.from_.kind == "patron" or message.from_.id is None:
+        return message
+    return message.model_copy(update={"from_": message.from_.model_copy(update={"id": None})})
+
+
 @dataclass(frozen=True)
 class To:
     """Who should see a frame: the chat's patron, one operator, or a queue's watchers."""
@@ -120,7 +142,7 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
         case MessagePosted(message=message):
             frame = message_frame(event)
             if message.from_.kind != "patron":
-                out.append((PATRON, frame))
+                out.append((PATRON, for_patron(frame)))
             if owner and not (message.from_.kind == "operator" and message.from_.id == chat.owner):
                 out.append((owner, frame))
         case ChatQueued():
@@ -130,7 +152,7 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
                 chat_id=chat.id, queue=chat.queue, reason=reason, chat=chat
             )
             out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
-            out += [(PATRON, requeued), (watchers, requeued)]
+            out += [(PATRON, requeued.model_copy(update={"chat": None})), (watchers, requeued)]
             if previous:
                 out.append((To(operator=previous), requeued))
         case ChatRolledOver(from_queue=previous, reason=reason):
@@ -142,7 +164,8 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
                 (before, QueueChatRemoved(chat_id=chat.id, queue=previous, reason="rolled_over"))
             ]
             out.append((watchers, QueueChatAdded(chat=chat, question=chat.question)))
-            out += [(PATRON, rolled), (before, rolled), (watchers, rolled)]
+            patrons_copy = rolled.model_copy(update={"chat": None})
+            out += [(PATRON, patrons_copy), (before, rolled), (watchers, rolled)]
         case ChatClaimed(operator_name=name):
             out.append((PATRON, ChatClaimedFrame(chat_id=chat.id, operator=name)))
             out.append((watchers, _removed(chat, "claimed")))

@@ -424,7 +424,7 @@ class Gateway:
             return
         for link in links:
             self.hub.follow_chat(link, chat.id)
-            link.outbox.send(ChatStarted(chat=chat))
+            link.outbox.send(ChatStarted(chat=domain.patron_chat(chat)))
         await self.feeds.follow(chat.institution, chat.id)
         await self.feeds.take_record(chat.id, record)
 
@@ -695,7 +695,12 @@ class PatronSocket(FrameLoop):
         link.name = resumed.chat.patron.name or link.name
         self.gw.hub.follow_chat(link, resumed.chat.id)
         messages = await self.gw.follow_chat(link.institution, resumed.chat.id)
-        return [ChatResumed(chat=resumed.chat, messages=messages)]
+        return [
+            ChatResumed(
+                chat=domain.patron_chat(resumed.chat),
+                messages=[domain.for_patron(m) for m in messages],
+            )
+        ]
 
     async def start(self, frame: PatronChatStart) -> Reply:
         link = self._link

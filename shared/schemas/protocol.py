@@ -355,9 +355,24 @@ class Welcome(Model):
     widget: WidgetInfo
 
 
+class PatronChat(Model):
+    """The chat as its patron sees it: its state and who answers, by display name. Never
+    staff fields (login names, tags, notes, routing)."""
+
+    id: str
+    state: ChatStateName
+    queue: str
+    operator: str | None = None
+    created_at: str
+    question: str | None = None
+
+
 class ChatResumed(Model):
+    """To a patron (`PatronChat`, messages with staff named by display name only) or to an
+    operator who owns the chat (the whole `Chat`)."""
+
     type: Literal["chat.resumed"] = "chat.resumed"
-    chat: Chat
+    chat: PatronChat | Chat
     messages: list[Message]
 
 
@@ -433,7 +448,7 @@ class ChatStarted(Model):
     """To a patron: an operator has started a chat with you."""
 
     type: Literal["chat.started"] = "chat.started"
-    chat: Chat
+    chat: PatronChat
 
 
 class QueuePositionFrame(Model):
@@ -463,7 +478,8 @@ class ChatRolledOverFrame(Model):
     from_queue: str
     queue: str
     reason: str
-    chat: Chat
+    # For the queues' watchers; the patron's copy has none.
+    chat: Chat | None = None
 
 
 class ChatRequeuedFrame(Model):

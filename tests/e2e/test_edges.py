@@ -3,12 +3,15 @@ refusal never sends the input back."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
+from tests.client import operator, patron
+from tests.e2e.test_lifecycle import claimed_chat, clients
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +50,25 @@ async def test_a_refusal_names_the_field_without_sending_the_input_back(system: 
     body = refused.json()
     assert body["code"] == "invalid" and set(body["fields"]) == {"username", "password"}
     assert "do-not-echo" not in refused.text
+
+
+async def test_a_patron_sees_the_chat_and_who_answers_never_staff_fields(system: LocalSystem):
+    base = system.gateway_url
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    pat, chat_id, token = await claimed_chat(system, ann)
+    async with clients(ann, pat):
+        await ann.ok({"type": "chat.tag", "chat_id": chat_id, "tags": ["abusive patron"]})
+        await ann.ok({"type": "message", "chat_id": chat_id, "body": "How can I help?"})
+        live = await pat.expect("message")
+        assert live["from"]["name"] == "Ann" and live["from"].get("id") is None
+        pat.crash()
+        back = await patron(base, "hill", token)
+        async with clients(back):
+            resumed = await back.expect("chat.resumed")
+            assert resumed["chat"]["operator"] == "Ann"
+            assert {"owner", "tags", "patron", "institution"}.isdisjoint(resumed["chat"])
+            staff = [m for m in resumed["messages"] if m["from"]["kind"] == "operator"]
+            assert staff and all(m["from"].get("id") is None for m in staff)
+            seen = json.dumps(pat.frames + back.frames)
+            assert "demo-hill-ann" not in seen and "abusive" not in seen
+            await ann.ok({"type": "chat.close", "chat_id": chat_id})
