@@ -9,7 +9,7 @@ from typing import Literal
 from zoneinfo import available_timezones
 
 import holidays
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shared import names
 from shared.schemas.base import Model
@@ -85,22 +85,25 @@ class Account(Model):
     """A staff account as every replica sees it: everything but the password hash, which
     only the directory service holds."""
 
+    # The role first: which form the user name takes depends on it.
+    role: Role
     username: str
     institution: str
-    role: Role
     display_name: str = Field(min_length=1, max_length=80)
     # Open chats this operator may own at once; None for no limit.
     max_chats: int | None = Field(default=None, ge=1, le=50)
     # A disabled account keeps its name on transcripts but can no longer sign in.
     disabled: bool = False
 
-    @model_validator(mode="after")
-    def _named(self) -> Account:
-        if self.role == "consortium_admin":
-            names.check_consortium_admin(self.username)
-        else:
-            names.check_user(self.username)
-        return self
+    @field_validator("username")
+    @classmethod
+    def _named(cls, value: str, info: ValidationInfo) -> str:
+        role = info.data.get("role")
+        if role == "consortium_admin":
+            return names.check_consortium_admin(value)
+        if role is not None:  # an unknown role is refused on its own
+            names.check_user(value)
+        return value
 
 
 class User(Account):

@@ -203,7 +203,7 @@ async def test_proactive_chat_reaches_the_guest_and_transfers(system: LocalSyste
         chat_id = ack["chat_id"]
         assert ack["chat"]["origin"] == "proactive" and ack["chat"]["state"] == "active"
         started = await pat.expect("chat.started")
-        assert started["chat"]["id"] == chat_id and started["chat"]["owner_name"] == "Ann"
+        assert started["chat"]["id"] == chat_id and started["chat"]["operator"] == "Ann"
         assert (await pat.expect("message"))["body"] == "Finding everything?"
         await pat.ok({"type": "message", "chat_id": chat_id, "body": "Not really"})
         assert (await ann.expect(about(chat_id, "message")))["body"] == "Not really"
