@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -201,7 +201,12 @@ class Bus:
             await self.js.add_stream(config)
 
     async def key_value(
-        self, bucket: str, replicas: int = 1, ttl: float | None = None, history: int = 1
+        self,
+        bucket: str,
+        replicas: int = 1,
+        ttl: float | None = None,
+        history: int = 1,
+        storage: Literal["file", "memory"] = "file",
     ) -> KeyValue:
         """Bind to a key-value bucket, creating it on first use."""
         try:
@@ -216,7 +221,7 @@ class Bus:
                     # Without markers an entry that ages out vanishes silently, and
                     # watchers (presence's staffing index) would never hear of it.
                     limit_marker_ttl=ttl,
-                    storage=StorageType.FILE,
+                    storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
                 )
             )
 

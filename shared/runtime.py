@@ -80,11 +80,16 @@ def run_service(service: str, settings: CommonSettings, starter: Starter) -> Non
     serve(ops_app(checks, lifespan), settings.ops_host, settings.ops_port)
 
 
-def serve(app: Any, host: str, port: int) -> None:
+def serve(app: Any, host: str, port: int, trusted_proxies: str = "") -> None:
+    """Serve under uvicorn. Forwarded-for headers are believed only from
+    `trusted_proxies` (comma-separated addresses of the ingress): uvicorn's default trusts
+    127.0.0.1, which lets anything on the host choose the address a limit counts."""
     uvicorn.run(
         app,
         host=host,
         port=port,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -18,6 +18,8 @@ PRESENCE_BUCKET = "presence"
 CONFIG_BUCKET = "config"
 # Each operator's desk (status and monitored queues) as they last left it.
 DESKS_BUCKET = "desks"
+# Failure counters (sign-ins, offline messages) shared by the gateways; entries age out.
+THROTTLE_BUCKET = "throttle"
 # Ids of staff tokens signed out before they expire; entries age out with the tokens.
 REVOKED_BUCKET = "revoked_tokens"
 TRANSCRIPTS_CONSUMER = "transcripts"

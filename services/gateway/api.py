@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: FastAPI reads the dependency annot
 these closures at definition time.
 """
 
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -17,6 +16,7 @@ from pydantic import Field
 from services.gateway import domain, metrics
 from services.gateway.auth import StaffClaims
 from services.gateway.handlers import Gateway
+from services.gateway.throttle import counter_key as throttle_key
 from shared import names, subjects
 from shared.clock import iso
 from shared.errors import Refusal
@@ -182,7 +182,6 @@ def principal(claims: StaffClaims) -> Principal:
 def build_router(get: Callable[[], Gateway]) -> APIRouter:
     """REST routes; `get` returns the process's Gateway once its lifespan has started."""
     router = APIRouter(prefix="/api")
-    attempts: dict[str, domain.TokenBucket] = {}
 
     def staff(authorization: Annotated[str | None, Header()] = None) -> StaffClaims:
         """The caller's claims, honoured only while their account is as it was signed: a
@@ -207,16 +206,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             raise Refusal("forbidden", "you can only see your own institution")
         return institution
 
-    def bucket(key: str) -> domain.TokenBucket:
-        if len(attempts) > 10_000:
-            attempts.clear()
-        per_minute = get().settings.login_attempts_per_minute
-        return attempts.setdefault(
-            key, domain.TokenBucket(per_minute / 60.0, per_minute, time.monotonic())
-        )
-
-    def throttle(key: str) -> None:
-        if not bucket(key).take(time.monotonic()):
+    async def throttle(key: str) -> None:
+        """At most the sign-in allowance of requests a window for `key`, across replicas."""
+        if await get().counters.add(key) > get().settings.login_attempts_per_minute:
             raise Refusal("rate_limited", "too many requests; wait a minute")
 
     async def change(action: DirectoryAction, request: Model, claims: StaffClaims) -> None:
@@ -230,11 +222,23 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.post("/auth/login", response_model=LoginResponse)
     async def login(body: LoginRequest, request: Request) -> LoginResponse:
-        # Only failures spend the allowance: it stops guessing, never a colleague who
-        # signs in correctly many times.
-        client = request.client.host if request.client else "?"
-        failures = bucket(f"{client}|{body.username}")
-        if not failures.available(time.monotonic()):
+        # Only failures spend the allowances: they stop guessing, never a colleague who
+        # signs in correctly many times. They are counted in the shared bucket, so every
+        # replica refuses alike and no flood of other keys can clear them.
+        address = request.client.host if request.client else "?"
+        counted = (
+            throttle_key("pair", f"{address}|{body.username}"),
+            throttle_key("address", address),
+            throttle_key("name", body.username),
+        )
+        counters = get().counters
+        settings = get().settings
+        limits = domain.SignInLimits(
+            settings.login_attempts_per_minute,
+            settings.login_failures_per_address,
+            settings.login_failures_per_name,
+        )
+        if limits.blocked(*[await counters.count(key) for key in counted]):
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         try:
@@ -245,7 +249,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             )
         except Refusal as refusal:
             if refusal.code == "unauthorized":
-                failures.take(time.monotonic())
+                for key in counted:
+                    await counters.add(key)
                 metrics.LOGINS.labels("refused").inc()
             raise
         metrics.LOGINS.labels("ok").inc()
@@ -712,7 +717,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
         cors(request, response, widget.allowed_origins)
-        throttle(f"offline|{request.client.host if request.client else '?'}")
+        await throttle(throttle_key("offline", request.client.host if request.client else "?"))
         ticket = await get().bus.request(
             subjects.tickets(widget.institution, "create"),
             CreateTicket(

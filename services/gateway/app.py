@@ -22,6 +22,7 @@ from services.gateway.hub import Outbox
 from services.gateway.limits import BodyLimit
 from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
 from services.gateway.store import GuestStore, RevokedTokens
+from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
 from shared import subjects
 from shared.bus import describe_errors
 from shared.configuration import ConfigView
@@ -62,6 +63,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
             )
             await revoked.start()
+            counters = Counters(
+                await runtime.bus.key_value(
+                    subjects.THROTTLE_BUCKET,
+                    settings.stream_replicas,
+                    ttl=THROTTLE_WINDOW_S,
+                    storage="memory",
+                )
+            )
             tokens = Tokens(
                 secret,
                 settings.operator_token_ttl_s,
@@ -69,7 +78,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 runtime.clock,
                 revoked,
             )
-            gw = Gateway(settings, runtime.bus, view, guests, revoked, tokens, runtime.clock)
+            gw = Gateway(
+                settings, runtime.bus, view, guests, revoked, counters, tokens, runtime.clock
+            )
             holder["gw"] = gw
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))

@@ -208,6 +208,25 @@ def deliveries(event: ChatEvent) -> list[Delivery]:
     return out
 
 
+@dataclass(frozen=True)
+class SignInLimits:
+    """Failed sign-ins allowed per window: for one name from one address (an honest
+    mistake, or one guesser), for one address across names (spraying one password over
+    many names), and for one name from anywhere (a guesser with many addresses). Only the
+    last can shut out the real person, so it is far higher than the first."""
+
+    per_name_and_address: int
+    per_address: int
+    per_name: int
+
+    def blocked(self, pair: int, address: int, name: int) -> bool:
+        return (
+            pair >= self.per_name_and_address
+            or address >= self.per_address
+            or name >= self.per_name
+        )
+
+
 class SignedClaims(Protocol):
     @property
     def role(self) -> str: ...

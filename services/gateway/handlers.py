@@ -25,6 +25,7 @@ from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import GuestStore, RevokedTokens
+from services.gateway.throttle import Counters
 from shared import subjects
 from shared.audience import by_subject_of_operator
 from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
@@ -147,6 +148,7 @@ class Gateway:
     view: ConfigView
     guests: GuestStore
     revoked: RevokedTokens
+    counters: Counters
     tokens: Tokens
     clock: Clock
     hub: Hub = field(default_factory=Hub)

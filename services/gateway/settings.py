@@ -20,6 +20,14 @@ class GatewaySettings(CommonSettings):
     frames_per_second: float = 20.0
     frame_burst: int = 40
     login_attempts_per_minute: int = 10
+    # Failed sign-ins a minute from one address across names (spraying one password), and
+    # for one name from any address (a guesser with many addresses; also what could shut
+    # the real person out, so high).
+    login_failures_per_address: int = 50
+    login_failures_per_name: int = 100
+    # Addresses of the ingress or load balancer whose X-Forwarded-For is believed
+    # (comma-separated); empty: the connecting address is the client's.
+    trusted_proxies: str = ""
     heartbeat_s: float = 10.0
     outbox_limit: int = 1000
     # Frames this replica handles at once, all sockets together; past it a frame is

@@ -314,6 +314,23 @@ async def test_repeated_wrong_passwords_lock_that_name_only(system: LocalSystem)
             assert await login(system.gateway_url, "demo-hill-bob")
 
 
+async def test_a_forwarded_for_header_does_not_choose_the_address_that_is_counted(
+    system: LocalSystem,
+):
+    """Only a configured proxy's X-Forwarded-For is believed; from anywhere else, a guesser
+    rotating the header is still one address guessing one name."""
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        codes = []
+        for i in range(12):
+            r = await http.post(
+                "/api/auth/login",
+                json={"username": "demo-hill-rotating", "password": "guess"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
+            codes.append(r.status_code)
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+
+
 async def test_transcript_of_a_chat_is_hidden_from_other_institutions(system: LocalSystem):
     ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
     pat, chat_id = await start_chat(system)

@@ -102,3 +102,16 @@ async def test_an_announcement_reaches_every_signed_in_operator_on_every_gateway
     finally:
         await on_first.close()
         await on_second.close()
+
+
+async def test_failed_sign_ins_are_counted_across_gateways(
+    system: LocalSystem, replicas: dict[str, str]
+):
+    """Ten wrong passwords on one gateway, and the other refuses the eleventh: the
+    counters live in a bucket both follow, not in either replica's memory."""
+    wrong = {"username": "demo-hill-across", "password": "guess"}
+    async with httpx.AsyncClient(base_url=system.gateway_url) as first:
+        for _ in range(10):
+            assert (await first.post("/api/auth/login", json=wrong)).status_code == 401
+    async with httpx.AsyncClient(base_url=replicas["gateway-1"]) as second:
+        assert (await second.post("/api/auth/login", json=wrong)).status_code == 429

@@ -210,3 +210,13 @@ def test_ticket_needs_email_subject_and_body():
         with pytest.raises(Refusal) as refused:
             tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
         assert refused.value.code == "invalid" and field in refused.value.message
+
+
+def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
+    from services.gateway.domain import SignInLimits
+
+    limits = SignInLimits(per_name_and_address=10, per_address=50, per_name=100)
+    assert not limits.blocked(pair=9, address=49, name=99)
+    assert limits.blocked(pair=10, address=0, name=10)  # one guesser, one name
+    assert limits.blocked(pair=1, address=50, name=1)  # one address, many names
+    assert limits.blocked(pair=1, address=1, name=100)  # many addresses, one name
