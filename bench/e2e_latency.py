@@ -359,7 +359,13 @@ def run_system(args: argparse.Namespace, gateway_count: int) -> None:
     system = LocalSystem(
         data=Path(tempfile.mkdtemp(prefix="refdesk-bench-")),
         ports=Ports.free(),
-        extra_env={"REFDESK_LOG_LEVEL": "WARNING"},
+        # Every bench patron connects from 127.0.0.1: the per-address caps would count
+        # them as one visitor.
+        extra_env={
+            "REFDESK_LOG_LEVEL": "WARNING",
+            "REFDESK_PATRON_SOCKETS_PER_ADDRESS": "100000",
+            "REFDESK_CHAT_STARTS_PER_MINUTE": "1000000",
+        },
     )
     extra: list[Child] = []
     try:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 import websockets
+from websockets.typing import Origin
 
 from shared.schemas.protocol import ACK_OF, SERVER_FRAME
 
@@ -26,8 +27,16 @@ class ProtocolClient:
         self._pending: list[dict[str, Any]] = []
 
     @classmethod
-    async def connect(cls, url: str) -> ProtocolClient:
-        return cls(await websockets.connect(url, open_timeout=5, max_size=2**20))
+    async def connect(cls, url: str, origin: str | None = None) -> ProtocolClient:
+        """`origin`: as a browser page there would send it (none by default, as a program)."""
+        return cls(
+            await websockets.connect(
+                url,
+                open_timeout=5,
+                max_size=2**20,
+                origin=None if origin is None else Origin(origin),
+            )
+        )
 
     async def close(self) -> None:
         await self.ws.close()

@@ -38,6 +38,10 @@ E2E_ENV = {
     # Every test signs in from 127.0.0.1: the per-address allowance would count the whole
     # suite's deliberate failures as one sprayer's (per name and per name-and-address stay).
     "REFDESK_LOGIN_FAILURES_PER_ADDRESS": "1000",
+    # Likewise the per-address caps on patron sockets and chat starts (tests/e2e/test_edges
+    # runs a system of its own with tight ones).
+    "REFDESK_PATRON_SOCKETS_PER_ADDRESS": "1000",
+    "REFDESK_CHAT_STARTS_PER_MINUTE": "100000",
 }
 
 

@@ -690,9 +690,14 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.tickets(inst, "get"), GetTicket(institution=inst, ticket_id=ticket_id), Ticket
         )
 
-    def cors(request: Request, response: Response, allowed: list[str]) -> None:
+    def cors(request: Request, response: Response, widget: Widget) -> None:
+        """A widget's public endpoints answer pages of its allowed origins (and the
+        gateway's own widget page), with CORS; a browser page anywhere else is refused."""
         origin = request.headers.get("origin")
-        if origin and origin in allowed:
+        own = domain.origin_of(get().settings.public_url)
+        if not domain.origin_allowed(origin, widget, own):
+            raise Refusal("forbidden", "this widget is not for this site")
+        if origin:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
 
@@ -703,7 +708,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         widget = get().view.widgets.get(widget_id)
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
-        cors(request, response, widget.allowed_origins)
+        cors(request, response, widget)
         status = await get().widget_status(widget)
         return WidgetStatusView(online=status.online, queue=status.queue, reason=status.reason)
 
@@ -716,7 +721,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         widget = get().view.widgets.get(widget_id)
         if widget is None:
             raise Refusal("not_found", f"no widget {widget_id}")
-        cors(request, response, widget.allowed_origins)
+        cors(request, response, widget)
         await throttle(throttle_key("offline", request.client.host if request.client else "?"))
         ticket = await get().bus.request(
             subjects.tickets(widget.institution, "create"),

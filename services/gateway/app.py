@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.gateway import metrics
+from services.gateway import domain, metrics
 from services.gateway.api import build_router, refusal_response
 from services.gateway.auth import Tokens
 from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
@@ -50,7 +51,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with open_runtime("gateway", settings) as runtime:
             checks.update(runtime.checks)
             guests = GuestStore(runtime.db)
-            await guests.ensure_indexes()
+            await guests.ensure_indexes(settings.proactive_window_s)
             view = ConfigView(
                 await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas)
             )
@@ -120,21 +121,38 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         body = {"code": "invalid", "message": describe_errors(errors), "fields": fields}
         return JSONResponse(body, status_code=422)
 
+    own_origin = domain.origin_of(settings.public_url)
+    patron_sockets: Counter[str] = Counter()
+
     @app.websocket("/ws/patron")
     async def patron_socket(ws: WebSocket, widget: str = "") -> None:
         await ws.accept()
         gw = gateway()
         outbox = Outbox(ws, "patron", settings.outbox_limit)
         config = gw.view.widgets.get(widget) if widget else None
+        address = ws.client.host if ws.client else "?"
+        refusal = None
         if config is None:
-            outbox.send(Error(code="not_found", message=f"no widget {widget!r}"))
-            await outbox.finish(4404)
+            refusal = Refusal("not_found", f"no widget {widget[:40]!r}"), 4404
+        elif not domain.origin_allowed(ws.headers.get("origin"), config, own_origin):
+            refusal = Refusal("forbidden", "this widget is not for this site"), 4403
+        elif patron_sockets[address] >= settings.patron_sockets_per_address:
+            refusal = Refusal("rate_limited", "too many chat windows open from here"), 4429
+        if refusal is not None:
+            error, code = refusal
+            outbox.send(Error(code=error.code, message=error.message))
+            await outbox.finish(code)
             return
-        socket = PatronSocket(gw, outbox, config)
+        assert config is not None
+        patron_sockets[address] += 1
+        socket = PatronSocket(gw, outbox, config, address)
         metrics.CONNECTIONS.labels("patron").inc()
         try:
             await socket.run(ws)
         finally:
+            patron_sockets[address] -= 1
+            if patron_sockets[address] <= 0:
+                del patron_sockets[address]  # the count stays as small as what is open
             metrics.CONNECTIONS.labels("patron").dec()
             await socket.closed()
             await outbox.stop()
@@ -157,22 +175,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def root() -> RedirectResponse:
         return RedirectResponse("/operator")
 
-    for page in ("operator", "widget", "demo"):
-        app.add_api_route(
-            f"/{page}",
-            _page(STATIC / f"{page}.html"),
-            include_in_schema=False,
-            methods=["GET"],
-        )
+    @app.get("/operator", include_in_schema=False)
+    async def operator_page() -> FileResponse:
+        # Staff pages are never framed (clickjacking).
+        headers = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+        return FileResponse(STATIC / "operator.html", media_type="text/html", headers=headers)
+
+    @app.get("/widget", include_in_schema=False)
+    async def widget_page(widget: str = "") -> FileResponse:
+        # Framed only by the sites the widget is for.
+        found = gateway().view.widgets.get(widget)
+        policy = domain.frame_ancestors(found)
+        headers = {"Content-Security-Policy": policy}
+        return FileResponse(STATIC / "widget.html", media_type="text/html", headers=headers)
+
+    @app.get("/demo", include_in_schema=False)
+    async def demo_page() -> FileResponse:
+        return FileResponse(STATIC / "demo.html", media_type="text/html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def _page(path: Path) -> Callable[[], Awaitable[FileResponse]]:
-    async def serve() -> FileResponse:
-        return FileResponse(path, media_type="text/html")
-
-    return serve
 
 
 async def _heartbeats(gw: Gateway) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from shared.errors import Refusal
 from shared.schemas.base import Model
@@ -48,7 +49,7 @@ from shared.schemas.protocol import (
     TransferWithdrawnFrame,
     WidgetStatusFrame,
 )
-from shared.schemas.records import Account
+from shared.schemas.records import Account, Widget
 from shared.schemas.requests import InternalMessage, WidgetStatus
 
 
@@ -225,6 +226,27 @@ class SignInLimits:
             or address >= self.per_address
             or name >= self.per_name
         )
+
+
+def origin_of(url: str) -> str:
+    """`https://host:port` of a URL, as a browser's Origin header says it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(origin: str | None, widget: Widget, own_origin: str) -> bool:
+    """A browser page may use a widget's public endpoints only from the widget's allowed
+    origins or the gateway's own (its widget page). No Origin: not a browser page, which
+    no header could fence anyway."""
+    return origin is None or origin.lower() in (own_origin, *widget.allowed_origins)
+
+
+def frame_ancestors(widget: Widget | None) -> str:
+    """Who may frame the widget page: the widget's allowed origins (and the gateway's own
+    demo page); an unknown widget: nobody."""
+    if widget is None:
+        return "frame-ancestors 'none'"
+    return " ".join(["frame-ancestors", "'self'", *widget.allowed_origins])
 
 
 class SignedClaims(Protocol):

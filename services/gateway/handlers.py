@@ -25,7 +25,7 @@ from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import GuestStore, RevokedTokens
-from services.gateway.throttle import Counters
+from services.gateway.throttle import Counters, counter_key
 from shared import subjects
 from shared.audience import by_subject_of_operator
 from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
@@ -537,6 +537,7 @@ class FrameLoop:
                     inbox.put_nowait(None)
 
         reader = asyncio.create_task(read())
+        greeting = asyncio.create_task(self._await_greeting())
         try:
             while (item := await inbox.get()) is not None:
                 arrived, raw = item
@@ -545,9 +546,24 @@ class FrameLoop:
                 else:
                     await self.handle(raw)
         finally:
+            greeting.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+    def greeted(self) -> bool:
+        return getattr(self, "link", None) is not None
+
+    async def _await_greeting(self) -> None:
+        """A socket that has not said `hello` or `auth` in time is closed: an idle
+        anonymous socket holds a file and memory, and costs an attacker nothing."""
+        wait = self.gw.settings.hello_timeout_s
+        await self.gw.clock.sleep_until(self.gw.clock.now() + timedelta(seconds=wait))
+        if not self.greeted():
+            self.outbox.send(
+                Error(code="unauthorized", message=f"say hello or auth within {wait:g} s")
+            )
+            self.outbox.close(4408)
 
     def refuse_busy(self, raw: str) -> None:
         """Answer a frame `busy` without handling it (its ref, if it has one, is read)."""
@@ -635,9 +651,10 @@ class PatronSocket(FrameLoop):
     kind = "patron"
     adapter = PATRON_FRAME
 
-    def __init__(self, gw: Gateway, outbox: Outbox, widget: Widget) -> None:
+    def __init__(self, gw: Gateway, outbox: Outbox, widget: Widget, address: str) -> None:
         super().__init__(gw, outbox)
         self.widget = widget
+        self.address = address
         self.link: PatronLink | None = None
         self.handlers = {"hello": self.hello}
 
@@ -708,6 +725,10 @@ class PatronSocket(FrameLoop):
         link = self._link
         if link.chats:
             raise Refusal("conflict", "you already have an open chat")
+        # Counted across replicas: new guest ids cost nothing, so the address is the limit.
+        started = await self.gw.counters.add(counter_key("chatstart", self.address))
+        if started > self.gw.settings.chat_starts_per_minute:
+            raise Refusal("rate_limited", "too many chats started from here; wait a minute")
         domain.check_body(frame.question, self.gw.settings.max_body_bytes)
         chat_id = uuid.uuid4().hex
         if frame.name:

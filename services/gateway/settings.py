@@ -25,6 +25,12 @@ class GatewaySettings(CommonSettings):
     # the real person out, so high).
     login_failures_per_address: int = 50
     login_failures_per_name: int = 100
+    # A socket that has not said `hello` (patron) or `auth` (operator) by then is closed.
+    hello_timeout_s: float = 10.0
+    # Patron sockets open at once from one address, and chats started from one address a
+    # minute (a library's public computers share an address: generous, but bounded).
+    patron_sockets_per_address: int = 20
+    chat_starts_per_minute: int = 30
     # Addresses of the ingress or load balancer whose X-Forwarded-For is believed
     # (comma-separated); empty: the connecting address is the client's.
     trusted_proxies: str = ""

@@ -18,8 +18,10 @@ class GuestStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
 
-    async def ensure_indexes(self) -> None:
+    async def ensure_indexes(self, keep_s: int) -> None:
         await self.db.guests.create_index([("institution", 1), ("guest_id", 1)], unique=True)
+        # A sighting is only needed while a proactive chat may still use it.
+        await self.db.guests.create_index("last_seen", expireAfterSeconds=keep_s)
 
     async def saw_guest(self, institution: str, guest_id: str, widget: str, now: datetime) -> None:
         """Remember that a guest is on a widget, so staff may start a chat with them."""

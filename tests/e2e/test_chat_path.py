@@ -297,6 +297,7 @@ async def test_rest_validation_and_tenant_scope(system: LocalSystem):
         elsewhere = await http.get(
             "/api/widgets/hill/status", headers={"Origin": "https://evil.example"}
         )
+        assert elsewhere.status_code == 403
         assert "access-control-allow-origin" not in elsewhere.headers
 
 

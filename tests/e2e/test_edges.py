@@ -3,15 +3,20 @@ refusal never sends the input back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import websockets
 
 from deploy.local.system import LocalSystem
-from tests.client import operator, patron
+from shared import store
+from tests.client import ProtocolClient, eventually, operator, patron
+from tests.conftest import E2E_DB, start_system
 from tests.e2e.test_lifecycle import claimed_chat, clients
+from tests.servers import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +77,117 @@ async def test_a_patron_sees_the_chat_and_who_answers_never_staff_fields(system:
             seen = json.dumps(pat.frames + back.frames)
             assert "demo-hill-ann" not in seen and "abusive" not in seen
             await ann.ok({"type": "chat.close", "chat_id": chat_id})
+
+
+ELSEWHERE = "https://evil.example"
+
+
+async def test_a_widget_answers_only_pages_of_its_own_sites(system: LocalSystem):
+    base = system.gateway_url
+    ws = base.replace("http", "ws") + "/ws/patron?widget=hill"
+    foreign = await ProtocolClient.connect(ws, origin=ELSEWHERE)
+    try:
+        refused = await foreign.expect("error")
+        assert refused["code"] == "forbidden"
+    finally:
+        await foreign.close()
+    # The library's own site (an allowed origin) and the gateway's widget page are fine.
+    for origin in ("http://127.0.0.1:8000", base):
+        page = await ProtocolClient.connect(ws, origin=origin)
+        try:
+            assert (await page.request({"type": "hello"}))["type"] == "ack"
+        finally:
+            await page.close()
+    async with httpx.AsyncClient(base_url=base) as http:
+        evil = {"Origin": ELSEWHERE}
+        status = await http.get("/api/widgets/hill/status", headers=evil)
+        assert status.status_code == 403
+        question = {"email": "pat@example.org", "question": "Spam?"}
+        posted = await http.post("/api/widgets/hill/offline-message", json=question, headers=evil)
+        assert posted.status_code == 403
+
+
+async def test_pages_say_who_may_frame_them(system: LocalSystem):
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        desk = await http.get("/operator")
+        assert desk.headers["x-frame-options"] == "DENY"
+        assert desk.headers["content-security-policy"] == "frame-ancestors 'none'"
+        widget = await http.get("/widget", params={"widget": "hill"})
+        policy = widget.headers["content-security-policy"]
+        assert policy.startswith("frame-ancestors 'self' ") and "http://localhost:8000" in policy
+        unknown = await http.get("/widget", params={"widget": "nope"})
+        assert unknown.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+async def test_guest_sightings_expire(system: LocalSystem):
+    client = store.connect(system.mongodb_uri or "", "tests")
+    try:
+        indexes = await store.database(client, E2E_DB).guests.index_information()
+    finally:
+        await client.close()
+    ttl = [i for i in indexes.values() if i.get("expireAfterSeconds") is not None]
+    assert ttl and ttl[0]["key"] == [("last_seen", 1)]
+    assert ttl[0]["expireAfterSeconds"] == 24 * 3600
+
+
+# --- a system of its own, with tight per-address limits and a short hello timeout --------
+
+HELLO_TIMEOUT_S = 1
+
+
+@pytest.fixture(scope="module")
+def tight(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    env = {
+        "REFDESK_HELLO_TIMEOUT_S": str(HELLO_TIMEOUT_S),
+        "REFDESK_PATRON_SOCKETS_PER_ADDRESS": "3",
+        "REFDESK_CHAT_STARTS_PER_MINUTE": "2",
+    }
+    running = start_system(
+        servers, tmp_path_factory.mktemp("tight"), db="refdesk_tight", env=env, own_nats=True
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def test_a_socket_that_never_says_hello_is_closed(tight: LocalSystem):
+    ws = tight.gateway_url.replace("http", "ws")
+    for path in ("/ws/patron?widget=hill", "/ws/operator"):
+        async with websockets.connect(ws + path) as idle:
+            said = json.loads(await asyncio.wait_for(idle.recv(), 10))
+            assert (said["type"], said["code"]) == ("error", "unauthorized")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(idle.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+
+
+async def test_one_address_opens_a_bounded_number_of_chat_windows_and_chats(tight: LocalSystem):
+    base = tight.gateway_url
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    windows = [await patron(base, "hill") for _ in range(3)]
+    try:
+        extra = await ProtocolClient.connect(base.replace("http", "ws") + "/ws/patron?widget=hill")
+        try:
+            assert (await extra.expect("error"))["code"] == "rate_limited"
+        finally:
+            await extra.close()
+        codes = []
+        for window in windows:
+            answer = await window.request({"type": "chat.start", "question": "Hello?"})
+            codes.append(answer.get("code", answer["type"]))
+        assert codes == ["ack", "ack", "rate_limited"]
+    finally:
+        for window in windows:
+            await window.close()
+        await ann.close()
+    # Closed windows free their places (once the gateway has seen them close).
+
+    async def a_window_opens() -> bool | None:
+        window = await ProtocolClient.connect(base.replace("http", "ws") + "/ws/patron?widget=hill")
+        try:
+            return True if (await window.request({"type": "hello"}))["type"] == "ack" else None
+        finally:
+            await window.close()
+
+    await eventually(a_window_opens, "a chat window once the others closed")
