@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,8 +43,7 @@ import websockets
 from bench import nats_baseline
 from bench.stats import summary
 from deploy.local import demo_data
-from deploy.local.processes import Child, free_port, spawn, wait_listening
-from deploy.local.system import ROOT, LocalSystem, Ports
+from deploy.local.system import LocalSystem, Ports
 from shared import store
 from shared.passwords import hash_password
 from shared.schemas.records import User
@@ -284,15 +282,12 @@ async def run_rate(
     return result
 
 
-def start_gateway_replica(system: LocalSystem, index: int) -> tuple[Child, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**system.env(), "REFDESK_PORT": str(port), "REFDESK_PUBLIC_URL": url}
-    child = spawn(
-        f"gateway-{index}", [sys.executable, "-m", "services.gateway"], system.logs, env, ROOT
-    )
-    wait_listening(child, port)
-    return child, url
+def start_gateway_replica(system: LocalSystem, index: int) -> str:
+    """Another gateway, as the system starts any replica; returns its public URL."""
+    key = f"gateway-{index}"
+    system.start_service("gateway", index)
+    system.wait_ready(key)
+    return system.public_url(key)
 
 
 async def bench(
@@ -367,7 +362,6 @@ def run_system(args: argparse.Namespace, gateway_count: int) -> None:
             "REFDESK_CHAT_STARTS_PER_MINUTE": "1000000",
         },
     )
-    extra: list[Child] = []
     try:
         system.start_infra()
         assert system.mongodb_uri is not None and system.nats_url is not None
@@ -378,12 +372,9 @@ def run_system(args: argparse.Namespace, gateway_count: int) -> None:
         system.start_services()
         gateways = [system.gateway_url]
         for index in range(1, gateway_count):
-            child, url = start_gateway_replica(system, index)
-            extra.append(child)
-            gateways.append(url)
+            gateways.append(start_gateway_replica(system, index))
         roots = {
-            child.name: child.popen.pid
-            for child in [*system.infra, *system.services.values(), *extra]
+            child.name: child.popen.pid for child in [*system.infra, *system.services.values()]
         }
         roots["load generator"] = os.getpid()
         print(f"== {gateway_count} gateway(s); NATS floor p50 {floor['p50_ms']:.2f} ms", flush=True)
@@ -399,8 +390,6 @@ def run_system(args: argparse.Namespace, gateway_count: int) -> None:
             )
         )
     finally:
-        for child in extra:
-            child.stop()
         system.stop()
         shutil.rmtree(system.data, ignore_errors=True)
 

@@ -31,12 +31,15 @@ class Ports:
             "transcripts": 9103,
             "tickets": 9104,
             "directory": 9105,
+            "gateway": 9100,
         }
     )
+    # Public ports of gateway replicas after the first (whose is `gateway`).
+    public: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES[:-1]})
+        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
 
 
 def start_nats(data: Path, port: int, logs: Path) -> Child:
@@ -130,18 +133,14 @@ class LocalSystem:
 
     def start_service(self, name: str, replica: int = 0) -> Child:
         """Start one service; `replica` > 0 starts another copy of it, known as
-        `<name>-<replica>` with its own ops port (a gateway's is its public port)."""
+        `<name>-<replica>` with its own ops port (and a gateway's own public port)."""
         env = self.env()
         key = name if replica == 0 else f"{name}-{replica}"
         if name == "gateway":
-            port = (
-                self.ports.gateway if replica == 0 else self.ports.ops.setdefault(key, free_port())
-            )
-            env["REFDESK_PORT"] = str(port)
-            env["REFDESK_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-        else:
-            self.ports.ops.setdefault(key, free_port())
-            env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
+            env["REFDESK_PORT"] = str(self.public_port(key))
+            env["REFDESK_PUBLIC_URL"] = self.public_url(key)
+        self.ports.ops.setdefault(key, free_port())
+        env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
         child = spawn(key, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
         self.services[key] = child
         self._started_as[key] = (name, replica)
@@ -184,8 +183,17 @@ class LocalSystem:
         raise TimeoutError(f"{key} was not restarted in {timeout}s: {said}")
 
     def ops_url(self, name: str) -> str:
-        port = self.ports.gateway if name == "gateway" else self.ports.ops[name]
-        return f"http://127.0.0.1:{port}"
+        """/healthz, /readyz and /metrics of a service or replica (never a public port)."""
+        return f"http://127.0.0.1:{self.ports.ops[name]}"
+
+    def public_port(self, gateway: str) -> int:
+        if gateway == "gateway":
+            return self.ports.gateway
+        return self.ports.public.setdefault(gateway, free_port())
+
+    def public_url(self, gateway: str) -> str:
+        """Where a gateway replica serves clients (`gateway`, `gateway-1`, ...)."""
+        return f"http://127.0.0.1:{self.public_port(gateway)}"
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> None:
         """Wait for a started service (or replica, by its key) to answer /readyz."""

@@ -28,7 +28,7 @@ from shared import subjects
 from shared.bus import describe_errors
 from shared.configuration import ConfigView
 from shared.errors import Refusal
-from shared.ops import ReadinessCheck, ops_routes
+from shared.ops import ReadinessCheck, ops_server
 from shared.runtime import open_runtime
 from shared.schemas.protocol import Error
 
@@ -86,7 +86,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
             try:
-                yield
+                async with ops_server(checks, settings.ops_host, settings.ops_port):
+                    yield
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -102,8 +103,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.include_router(build_router(gateway))
     app.add_middleware(BodyLimit)
-    for route in ops_routes(checks):
-        app.router.routes.append(route)
 
     @app.exception_handler(Refusal)
     async def on_refusal(_: Request, exc: Refusal) -> JSONResponse:

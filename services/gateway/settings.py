@@ -8,6 +8,8 @@ DEV_SECRET = "refdesk-local-development-secret-change-me"
 class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8000
+    # /healthz, /readyz and /metrics: on a port of their own, never the public one.
+    ops_port: int = 9100
     public_url: str = "http://127.0.0.1:8000"
     # Required in production: 32+ random characters, the same on every gateway replica.
     jwt_secret: str = ""

@@ -40,7 +40,7 @@ def replicas(system: LocalSystem) -> Iterator[dict[str, str]]:
 async def test_a_saved_queue_and_widget_are_in_force_on_every_replica(
     system: LocalSystem, replicas: dict[str, str]
 ):
-    other = replicas["gateway-1"]
+    other = system.public_url("gateway-1")
     async with await signed_in(system.gateway_url, "demo-hill-admin") as admin:
         made = await admin.post(
             "/api/queues",
@@ -83,7 +83,7 @@ async def test_an_announcement_reaches_every_signed_in_operator_on_every_gateway
     system: LocalSystem, replicas: dict[str, str]
 ):
     on_first = await operator(system.gateway_url, "demo-hill-ann", [])
-    on_second = await operator(replicas["gateway-1"], "demo-river-cat", [])
+    on_second = await operator(system.public_url("gateway-1"), "demo-river-cat", [])
     try:
         async with await signed_in(system.gateway_url, "demo-hill-admin") as admin:
             refused = await admin.post("/api/announcements", json={"body": "Hello"})
@@ -113,5 +113,5 @@ async def test_failed_sign_ins_are_counted_across_gateways(
     async with httpx.AsyncClient(base_url=system.gateway_url) as first:
         for _ in range(10):
             assert (await first.post("/api/auth/login", json=wrong)).status_code == 401
-    async with httpx.AsyncClient(base_url=replicas["gateway-1"]) as second:
+    async with httpx.AsyncClient(base_url=system.public_url("gateway-1")) as second:
         assert (await second.post("/api/auth/login", json=wrong)).status_code == 429

@@ -20,14 +20,14 @@ def second_gateway(system: LocalSystem) -> Iterator[str]:
     system.start_service("gateway", 1)
     try:
         system.wait_ready("gateway-1")
-        yield system.ops_url("gateway-1")
+        yield system.public_url("gateway-1")
     finally:
         system.services.pop("gateway-1").stop()
 
 
-def delivery(base_url: str) -> tuple[float, float]:
+def delivery(ops_url: str) -> tuple[float, float]:
     """A gateway's chats followed now, and chat records it has received in all."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"{ops_url}/metrics", timeout=5) as response:
         lines = response.read().decode().splitlines()
     followed = sum(
         float(line.split()[-1]) for line in lines if line.startswith("refdesk_gateway_followed_")
@@ -60,8 +60,8 @@ async def converse(pat: ProtocolClient, ann: ProtocolClient, rounds: int) -> str
 async def test_a_gateway_without_sockets_on_a_chat_receives_none_of_it(
     system: LocalSystem, second_gateway: str
 ):
-    idle_before = delivery(second_gateway)
-    busy_before = delivery(system.gateway_url)
+    idle_before = delivery(system.ops_url("gateway-1"))
+    busy_before = delivery(system.ops_url("gateway"))
     ann = await operator(system.gateway_url, "demo-hill-ann", ["demo-hill"])
     pat = await patron(system.gateway_url, "hill")
     try:
@@ -69,8 +69,8 @@ async def test_a_gateway_without_sockets_on_a_chat_receives_none_of_it(
     finally:
         await pat.close()
         await ann.close()
-    assert delivery(second_gateway) == idle_before  # not one record, nothing followed
-    followed, records = delivery(system.gateway_url)
+    assert delivery(system.ops_url("gateway-1")) == idle_before  # not one record, nothing followed
+    followed, records = delivery(system.ops_url("gateway"))
     # The chat's records (start, claim, ten messages, close) reached the busy gateway.
     assert records - busy_before[1] >= 13
     assert followed == busy_before[0]  # and it stopped following the chat once it ended

@@ -191,3 +191,12 @@ async def test_one_address_opens_a_bounded_number_of_chat_windows_and_chats(tigh
             await window.close()
 
     await eventually(a_window_opens, "a chat window once the others closed")
+
+
+async def test_metrics_and_readiness_are_not_on_the_public_port(system: LocalSystem):
+    async with httpx.AsyncClient(base_url=system.gateway_url) as public:
+        for path in ("/metrics", "/readyz", "/healthz"):
+            assert (await public.get(path)).status_code == 404, path
+    async with httpx.AsyncClient(base_url=system.ops_url("gateway")) as ops:
+        assert (await ops.get("/readyz")).status_code == 200
+        assert "refdesk_gateway_" in (await ops.get("/metrics")).text

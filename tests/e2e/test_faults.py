@@ -166,7 +166,7 @@ async def test_transcripts_killed_mid_chat_misses_nothing(faulty: LocalSystem):
 
 
 async def test_a_gateway_killed_mid_chat_its_patron_resumes_on_the_other(faulty: LocalSystem):
-    other = faulty.ops_url("gateway-1")
+    other = faulty.public_url("gateway-1")
     talk = await open_talk(faulty, faulty.gateway_url, other)
     welcome = next(f for f in talk.pat.frames if f["type"] == "welcome")
     await talk.exchange(talk.pat, talk.ann, "one")

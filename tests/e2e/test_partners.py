@@ -23,7 +23,10 @@ pytestmark = pytest.mark.e2e
 def replicas(system: LocalSystem) -> list[str]:
     """Gateway first (it took the change), then every routing replica running."""
     routing = [k for k, (name, _) in system._started_as.items() if name == "routing"]
-    return [system.gateway_url, *(system.ops_url(k) for k in routing if k in system.services)]
+    return [
+        system.ops_url("gateway"),
+        *(system.ops_url(k) for k in routing if k in system.services),
+    ]
 
 
 @pytest_asyncio.fixture
