@@ -33,11 +33,14 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    service: str, settings: CommonSettings, clock: Clock | None = None
+    service: str, settings: CommonSettings, clock: Clock | None = None, chat_stream: bool = True
 ) -> AsyncIterator[Runtime]:
+    """`chat_stream`: whether this service uses the chat stream (and makes sure it exists);
+    those that do not have no permission to touch it."""
     bus = await Bus.connect(settings.nats_url, service, settings.request_timeout_s)
     bus.lag.threshold_s = settings.max_loop_lag_s
-    await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_days)
+    if chat_stream:
+        await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_days)
     mongo = store.connect(settings.mongodb_uri, service)
     runtime = Runtime(
         service=service,
@@ -65,14 +68,16 @@ async def open_runtime(
 Starter = Callable[[Runtime], AbstractAsyncContextManager[Any]]
 
 
-def run_service(service: str, settings: CommonSettings, starter: Starter) -> None:
+def run_service(
+    service: str, settings: CommonSettings, starter: Starter, chat_stream: bool = True
+) -> None:
     """Run a back-end service: its work lives in the ops app's lifespan."""
     telemetry.setup(service, settings.log_level, settings.log_json, settings.otel_console)
     checks: dict[str, ReadinessCheck] = {}
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(service, settings) as runtime:
+        async with open_runtime(service, settings, chat_stream=chat_stream) as runtime:
             checks.update(runtime.checks)
             async with starter(runtime):
                 yield

@@ -83,6 +83,7 @@ def start_system(
         ports=Ports.free(),
         mongodb_uri=servers.mongodb_uri,
         nats_url=None if own_nats else servers.nats_url,
+        nats_users={} if own_nats else servers.nats_users,
         extra_env={"REFDESK_MONGODB_DB": db, **E2E_ENV, **(env or {})},
     )
     try:

@@ -6,18 +6,21 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.local import nats_auth
 from deploy.local.processes import free_port
-from deploy.local.system import start_mongodb, start_nats
+from deploy.local.system import admin_nats_url, start_mongodb, start_nats
 
 
 @dataclass(frozen=True)
 class Servers:
+    # As the admin user; `nats_users` has each service's password.
     nats_url: str
     mongodb_uri: str
     how: str
+    nats_users: dict[str, str] = field(default_factory=dict)
 
 
 def docker_answers() -> bool:
@@ -33,36 +36,34 @@ def docker_answers() -> bool:
 
 
 @contextlib.contextmanager
-def _containers() -> Iterator[Servers]:
-    from testcontainers.community.nats import NatsContainer
-    from testcontainers.mongodb import MongoDbContainer
-
-    with NatsContainer("nats:2.11", jetstream=True) as nats, MongoDbContainer("mongo:8") as mongo:
-        yield Servers(nats.nats_uri(), mongo.get_connection_url(), "containers")
-
-
-@contextlib.contextmanager
-def _processes(data: Path) -> Iterator[Servers]:
-    logs = data / "logs"
-    nats_port, mongo_port = free_port(), free_port()
-    nats = start_nats(data, nats_port, logs)
+def _nats(data: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """nats-server from the wheel, with the users and permissions `make run` uses (which
+    are under test too), whether or not Docker is there."""
+    port = free_port()
+    nats = start_nats(data, port, data / "logs")
     try:
-        mongo = start_mongodb(data, mongo_port, logs)
-        try:
-            yield Servers(
-                f"nats://127.0.0.1:{nats_port}", f"mongodb://127.0.0.1:{mongo_port}", "processes"
-            )
-        finally:
-            mongo.stop()
+        yield admin_nats_url(data, port), nats_auth.passwords(data)
     finally:
         nats.stop()
 
 
 @contextlib.contextmanager
-def real_servers(data: Path) -> Iterator[Servers]:
+def _mongodb(data: Path) -> Iterator[tuple[str, str]]:
     if docker_answers():
-        with _containers() as servers:
-            yield servers
-    else:
-        with _processes(data) as servers:
-            yield servers
+        from testcontainers.mongodb import MongoDbContainer
+
+        with MongoDbContainer("mongo:8") as mongo:
+            yield mongo.get_connection_url(), "container"
+        return
+    port = free_port()
+    mongo = start_mongodb(data, port, data / "logs")
+    try:
+        yield f"mongodb://127.0.0.1:{port}", "process"
+    finally:
+        mongo.stop()
+
+
+@contextlib.contextmanager
+def real_servers(data: Path) -> Iterator[Servers]:
+    with _nats(data) as (nats_url, users), _mongodb(data) as (mongodb_uri, how):
+        yield Servers(nats_url, mongodb_uri, f"nats-server process, MongoDB {how}", users)

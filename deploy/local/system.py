@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.local import nats_auth
 from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
 from deploy.local.supervision import RestartPolicy, Watch
 
@@ -43,15 +44,35 @@ class Ports:
 
 
 def start_nats(data: Path, port: int, logs: Path) -> Child:
+    """nats-server with JetStream, and a user per service with its permissions
+    (deploy/local/nats_auth.py): a client without credentials is refused."""
     store_dir = data / "nats"
     store_dir.mkdir(parents=True, exist_ok=True)
+    config = nats_auth.write_config(data)
     child = spawn(
         "nats-server",
-        [tool("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        [
+            tool("nats-server"),
+            "-c",
+            str(config),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(store_dir),
+        ],
         logs,
     )
     wait_listening(child, port)
     return child
+
+
+def admin_nats_url(data: Path, port: int) -> str:
+    """The URL of a nats-server started by `start_nats`, as its admin user."""
+    users = nats_auth.passwords(data)
+    return nats_auth.url_for(f"nats://127.0.0.1:{port}", nats_auth.ADMIN, users[nats_auth.ADMIN])
 
 
 def start_mongodb(data: Path, port: int, logs: Path) -> Child:
@@ -86,7 +107,10 @@ class LocalSystem:
     data: Path
     ports: Ports
     mongodb_uri: str | None = None
+    # As the admin user; services connect as their own users (`nats_users`), given with a
+    # nats-server this system did not start.
     nats_url: str | None = None
+    nats_users: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     infra: list[Child] = field(default_factory=list)
     services: dict[str, Child] = field(default_factory=dict)
@@ -126,7 +150,8 @@ class LocalSystem:
         """Start the servers that were not given: NATS and MongoDB as local processes."""
         if self.nats_url is None:
             self.infra.append(start_nats(self.data, self.ports.nats, self.logs))
-            self.nats_url = f"nats://127.0.0.1:{self.ports.nats}"
+            self.nats_url = admin_nats_url(self.data, self.ports.nats)
+            self.nats_users = nats_auth.passwords(self.data)
         if self.mongodb_uri is None:
             self.infra.append(start_mongodb(self.data, self.ports.mongodb, self.logs))
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.ports.mongodb}"
@@ -136,6 +161,8 @@ class LocalSystem:
         `<name>-<replica>` with its own ops port (and a gateway's own public port)."""
         env = self.env()
         key = name if replica == 0 else f"{name}-{replica}"
+        if name in self.nats_users and self.nats_url:
+            env["REFDESK_NATS_URL"] = nats_auth.url_for(self.nats_url, name, self.nats_users[name])
         if name == "gateway":
             env["REFDESK_PORT"] = str(self.public_port(key))
             env["REFDESK_PUBLIC_URL"] = self.public_url(key)

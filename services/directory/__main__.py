@@ -32,4 +32,4 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
 
 
 if __name__ == "__main__":
-    run_service("directory", DirectorySettings(), start)
+    run_service("directory", DirectorySettings(), start, chat_stream=False)

@@ -36,4 +36,4 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
 
 
 if __name__ == "__main__":
-    run_service("presence", PresenceSettings(), start)
+    run_service("presence", PresenceSettings(), start, chat_stream=False)

@@ -21,4 +21,4 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
 
 
 if __name__ == "__main__":
-    run_service("tickets", TicketsSettings(), start)
+    run_service("tickets", TicketsSettings(), start, chat_stream=False)

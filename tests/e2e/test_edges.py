@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -200,3 +201,12 @@ async def test_metrics_and_readiness_are_not_on_the_public_port(system: LocalSys
     async with httpx.AsyncClient(base_url=system.ops_url("gateway")) as ops:
         assert (await ops.get("/readyz")).status_code == 200
         assert "refdesk_gateway_" in (await ops.get("/metrics")).text
+
+
+def test_every_service_connects_to_nats_as_its_own_user(system: LocalSystem):
+    """The permission tests mean something only if each process really is that user."""
+    for key, child in system.services.items():
+        name = key.split("-")[0]
+        environ = Path(f"/proc/{child.popen.pid}/environ").read_bytes().split(b"\0")
+        url = next(e for e in environ if e.startswith(b"REFDESK_NATS_URL=")).decode()
+        assert url.startswith(f"REFDESK_NATS_URL=nats://{name}:"), (key, url.split("@")[-1])

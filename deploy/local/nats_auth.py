@@ -1,0 +1,138 @@
+"""NATS users for the local run and the tests, one per service, with the subject
+permissions each needs and no more, and an `admin` user for tools and tests.
+
+The same permissions are what deploy/k8s should grant (see docs/security.md): only the
+gateway makes client-facing requests; only routing publishes chat events; each service
+answers on its own subjects; only the directory writes configuration and only presence
+sessions and desks.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any, get_args
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from shared import subjects
+
+SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
+ADMIN = "admin"
+
+# Every service: replies to requests (allow_responses), its own request inboxes, the
+# JetStream API (streams, consumers, buckets), acknowledgements and flow control, and the
+# nats.micro discovery subjects.
+COMMON_PUBLISH = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$SRV.>"]
+COMMON_SUBSCRIBE = ["_INBOX.>", "$SRV.>"]
+# Nobody but an operator with the admin user deletes or purges streams or their messages.
+COMMON_DENY = [
+    "$JS.API.STREAM.DELETE.>",
+    "$JS.API.STREAM.PURGE.>",
+    "$JS.API.STREAM.MSG.DELETE.>",
+]
+# Services with no business in the chat stream cannot read or change it.
+CHAT_STREAM_DENY = [
+    "$JS.API.STREAM.*.CHAT_EVENTS",
+    "$JS.API.STREAM.MSG.GET.CHAT_EVENTS",
+    "$JS.API.CONSUMER.*.CHAT_EVENTS",
+    "$JS.API.CONSUMER.*.CHAT_EVENTS.>",
+    "$JS.API.DIRECT.GET.CHAT_EVENTS",
+    "$JS.API.DIRECT.GET.CHAT_EVENTS.>",
+]
+
+# Requests to presence, by action: `presence.*.*` would also let the gateway forge the
+# session events that only presence publishes (`presence.<inst>.evt`).
+PRESENCE_REQUESTS = [f"presence.*.{action}" for action in get_args(subjects.PresenceAction)]
+
+PUBLISH: dict[str, list[str]] = {
+    "gateway": [
+        "routing.*.*",
+        *PRESENCE_REQUESTS,
+        "transcripts.*.*",
+        "tickets.*.*",
+        "directory.*.*",
+        "chat.*.*.typing",
+        "staff.*.internal",
+        "staff.*.announcement",
+        "$KV.revoked_tokens.>",
+        "$KV.throttle.>",
+    ],
+    "routing": [
+        "chat.*.*.evt",
+        "chat.*.*.position",
+        "queue.*.evt",
+        "operator.*.evt",
+        "guest.*.*.evt",
+        "widget.*.*.status",
+        "presence.*.staffing",
+        "presence.*.get",
+    ],
+    "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
+    "transcripts": [],
+    "tickets": [],
+    "directory": ["$KV.config.>"],
+}
+SUBSCRIBE: dict[str, list[str]] = {
+    "gateway": [
+        "chat.*.*.*",
+        "queue.*.evt",
+        "operator.*.evt",
+        "guest.*.*.evt",
+        "presence.*.evt",
+        "staff.*.internal",
+        "staff.*.announcement",
+        "widget.*.*.status",
+    ],
+    "routing": ["routing.*.*", "presence.*.evt"],
+    "presence": ["presence.*.*"],
+    "transcripts": ["transcripts.*.*"],
+    "tickets": ["tickets.*.*"],
+    "directory": ["directory.*.*"],
+}
+NO_CHAT_STREAM = ("presence", "tickets", "directory")
+
+
+def permissions(service: str) -> dict[str, Any]:
+    deny = COMMON_DENY + (CHAT_STREAM_DENY if service in NO_CHAT_STREAM else [])
+    return {
+        "publish": {"allow": COMMON_PUBLISH + PUBLISH[service], "deny": deny},
+        "subscribe": {"allow": COMMON_SUBSCRIBE + SUBSCRIBE[service]},
+        "allow_responses": True,
+    }
+
+
+def passwords(data: Path) -> dict[str, str]:
+    """Each user's password, made once for this data directory."""
+    path = data / "nats-users.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = {user: secrets.token_urlsafe(24) for user in (*SERVICES, ADMIN)}
+        path.write_text(json.dumps(made))
+        path.chmod(0o600)
+    found: dict[str, str] = json.loads(path.read_text())
+    return found
+
+
+def write_config(data: Path) -> Path:
+    """A nats-server configuration with the users and their permissions (the NATS
+    configuration format reads JSON)."""
+    users = [
+        {
+            "user": user,
+            "password": password,
+            **({} if user == ADMIN else {"permissions": permissions(user)}),
+        }
+        for user, password in passwords(data).items()
+    ]
+    path = data / "nats-auth.conf"
+    path.write_text(json.dumps({"authorization": {"users": users}}, indent=1))
+    return path
+
+
+def url_for(url: str, user: str, password: str) -> str:
+    """`url` with a user's credentials in it (nats-py reads them from there)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
