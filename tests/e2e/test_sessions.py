@@ -4,7 +4,11 @@ monitored queues) is kept from one sign-in to the next."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import httpx
+import jwt
 import pytest
 
 from deploy.local.system import LocalSystem
@@ -97,3 +101,36 @@ async def test_an_operator_keeps_their_desk_from_one_sign_in_to_the_next(system:
         await back.ok({"type": "monitor.set", "queues": []})
         await back.ok({"type": "status.set", "status": "offline"})
         await back.close()
+
+
+def staff_token(system: LocalSystem, username: str, role: str, inst: str, ttl_s: float) -> str:
+    """A token as the gateway signs them, with the lifetime a test needs."""
+    secret = (system.data / "jwt-secret").read_text().strip()
+    now = datetime.now(UTC)
+    claims = {"sub": username, "inst": inst, "role": role, "name": "Eve", "kind": "staff"}
+    claims |= {"jti": uuid.uuid4().hex, "iat": now, "exp": now + timedelta(seconds=ttl_s)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_an_operator_socket_ends_when_its_token_does(system: LocalSystem):
+    token = staff_token(system, "demo-hill-eve", "operator", "hill", ttl_s=2)
+    eve, ack = await socket_of(system.gateway_url, token)
+    try:
+        assert ack["type"] == "ack", ack
+        ended = await eve.expect("session.ended", timeout=10)
+        assert ended["reason"] == "token_expired"
+    finally:
+        await eve.close()
+
+
+async def test_a_well_signed_token_for_an_account_that_is_not_there_opens_nothing(
+    system: LocalSystem,
+):
+    ghost = staff_token(system, "demo-hill-ghost", "consortium_admin", "demo", ttl_s=600)
+    headers = {"Authorization": f"Bearer {ghost}"}
+    async with httpx.AsyncClient(base_url=system.gateway_url, headers=headers) as http:
+        for path in ("/api/me", "/api/stats?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z"):
+            assert (await http.get(path)).status_code == 401, path
+    sock, refused = await socket_of(system.gateway_url, ghost)
+    await sock.close()
+    assert (refused["type"], refused["code"]) == ("error", "unauthorized")
