@@ -103,7 +103,7 @@ class LoginResponse(Model):
 
 
 class TicketRequest(Model):
-    chat_id: str | None = Field(default=None, max_length=64)
+    chat_id: str | None = Field(default=None, pattern=r"^[a-f0-9]{32}$")
     email: str = Field(max_length=254)
     subject: str = Field(max_length=200)
     body: str = Field(max_length=10_000)
@@ -668,6 +668,12 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
 
     @router.post("/tickets", response_model=Ticket, status_code=201)
     async def create_ticket(body: TicketRequest, claims: Staff) -> Ticket:
+        if body.chat_id is not None:
+            # A ticket follows up a chat of the library's own (or one it answered): another
+            # library's chat does not exist here.
+            found = await get().bus.last_chat_record(body.chat_id)
+            if found is None or not found[0].state.chat.visible_to(claims.institution):
+                raise Refusal("not_found", f"no chat {body.chat_id}")
         return await get().bus.request(
             subjects.tickets(claims.institution, "create"),
             CreateTicket(
