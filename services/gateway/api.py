@@ -5,7 +5,7 @@ these closures at definition time.
 """
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
@@ -132,6 +132,7 @@ def aware(field: str, *instants: datetime) -> None:
 
 
 Owned = TypeVar("Owned", Institution, Account, Queue, Widget)
+Keyed = TypeVar("Keyed", Queue, Widget, Snippet, Partnership)
 
 
 class UserBody(Account):
@@ -405,183 +406,122 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         await change("set_password", request, claims)
         return Response(status_code=204)
 
-    # --- snippets ------------------------------------------------------------------------------
+    # --- configuration collections: one shape for each --------------------------------------
 
-    def snippet_visible(name: str, claims: StaffClaims) -> Snippet:
-        """Staff read their library's and the consortium's snippets (a consortium admin
-        every one); any other does not exist for them."""
-        found = get().view.snippets.get(name)
-        consortium = get().settings.consortium
-        if found is None or not (
-            claims.role == "consortium_admin"
-            or found.institution in (claims.institution, consortium)
-        ):
-            raise Refusal("not_found", f"no snippet {name}")
-        return found
+    def collection(
+        path: str,
+        model: type[Keyed],
+        key: str,
+        records: Callable[[], Mapping[str, Keyed]],
+        may_read: Callable[[Keyed, StaffClaims], bool],
+        actions: tuple[DirectoryAction, DirectoryAction],
+        requests: tuple[Callable[..., Model], Callable[..., Model]],
+    ) -> None:
+        """List, read, create, replace and delete one kind of configuration record. Reads
+        come from this replica's view, scoped by `may_read` (anything else does not exist
+        for the caller); changes go to the directory, which checks scope and rules again.
+        A refusal anywhere stores nothing."""
+        kind = path.strip("/").removesuffix("s")
+        save_action, delete_action = actions
+        save_request, delete_request = requests
 
-    @router.get("/snippets", response_model=list[Snippet])
-    async def list_snippets(claims: Staff) -> list[Snippet]:
-        if claims.role == "consortium_admin":
-            return sorted(get().view.snippets.values(), key=lambda s: s.name)
-        return get().view.snippets_for(claims.institution, get().settings.consortium)
+        def readable(name: str, claims: StaffClaims) -> Keyed:
+            found = records().get(name)
+            if found is None or not may_read(found, claims):
+                raise Refusal("not_found", f"no {kind} {name}")
+            return found
 
-    @router.get("/snippets/{name}", response_model=Snippet)
-    async def read_snippet(name: str, claims: Staff) -> Snippet:
-        return snippet_visible(name, claims)
+        async def save(body: Keyed, claims: StaffClaims, create: bool) -> Keyed:
+            request = save_request(
+                institution=claims.institution,
+                principal=principal(claims),
+                record=body,
+                create=create,
+            )
+            await change(save_action, request, claims)
+            return body
 
-    async def save_snippet(body: Snippet, claims: StaffClaims, create: bool) -> Snippet:
-        request = SaveSnippet(
-            institution=claims.institution, principal=principal(claims), record=body, create=create
-        )
-        await change("save_snippet", request, claims)
-        return body
+        async def list_all(claims: Staff) -> list[Keyed]:
+            found = [r for r in records().values() if may_read(r, claims)]
+            return sorted(found, key=lambda r: str(getattr(r, key)))
 
-    @router.post("/snippets", response_model=Snippet, status_code=201)
-    async def create_snippet(body: Snippet, claims: Staff) -> Snippet:
-        return await save_snippet(body, claims, create=True)
+        async def read(name: str, claims: Staff) -> Keyed:
+            return readable(name, claims)
 
-    @router.put("/snippets/{name}", response_model=Snippet)
-    async def replace_snippet(name: str, body: Snippet, claims: Staff) -> Snippet:
-        snippet_visible(name, claims)
-        same_key("name", name, body.name, "snippet")
-        return await save_snippet(body, claims, create=False)
+        async def create(body: model, claims: Staff) -> Keyed:  # type: ignore[valid-type]
+            return await save(body, claims, create=True)
 
-    @router.delete("/snippets/{name}", status_code=204)
-    async def delete_snippet(name: str, claims: Staff) -> Response:
-        snippet_visible(name, claims)
-        request = DeleteSnippet(
-            institution=claims.institution, principal=principal(claims), name=name
-        )
-        await change("delete_snippet", request, claims)
-        return Response(status_code=204)
+        async def replace(name: str, body: model, claims: Staff) -> Keyed:  # type: ignore[valid-type]
+            readable(name, claims)
+            same_key(key, name, getattr(body, key), kind)
+            return await save(body, claims, create=False)
 
-    # --- partner coverage ---------------------------------------------------------------------
+        async def delete(name: str, claims: Staff) -> Response:
+            readable(name, claims)
+            request = delete_request(
+                institution=claims.institution, principal=principal(claims), **{key: name}
+            )
+            await change(delete_action, request, claims)
+            return Response(status_code=204)
 
-    def partnership_visible(name: str, claims: StaffClaims) -> Partnership:
-        found = get().view.partnerships.get(name)
-        if found is None or not (
-            claims.role == "consortium_admin" or claims.institution in found.institutions
-        ):
-            raise Refusal("not_found", f"no partnership {name}")
-        return found
+        one = f"{path}/{{name}}"
+        listing = list[model]  # type: ignore[valid-type]
+        router.add_api_route(path, list_all, methods=["GET"], response_model=listing)
+        router.add_api_route(one, read, methods=["GET"], response_model=model)
+        router.add_api_route(path, create, methods=["POST"], response_model=model, status_code=201)
+        router.add_api_route(one, replace, methods=["PUT"], response_model=model)
+        router.add_api_route(one, delete, methods=["DELETE"], status_code=204)
 
-    @router.get("/partnerships", response_model=list[Partnership])
-    async def list_partnerships(claims: Staff) -> list[Partnership]:
-        return sorted(
-            (
-                p
-                for p in get().view.partnerships.values()
-                if claims.role == "consortium_admin" or claims.institution in p.institutions
-            ),
-            key=lambda p: p.name,
-        )
+    def own_institution(record: Queue | Widget, claims: StaffClaims) -> bool:
+        return claims.role == "consortium_admin" or record.institution == claims.institution
 
-    @router.get("/partnerships/{name}", response_model=Partnership)
-    async def read_partnership(name: str, claims: Staff) -> Partnership:
-        return partnership_visible(name, claims)
+    def libraries_and_consortium(snippet: Snippet, claims: StaffClaims) -> bool:
+        own = (claims.institution, get().settings.consortium)
+        return claims.role == "consortium_admin" or snippet.institution in own
 
-    async def save_partnership(body: Partnership, claims: StaffClaims, create: bool) -> Partnership:
-        request = SavePartnership(
-            institution=claims.institution, principal=principal(claims), record=body, create=create
-        )
-        await change("save_partnership", request, claims)
-        return body
+    def member(partnership: Partnership, claims: StaffClaims) -> bool:
+        return claims.role == "consortium_admin" or claims.institution in partnership.institutions
 
-    @router.post("/partnerships", response_model=Partnership, status_code=201)
-    async def create_partnership(body: Partnership, claims: Staff) -> Partnership:
-        return await save_partnership(body, claims, create=True)
-
-    @router.put("/partnerships/{name}", response_model=Partnership)
-    async def replace_partnership(name: str, body: Partnership, claims: Staff) -> Partnership:
-        partnership_visible(name, claims)
-        same_key("name", name, body.name, "partnership")
-        return await save_partnership(body, claims, create=False)
-
-    @router.delete("/partnerships/{name}", status_code=204)
-    async def delete_partnership(name: str, claims: Staff) -> Response:
-        partnership_visible(name, claims)
-        request = DeletePartnership(
-            institution=claims.institution, principal=principal(claims), name=name
-        )
-        await change("delete_partnership", request, claims)
-        return Response(status_code=204)
-
-    # --- queues and widgets -------------------------------------------------------------------
-
-    @router.get("/queues", response_model=list[Queue])
-    async def list_queues(claims: Staff) -> list[Queue]:
-        return in_scope(get().view.queues.values(), claims, lambda q: q.name)
-
-    @router.get("/queues/{name}", response_model=Queue)
-    async def read_queue(name: str, claims: Staff) -> Queue:
-        return visible(get().view.queues.get(name), f"queue {name}", claims)
-
-    async def save_queue(queue: Queue, claims: StaffClaims, create: bool) -> Queue:
-        """Hours, time zone and calendar are checked by the schema (422 naming the
-        field); scope, name and fallback chain by the directory. A refusal stores nothing."""
-        request = SaveQueue(
-            institution=claims.institution, principal=principal(claims), record=queue, create=create
-        )
-        await change("save_queue", request, claims)
-        return queue
-
-    @router.post("/queues", response_model=Queue, status_code=201)
-    async def create_queue(body: Queue, claims: Staff) -> Queue:
-        return await save_queue(body, claims, create=True)
-
-    @router.put("/queues/{name}", response_model=Queue)
-    async def replace_queue(name: str, body: Queue, claims: Staff) -> Queue:
-        visible(get().view.queues.get(name), f"queue {name}", claims)
-        same_key("name", name, body.name, "queue")
-        return await save_queue(body, claims, create=False)
-
-    @router.delete("/queues/{name}", status_code=204)
-    async def delete_queue(name: str, claims: Staff) -> Response:
-        visible(get().view.queues.get(name), f"queue {name}", claims)
-        request = DeleteQueue(
-            institution=claims.institution, principal=principal(claims), name=name
-        )
-        await change("delete_queue", request, claims)
-        return Response(status_code=204)
-
-    @router.get("/widgets", response_model=list[Widget])
-    async def list_widgets(claims: Staff) -> list[Widget]:
-        return in_scope(get().view.widgets.values(), claims, lambda w: w.id)
-
-    @router.get("/widgets/{widget_id}", response_model=Widget)
-    async def read_widget(widget_id: str, claims: Staff) -> Widget:
-        return visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
-
-    async def save_widget(widget: Widget, claims: StaffClaims, create: bool) -> Widget:
-        """Origins are checked by the schema (422 naming the field); scope and queue by
-        the directory. A refusal stores nothing."""
-        request = SaveWidget(
-            institution=claims.institution,
-            principal=principal(claims),
-            record=widget,
-            create=create,
-        )
-        await change("save_widget", request, claims)
-        return widget
-
-    @router.post("/widgets", response_model=Widget, status_code=201)
-    async def create_widget(body: Widget, claims: Staff) -> Widget:
-        return await save_widget(body, claims, create=True)
-
-    @router.put("/widgets/{widget_id}", response_model=Widget)
-    async def replace_widget(widget_id: str, body: Widget, claims: Staff) -> Widget:
-        visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
-        same_key("id", widget_id, body.id, "widget")
-        return await save_widget(body, claims, create=False)
-
-    @router.delete("/widgets/{widget_id}", status_code=204)
-    async def delete_widget(widget_id: str, claims: Staff) -> Response:
-        visible(get().view.widgets.get(widget_id), f"widget {widget_id}", claims)
-        request = DeleteWidget(
-            institution=claims.institution, principal=principal(claims), id=widget_id
-        )
-        await change("delete_widget", request, claims)
-        return Response(status_code=204)
+    # Queues: hours, time zone and calendar are checked by the schema (422 naming the field),
+    # scope, name and fallback chain by the directory. Widgets: origins by the schema, scope
+    # and queue by the directory. Snippets: a library's and the consortium's. Partnerships:
+    # the consortium admin's, read by their members.
+    collection(
+        "/queues",
+        Queue,
+        "name",
+        lambda: get().view.queues,
+        own_institution,
+        ("save_queue", "delete_queue"),
+        (SaveQueue, DeleteQueue),
+    )
+    collection(
+        "/widgets",
+        Widget,
+        "id",
+        lambda: get().view.widgets,
+        own_institution,
+        ("save_widget", "delete_widget"),
+        (SaveWidget, DeleteWidget),
+    )
+    collection(
+        "/snippets",
+        Snippet,
+        "name",
+        lambda: get().view.snippets,
+        libraries_and_consortium,
+        ("save_snippet", "delete_snippet"),
+        (SaveSnippet, DeleteSnippet),
+    )
+    collection(
+        "/partnerships",
+        Partnership,
+        "name",
+        lambda: get().view.partnerships,
+        member,
+        ("save_partnership", "delete_partnership"),
+        (SavePartnership, DeletePartnership),
+    )
 
     @router.get("/coverage", response_model=Coverage)
     async def coverage(

@@ -134,6 +134,7 @@ def named(path: str, river: River) -> str:
     """The `{name}` of each kind of record, River's."""
     for prefix, name in (
         ("/api/queues/", "demo-river"),
+        ("/api/widgets/", "river"),
         ("/api/institutions/", "river"),
         ("/api/snippets/", river.snippet),
         ("/api/partnerships/", river.partnership),
