@@ -46,6 +46,7 @@ from shared.errors import Refusal, StaleRevision
 from shared.load import LoopLag
 from shared.schemas.base import Model
 from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
+from shared.schemas.records import Principal
 from shared.schemas.requests import ErrorBody
 from shared.telemetry import extract_context, inject_headers
 
@@ -424,6 +425,11 @@ class Bus:
                     scope = subjects.institution_of(request.subject)
                     if getattr(payload, "institution", scope) != scope:
                         raise Refusal("forbidden", "payload institution does not match subject")
+                    # Asked for a person: they must be of that institution, or the
+                    # consortium's admin, whoever sent it (defence in depth).
+                    principal = getattr(payload, "principal", None)
+                    if isinstance(principal, Principal) and not principal.may_act_in(scope):
+                        raise Refusal("forbidden", "the principal may not act in this institution")
                     reply = await endpoint.handler(payload)
                 except ValidationError as exc:
                     code = "invalid"

@@ -557,7 +557,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         aware("since", since)
         return await get().bus.request(
             subjects.transcripts(inst, "missed"),
-            MissedQuery(institution=inst, since=since, limit=limit),
+            MissedQuery(institution=inst, principal=principal(claims), since=since, limit=limit),
             MissedChats,
         )
 
@@ -575,7 +575,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             raise Refusal("invalid", "to: must be after from")
         return await get().bus.request(
             subjects.transcripts(inst, "stats"),
-            StatsQuery(institution=inst, start=start, end=end),
+            StatsQuery(institution=inst, principal=principal(claims), start=start, end=end),
             Stats,
         )
 
@@ -586,7 +586,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         inst = scope(claims, institution)
         return await get().bus.request(
             subjects.transcripts(inst, "get"),
-            GetTranscript(institution=inst, chat_id=chat_id),
+            GetTranscript(institution=inst, principal=principal(claims), chat_id=chat_id),
             Transcript,
         )
 
@@ -602,7 +602,12 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
                 raise Refusal("not_found", "no such conversation")
         return await get().bus.request(
             subjects.transcripts(claims.institution, "internal_list"),
-            InternalHistory(institution=claims.institution, conversation=conversation, limit=limit),
+            InternalHistory(
+                institution=claims.institution,
+                principal=principal(claims),
+                conversation=conversation,
+                limit=limit,
+            ),
             InternalMessages,
         )
 
@@ -618,6 +623,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.tickets(claims.institution, "create"),
             CreateTicket(
                 institution=claims.institution,
+                principal=principal(claims),
                 chat_id=body.chat_id,
                 email=body.email,
                 subject=body.subject,
@@ -633,7 +639,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     ) -> Ticket:
         inst = scope(claims, institution)
         return await get().bus.request(
-            subjects.tickets(inst, "get"), GetTicket(institution=inst, ticket_id=ticket_id), Ticket
+            subjects.tickets(inst, "get"),
+            GetTicket(institution=inst, principal=principal(claims), ticket_id=ticket_id),
+            Ticket,
         )
 
     def cors(request: Request, response: Response, widget: Widget) -> None:

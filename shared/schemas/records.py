@@ -74,6 +74,11 @@ class Principal(Model):
     institution: str
     role: Role
 
+    def may_act_in(self, institution: str) -> bool:
+        """Whether a request may concern `institution` for this person at all: their own,
+        or any for a consortium admin. (What they may do there is each service's rule.)"""
+        return self.role == "consortium_admin" or self.institution == institution
+
     def may_manage(self, institution: str) -> bool:
         """Whether this is an admin of `institution` (a consortium admin: of every one)."""
         if self.role == "consortium_admin":

@@ -341,6 +341,7 @@ SESSION_EVENT: TypeAdapter[SessionStarted | SessionEnded | SessionChanged] = Typ
 
 class GetTranscript(Model):
     institution: str
+    principal: Principal
     chat_id: str
 
 
@@ -381,6 +382,7 @@ class InternalMessage(Model):
 
 class InternalHistory(Model):
     institution: str
+    principal: Principal
     conversation: str
     limit: int = Field(default=200, ge=1, le=1000)
 
@@ -394,6 +396,8 @@ class InternalMessages(Model):
 
 class CreateTicket(Model):
     institution: str
+    # Who asked, when staff did; None for a patron's offline message.
+    principal: Principal | None = None
     chat_id: str | None = None
     email: str
     subject: str
@@ -403,6 +407,7 @@ class CreateTicket(Model):
 
 class GetTicket(Model):
     institution: str
+    principal: Principal
     ticket_id: str
 
 
@@ -467,6 +472,7 @@ class Coverage(Model):
 
 class StatsQuery(Model):
     institution: str
+    principal: Principal
     start: datetime
     end: datetime
 
@@ -488,6 +494,7 @@ class Stats(Model):
 
 class MissedQuery(Model):
     institution: str
+    principal: Principal
     since: datetime
     limit: int = Field(default=200, ge=1, le=1000)
 

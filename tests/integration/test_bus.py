@@ -14,6 +14,7 @@ from shared import subjects
 from shared.bus import BucketFollower, Bus, Endpoint
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.events import ChatRecord
+from shared.schemas.records import Principal
 from shared.schemas.requests import Done, GetTicket, StaffingQuery
 from tests.factories import T0, started
 
@@ -44,11 +45,41 @@ async def test_typed_request_reply_and_refusals(bus: Bus):
         )
     assert fenced.value.code == "forbidden"
     # A payload of the wrong shape is refused as invalid, naming the field.
+    ann = Principal(username="demo-hill-ann", institution="hill", role="operator")
     with pytest.raises(Refusal) as invalid:
         await bus.request(
-            f"{service}.hill.staffing", GetTicket(institution="hill", ticket_id="x"), Done
+            f"{service}.hill.staffing",
+            GetTicket(institution="hill", principal=ann, ticket_id="x"),
+            Done,
         )
     assert invalid.value.code == "invalid" and "queue" in invalid.value.message
+
+
+async def test_a_request_for_a_person_stays_in_their_institution(bus: Bus):
+    """Whoever sends it, a request made for someone concerns their institution, or any for
+    the consortium's admin: the bus refuses it before the handler runs."""
+    asked: list[str] = []
+
+    async def answer(req: GetTicket) -> Done:
+        asked.append(req.institution)
+        return Done()
+
+    service = f"s{uuid.uuid4().hex[:8]}"
+    await bus.serve(service, "0.0.1", [Endpoint("get", f"{service}.*.get", GetTicket, answer)])
+    ann = Principal(username="demo-hill-ann", institution="hill", role="operator")
+    chief = Principal(username="demo-admin", institution="demo", role="consortium_admin")
+    with pytest.raises(Refusal) as refused:
+        await bus.request(
+            f"{service}.river.get",
+            GetTicket(institution="river", principal=ann, ticket_id="t"),
+            Done,
+        )
+    assert refused.value.code == "forbidden"
+    for who in (ann, chief):
+        inst = "hill" if who is ann else "river"
+        req = GetTicket(institution=inst, principal=who, ticket_id="t")
+        assert (await bus.request(f"{service}.{inst}.get", req, Done)).ok
+    assert asked == ["hill", "river"]
 
 
 async def test_request_without_responder_is_unavailable(bus: Bus):
