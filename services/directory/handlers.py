@@ -39,7 +39,15 @@ from shared.schemas.directory import (
     SetPassword,
     SignIn,
 )
-from shared.schemas.records import Account, Institution, Queue, Snippet, User, Widget
+from shared.schemas.records import (
+    Account,
+    Institution,
+    Partnership,
+    Queue,
+    Snippet,
+    User,
+    Widget,
+)
 
 # Verified when the user name is unknown, so that a sign-in takes as long either way and
 # its timing does not tell which names exist.
@@ -113,6 +121,20 @@ class DirectoryHandlers:
         metrics.CHANGES.labels(kind.name).inc()
         return Saved(revision=revision)
 
+    async def _remove(
+        self,
+        kind: Kind,
+        name: str,
+        principal: Principal,
+        rule: Callable[[Any], Awaitable[None]],
+    ) -> Saved:
+        """Delete a record the principal can see, once `rule` allows it, and publish that."""
+        stored = await self.store.get(kind, name)
+        domain.check_stored(stored, kind.name, principal)
+        await rule(stored)
+        await self.store.delete(kind, name)
+        return await self._published(kind, name)
+
     async def _by_name(self, kind: Kind) -> Mapping[str, Model]:
         return {getattr(r, kind.key): r for r in await self.store.all(kind)}
 
@@ -136,12 +158,12 @@ class DirectoryHandlers:
 
     async def delete_partnership(self, req: DeletePartnership) -> Saved:
         _own(req.institution, req.principal)
-        if req.principal.role != "consortium_admin":
-            raise Refusal("forbidden", "only a consortium admin sets up partner coverage")
-        if await self.store.get(PARTNERSHIP, req.name) is None:
-            raise Refusal("not_found", f"no partnership {req.name}")
-        await self.store.delete(PARTNERSHIP, req.name)
-        return await self._published(PARTNERSHIP, req.name)
+
+        async def rule(_: Partnership) -> None:
+            if req.principal.role != "consortium_admin":
+                raise Refusal("forbidden", "only a consortium admin sets up partner coverage")
+
+        return await self._remove(PARTNERSHIP, req.name, req.principal, rule)
 
     # --- snippets ----------------------------------------------------------------------------
 
@@ -156,13 +178,12 @@ class DirectoryHandlers:
 
     async def delete_snippet(self, req: DeleteSnippet) -> Saved:
         _own(req.institution, req.principal)
-        stored: Snippet | None = await self.store.get(SNIPPET, req.name)
-        domain.check_stored(stored, "snippet", req.principal)
-        assert stored is not None
-        institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
-        domain.check_snippet(stored, req.principal, self.consortium, institutions)
-        await self.store.delete(SNIPPET, req.name)
-        return await self._published(SNIPPET, req.name)
+
+        async def rule(stored: Snippet) -> None:
+            institutions: dict[str, Institution] = await self._by_name(INSTITUTION)  # type: ignore[assignment]
+            domain.check_snippet(stored, req.principal, self.consortium, institutions)
+
+        return await self._remove(SNIPPET, req.name, req.principal, rule)
 
     # --- queues and widgets -------------------------------------------------------------------
 
@@ -181,13 +202,13 @@ class DirectoryHandlers:
 
     async def delete_queue(self, req: DeleteQueue) -> Saved:
         _own(req.institution, req.principal)
-        queue: Queue | None = await self.store.get(QUEUE, req.name)
-        domain.check_stored(queue, "queue", req.principal)
-        assert queue is not None
-        domain.check_admin("queues", queue.institution, req.principal)
-        domain.queue_in_use(req.name, await self.store.all(QUEUE), await self.store.all(WIDGET))
-        await self.store.delete(QUEUE, req.name)
-        return await self._published(QUEUE, req.name)
+
+        async def rule(queue: Queue) -> None:
+            domain.check_admin("queues", queue.institution, req.principal)
+            queues, widgets = await self.store.all(QUEUE), await self.store.all(WIDGET)
+            domain.queue_in_use(req.name, queues, widgets)
+
+        return await self._remove(QUEUE, req.name, req.principal, rule)
 
     async def save_widget(self, req: SaveWidget) -> Saved:
         _own(req.institution, req.principal)
@@ -201,12 +222,11 @@ class DirectoryHandlers:
 
     async def delete_widget(self, req: DeleteWidget) -> Saved:
         _own(req.institution, req.principal)
-        widget: Widget | None = await self.store.get(WIDGET, req.id)
-        domain.check_stored(widget, "widget", req.principal)
-        assert widget is not None
-        domain.check_admin("widgets", widget.institution, req.principal)
-        await self.store.delete(WIDGET, req.id)
-        return await self._published(WIDGET, req.id)
+
+        async def rule(widget: Widget) -> None:
+            domain.check_admin("widgets", widget.institution, req.principal)
+
+        return await self._remove(WIDGET, req.id, req.principal, rule)
 
     # --- staff accounts ------------------------------------------------------------------------
 

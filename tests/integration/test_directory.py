@@ -53,6 +53,19 @@ async def parts(servers: Servers, bus: Bus) -> AsyncIterator[tuple[DirectoryHand
     await client.close()
 
 
+async def stored_bob(handlers: DirectoryHandlers) -> User:
+    """Bob's account written straight to MongoDB, as the demo loader writes accounts."""
+    user = User(
+        username="demo-hill-bob",
+        institution="hill",
+        role="operator",
+        display_name="Bob",
+        password_hash=hash_password(PASSWORD),
+    )
+    await handlers.store.save(USER, user, create=True)
+    return user
+
+
 def hill_queue(display_name: str = "Hill") -> Queue:
     return Queue(name="demo-hill", institution="hill", display_name=display_name)
 
@@ -120,14 +133,7 @@ async def test_accounts_reach_the_view_without_their_password_hash(parts):
 
 async def test_sign_in_refuses_alike_whatever_was_wrong(parts):
     handlers, _ = parts
-    user = User(
-        username="demo-hill-bob",
-        institution="hill",
-        role="operator",
-        display_name="Bob",
-        password_hash=hash_password(PASSWORD),
-    )
-    await handlers.store.save(USER, user, create=True)
+    user = await stored_bob(handlers)
     messages = []
     for username, password in (
         ("demo-hill-bob", "wrong-password!"),
@@ -148,14 +154,7 @@ async def test_an_unknown_name_costs_a_sign_in_as_much_as_a_wrong_password(parts
     decoy hash. Compared as a ratio of medians of the same run, far from its bounds: without
     the decoy an unknown name answers about fifty times faster."""
     handlers, _ = parts
-    user = User(
-        username="demo-hill-bob",
-        institution="hill",
-        role="operator",
-        display_name="Bob",
-        password_hash=hash_password(PASSWORD),
-    )
-    await handlers.store.save(USER, user, create=True)
+    await stored_bob(handlers)
 
     async def took(username: str) -> float:
         started = time.perf_counter()
