@@ -317,8 +317,10 @@ class Bus:
     async def chat_history(self, institution: str, chat_id: str) -> list[ChatEvent]:
         """Every event of one chat, read back from the stream (the source of truth)."""
         subject = subjects.chat_events(institution, chat_id)
+        # Naming the stream saves a lookup by subject (and a permission to list streams).
         sub = await self.js.subscribe(
             subject,
+            stream=subjects.CHAT_STREAM,
             ordered_consumer=True,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
@@ -579,6 +581,7 @@ class ChatFollower:
 
         self._sub = await self.bus.js.subscribe(
             subjects.chat_events_all(),
+            stream=subjects.CHAT_STREAM,
             ordered_consumer=True,
             cb=follow,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT),

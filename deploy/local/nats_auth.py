@@ -20,10 +20,10 @@ from shared import subjects
 SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
 ADMIN = "admin"
 
-# Every service: replies to requests (allow_responses), its own request inboxes, the
-# JetStream API (streams, consumers, buckets), acknowledgements and flow control, and the
-# nats.micro discovery subjects.
-COMMON_PUBLISH = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$SRV.>"]
+# Every service: replies to requests (allow_responses), its own request inboxes,
+# acknowledgements and flow control, and the nats.micro discovery subjects. The JetStream
+# API only for the streams a service uses (STREAMS).
+COMMON_PUBLISH = ["$JS.API.INFO", "$JS.ACK.>", "$JS.FC.>", "$SRV.>"]
 COMMON_SUBSCRIBE = ["_INBOX.>", "$SRV.>"]
 # Nobody but an operator with the admin user deletes or purges streams or their messages.
 COMMON_DENY = [
@@ -31,18 +31,35 @@ COMMON_DENY = [
     "$JS.API.STREAM.PURGE.>",
     "$JS.API.STREAM.MSG.DELETE.>",
 ]
-# Services with no business in the chat stream cannot read or change it.
-CHAT_STREAM_DENY = [
-    "$JS.API.STREAM.*.CHAT_EVENTS",
-    "$JS.API.STREAM.MSG.GET.CHAT_EVENTS",
-    "$JS.API.CONSUMER.*.CHAT_EVENTS",
-    "$JS.API.CONSUMER.*.CHAT_EVENTS.>",
-    "$JS.API.DIRECT.GET.CHAT_EVENTS",
-    "$JS.API.DIRECT.GET.CHAT_EVENTS.>",
-]
+# The streams each service reads or writes through the JetStream API (a key-value bucket
+# is the stream KV_<bucket>): any other is out of its reach, reads included.
+STREAMS: dict[str, list[str]] = {
+    "gateway": ["CHAT_EVENTS", "KV_config", "KV_revoked_tokens", "KV_throttle"],
+    "routing": ["CHAT_EVENTS", "KV_config"],
+    "presence": ["KV_presence", "KV_desks"],
+    "transcripts": ["CHAT_EVENTS"],
+    "tickets": [],
+    "directory": ["KV_config"],
+}
 
-# Requests to presence, by action: `presence.*.*` would also let the gateway forge the
-# session events that only presence publishes (`presence.<inst>.evt`).
+
+def stream_api(stream: str) -> list[str]:
+    """The JetStream API of one stream: its info and configuration, message reads, and
+    its consumers (ordered, durable, pull)."""
+    api = "$JS.API"
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.CREATE.{stream}",
+        f"{api}.STREAM.UPDATE.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.CONSUMER.*.{stream}",
+        f"{api}.CONSUMER.*.{stream}.>",
+        f"{api}.CONSUMER.*.*.{stream}.>",
+    ]
+
+
 PRESENCE_REQUESTS = [f"presence.*.{action}" for action in get_args(subjects.PresenceAction)]
 
 PUBLISH: dict[str, list[str]] = {
@@ -90,13 +107,12 @@ SUBSCRIBE: dict[str, list[str]] = {
     "tickets": ["tickets.*.*"],
     "directory": ["directory.*.*"],
 }
-NO_CHAT_STREAM = ("presence", "tickets", "directory")
 
 
 def permissions(service: str) -> dict[str, Any]:
-    deny = COMMON_DENY + (CHAT_STREAM_DENY if service in NO_CHAT_STREAM else [])
+    streams = [subject for stream in STREAMS[service] for subject in stream_api(stream)]
     return {
-        "publish": {"allow": COMMON_PUBLISH + PUBLISH[service], "deny": deny},
+        "publish": {"allow": COMMON_PUBLISH + streams + PUBLISH[service], "deny": COMMON_DENY},
         "subscribe": {"allow": COMMON_SUBSCRIBE + SUBSCRIBE[service]},
         "allow_responses": True,
     }

@@ -59,6 +59,8 @@ from shared.schemas.requests import (
 )
 from shared.subjects import DirectoryAction
 
+SIGN_IN_TIMEOUT_S = 10.0
+
 STATUS = {
     "invalid": 422,
     "unauthorized": 401,
@@ -243,10 +245,13 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         try:
+            # argon2 runs a few at a time in the directory: a burst of sign-ins queues
+            # there, so this waits longer than other requests do.
             user = await get().bus.request(
                 subjects.directory(get().settings.consortium, "sign_in"),
                 SignIn(username=body.username, password=body.password),
                 Account,
+                timeout=SIGN_IN_TIMEOUT_S,
             )
         except Refusal as refusal:
             if refusal.code == "unauthorized":

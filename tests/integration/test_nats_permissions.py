@@ -43,13 +43,19 @@ REFUSED = {
     "tickets": ["chat.permtest.x.evt", "tickets.permtest.create"],
     "directory": ["chat.permtest.x.evt", "presence.permtest.evt"],
 }
-# Reading or destroying the chat stream through the JetStream API.
+# Streams and buckets a service has no use for, through the JetStream API; and
+# destroying any.
 STREAM_REFUSED = {
-    "tickets": ["$JS.API.DIRECT.GET.CHAT_EVENTS", "$JS.API.STREAM.INFO.CHAT_EVENTS"],
-    "directory": ["$JS.API.CONSUMER.CREATE.CHAT_EVENTS"],
-    "presence": ["$JS.API.STREAM.MSG.GET.CHAT_EVENTS"],
-    "gateway": ["$JS.API.STREAM.PURGE.CHAT_EVENTS", "$JS.API.STREAM.DELETE.CHAT_EVENTS"],
-    "routing": ["$JS.API.STREAM.MSG.DELETE.CHAT_EVENTS"],
+    "tickets": ["$JS.API.DIRECT.GET.CHAT_EVENTS", "$JS.API.STREAM.INFO.KV_config"],
+    "directory": ["$JS.API.CONSUMER.CREATE.CHAT_EVENTS", "$JS.API.DIRECT.GET.KV_presence"],
+    "presence": ["$JS.API.STREAM.MSG.GET.CHAT_EVENTS", "$JS.API.STREAM.UPDATE.KV_config"],
+    "gateway": [
+        "$JS.API.STREAM.PURGE.CHAT_EVENTS",
+        "$JS.API.STREAM.DELETE.CHAT_EVENTS",
+        "$JS.API.DIRECT.GET.KV_desks",
+    ],
+    "routing": ["$JS.API.STREAM.MSG.DELETE.CHAT_EVENTS", "$JS.API.CONSUMER.CREATE.KV_throttle"],
+    "transcripts": ["$JS.API.DIRECT.GET.KV_config", "$JS.API.STREAM.LIST"],
 }
 
 
