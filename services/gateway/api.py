@@ -544,7 +544,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
                 queue=queue,
                 start=start,
                 end=end,
-                any_institution=claims.role == "consortium_admin",
+                principal=principal(claims),
             ),
             Coverage,
         )

@@ -454,8 +454,9 @@ class CoverageQuery(Model):
     # ISO 8601: a date (the queue's local midnight), a local date-time, or one with offset.
     start: str = Field(max_length=40)
     end: str = Field(max_length=40)
-    # A consortium admin may ask about any institution's queue.
-    any_institution: bool = False
+    # Who asks: a consortium admin may ask about any institution's queue (routing decides
+    # from the principal, not from a flag the asker sets).
+    principal: Principal
 
 
 class CoverageInterval(Model):
