@@ -65,9 +65,17 @@ def check_named(name: str, field: str, expected_prefix: str, example: str) -> No
         )
 
 
-def check_institution(record: Institution, principal: Principal, consortium: str) -> None:
+def check_institution(
+    record: Institution, principal: Principal, consortium: str, stored: Institution | None
+) -> None:
+    """A consortium admin creates and changes institutions; a library's own admin may
+    change its settings (tags, retention, time zone) but not what kind of member it is,
+    which decides where other libraries' chats go."""
     if principal.role != "consortium_admin":
-        raise Refusal("forbidden", "only a consortium admin manages institutions")
+        if stored is None or not principal.may_manage(record.name):
+            raise Refusal("forbidden", "only a consortium admin creates or manages institutions")
+        if record.kind != stored.kind:
+            raise Refusal("forbidden", "kind: only a consortium admin changes a member's kind")
     if record.institution != record.name:
         raise Refusal("invalid", "institution: must equal name (an institution is its own)")
     if record.name == consortium:

@@ -142,7 +142,9 @@ class DirectoryHandlers:
 
     async def save_institution(self, req: SaveInstitution) -> Saved:
         _own(req.institution, req.principal)
-        domain.check_institution(req.record, req.principal, self.consortium)
+        stored = None if req.create else (await self._by_name(INSTITUTION)).get(req.record.name)
+        assert stored is None or isinstance(stored, Institution)
+        domain.check_institution(req.record, req.principal, self.consortium, stored)
         return await self._write(
             INSTITUTION, req.record, req.create, f"institution {req.record.name}"
         )

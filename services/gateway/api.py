@@ -20,7 +20,7 @@ from services.gateway.throttle import counter_key as throttle_key
 from shared import names, subjects
 from shared.clock import iso
 from shared.errors import Refusal
-from shared.schemas.base import Model
+from shared.schemas.base import Email, Model
 from shared.schemas.chat import Sender
 from shared.schemas.directory import (
     DeletePartnership,
@@ -106,14 +106,14 @@ class LoginResponse(Model):
 
 class TicketRequest(Model):
     chat_id: str | None = Field(default=None, pattern=r"^[a-f0-9]{32}$")
-    email: str = Field(max_length=254)
+    email: Email
     subject: str = Field(max_length=200)
     body: str = Field(max_length=10_000)
 
 
 class OfflineMessage(Model):
     name: str | None = Field(default=None, max_length=80)
-    email: str = Field(max_length=254)
+    email: Email
     question: str = Field(min_length=1, max_length=4000)
 
 

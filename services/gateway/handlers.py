@@ -1157,6 +1157,7 @@ class OperatorSocket(FrameLoop):
                 chat_id=frame.chat_id,
                 by=self._sender(),
                 tags=frame.tags,
+                remove=frame.remove,
             ),
             ChatResult,
         )

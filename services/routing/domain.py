@@ -40,6 +40,7 @@ from shared.schemas.chat import (
     Sender,
     SkippedQueue,
     TransferOffer,
+    normal_tag,
 )
 from shared.schemas.events import (
     ChatClaimed,
@@ -152,7 +153,7 @@ def normalize_tags(tags: list[str]) -> list[str]:
     every event carries them all)."""
     seen: dict[str, None] = {}
     for tag in tags:
-        clean = " ".join(tag.lower().split())
+        clean = normal_tag(tag)
         if not clean:
             raise Refusal("invalid", "a tag cannot be empty")
         if not re.match(TAG_PATTERN, clean):
@@ -232,6 +233,7 @@ def start_proactive(cmd: NewProactiveChat, now: datetime) -> Transition:
         state="active",
         owner=cmd.operator,
         owner_name=cmd.operator_name,
+        operators=[cmd.operator],
         origin="proactive",
         created_at=ts,
         claimed_at=ts,
@@ -289,8 +291,7 @@ def claim(
     claimed = chat.model_copy(
         update={
             "state": "active",
-            "owner": operator,
-            "owner_name": operator_name,
+            **_owned_by(chat, operator, operator_name),
             "claimed_at": ts,
             **_answered_here(chat, by_institution),
         }
@@ -390,14 +391,54 @@ def post_message(
     return Transition(after, [*before.events, posted])
 
 
-def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transition:
-    """The owner adds tags (existing tags stay; repeating one changes nothing)."""
+@dataclass(frozen=True)
+class TagRules:
+    """An institution's tagging rules for its staff: its tag list (empty: any tag) and
+    whether a chat must carry a tag before they close it."""
+
+    allowed: frozenset[str] = frozenset()
+    required: bool = False
+
+    def check(self, tags: list[str]) -> None:
+        for tag in tags:
+            if self.allowed and tag not in self.allowed:
+                raise Refusal("invalid", f"tags: {tag!r} is not in your library's tag list")
+
+
+NO_RULES = TagRules()
+
+
+def answered_by(chat: Chat, operator: str | None) -> bool:
+    """Whether this operator held the chat at some point (its owner now, or before a
+    transfer or a take-over)."""
+    return operator is not None and (operator == chat.owner or operator in chat.operators)
+
+
+def _owned_by(chat: Chat, operator: str, operator_name: str) -> dict[str, Any]:
+    """The fields of a chat that changes hands to `operator`."""
+    held = chat.operators if operator in chat.operators else [*chat.operators, operator]
+    return {"owner": operator, "owner_name": operator_name, "operators": held}
+
+
+def tag(
+    state: ChatState,
+    by: Sender,
+    add: list[str],
+    now: datetime,
+    remove: Sequence[str] = (),
+    rules: TagRules = NO_RULES,
+) -> Transition:
+    """Whoever answered the chat (its owner, or an earlier one after a transfer) adds or
+    removes tags, while it is open or after it closed. Repeating a tag changes nothing."""
     chat = state.chat
     if by.kind != "operator":
         raise Refusal("forbidden", "only staff may tag a chat")
-    if chat.owner != by.id:
-        raise Refusal("forbidden", "only the chat's owner may tag it", owner=chat.owner)
-    merged = normalize_tags([*chat.tags, *tags])
+    if not answered_by(chat, by.id):
+        raise Refusal("forbidden", "only staff who answered the chat may tag it", owner=chat.owner)
+    added = normalize_tags(add)
+    rules.check(added)
+    dropped = set(normalize_tags(list(remove)))
+    merged = normalize_tags([*(t for t in chat.tags if t not in dropped), *added])
     if merged == chat.tags:
         return Transition(state)
     tagged = chat.model_copy(update={"tags": merged})
@@ -406,8 +447,15 @@ def tag(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transit
     return Transition(_evolve(state, tagged, events=n), [event])
 
 
-def close(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Transition:
-    """Close by the owner or the patron. A chat nobody claimed closes as `missed`."""
+def close(
+    state: ChatState,
+    by: Sender,
+    tags: list[str],
+    now: datetime,
+    rules: TagRules = NO_RULES,
+) -> Transition:
+    """Close by the owner or the patron. A chat nobody claimed closes as `missed`. The
+    owner's library may require a tag before its staff close a chat."""
     chat = state.chat
     if chat.state not in OPEN_STATES:
         return Transition(state)
@@ -415,7 +463,13 @@ def close(state: ChatState, by: Sender, tags: list[str], now: datetime) -> Trans
     if by.kind == "operator" and chat.state == "queued":
         raise Refusal("forbidden", "claim the chat before closing it")
     ts = iso(now)
-    merged = normalize_tags([*chat.tags, *tags]) if by.kind == "operator" else chat.tags
+    merged = chat.tags
+    if by.kind == "operator":
+        added = normalize_tags(tags)
+        rules.check(added)
+        merged = normalize_tags([*chat.tags, *added])
+        if rules.required and not merged:
+            raise Refusal("invalid", "tags: your library asks for at least one tag on every chat")
     n, stamp = _next(state, now)
     if chat.state == "queued":
         missed = chat.model_copy(update={"state": "missed", "closed_at": ts})
@@ -495,8 +549,7 @@ def accept_transfer(
     moved = chat.model_copy(
         update={
             "state": "active",
-            "owner": operator,
-            "owner_name": operator_name,
+            **_owned_by(chat, operator, operator_name),
             "queue": offer.to_queue or chat.queue,
             "queue_institution": offer.to_queue_institution or chat.queue_institution,
         }
@@ -680,8 +733,7 @@ def take(
     taken = state.chat.model_copy(
         update={
             "state": "active",
-            "owner": operator,
-            "owner_name": operator_name,
+            **_owned_by(state.chat, operator, operator_name),
             **_answered_here(state.chat),
         }
     )

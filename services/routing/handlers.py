@@ -425,17 +425,30 @@ class RoutingHandlers:
         assert event.type == "message"
         return MessageResult(id=event.message.id, seq=event.message.seq)
 
+    def _tag_rules(self, institution: str) -> domain.TagRules:
+        """The tagging rules of the library whose staff member tags or closes."""
+        found = self.queues.view.institutions.get(institution)
+        if found is None:
+            return domain.NO_RULES
+        return domain.TagRules(frozenset(found.tags), found.require_tag)
+
     async def tag(self, req: TagChat) -> ChatResult:
         now = self.clock.now()
+        rules = self._tag_rules(req.institution)
         transition = await self._apply(
-            req.institution, req.chat_id, lambda state: domain.tag(state, req.by, req.tags, now)
+            req.institution,
+            req.chat_id,
+            lambda state: domain.tag(state, req.by, req.tags, now, req.remove, rules),
         )
         return ChatResult(chat=transition.state.chat, changed=transition.changed)
 
     async def close(self, req: CloseChat) -> ChatResult:
         now = self.clock.now()
+        rules = self._tag_rules(req.institution)
         transition = await self._apply(
-            req.institution, req.chat_id, lambda state: domain.close(state, req.by, req.tags, now)
+            req.institution,
+            req.chat_id,
+            lambda state: domain.close(state, req.by, req.tags, now, rules),
         )
         return ChatResult(chat=transition.state.chat, changed=transition.changed)
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# An address a reply can be sent to: one @, a dotted domain, no spaces or angle brackets
+# (enough to refuse typos and header tricks; whether it exists only sending can tell).
+Email = Annotated[
+    str, Field(min_length=3, max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+$")
+]
 
 
 class Model(BaseModel):

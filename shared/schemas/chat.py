@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shared.schemas.base import Model
+from shared.schemas.base import Email, Model
 
 ChatStateName = Literal["queued", "active", "transferring", "closed", "missed"]
 Origin = Literal["patron", "proactive"]
@@ -16,10 +16,15 @@ MAX_TAGS = 20
 TAG_PATTERN = r"^[a-z0-9][a-z0-9 _-]{0,39}$"
 
 
+def normal_tag(tag: str) -> str:
+    """A tag as chats carry it: lower case, single spaces (then checked by TAG_PATTERN)."""
+    return " ".join(tag.lower().split())
+
+
 class Patron(Model):
     guest_id: str
     name: str | None = Field(default=None, max_length=80)
-    email: str | None = Field(default=None, max_length=254)
+    email: Email | None = None
 
 
 class Chat(Model):
@@ -31,6 +36,9 @@ class Chat(Model):
     state: ChatStateName
     owner: str | None = None
     owner_name: str | None = None
+    # Everyone who has owned the chat, first first: who answered it, and so who may still
+    # tag it after a transfer or after it closed.
+    operators: list[str] = Field(default_factory=list)
     origin: Origin = "patron"
     created_at: str
     claimed_at: str | None = None

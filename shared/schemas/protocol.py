@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
-from shared.schemas.base import Model
+from shared.schemas.base import Email, Model
 from shared.schemas.chat import MAX_TAGS, Chat, ChatStateName, ClientId, Message, Sender
 from shared.schemas.requests import EndReason, OperatorStatus
 
@@ -35,7 +35,7 @@ class PatronChatStart(Model):
     type: Literal["chat.start"]
     question: str = Field(min_length=1)
     name: str | None = Field(default=None, max_length=80)
-    email: str | None = Field(default=None, max_length=254)
+    email: Email | None = None
     ref: Ref | None = None
 
 
@@ -117,9 +117,13 @@ class ChatClaim(Model):
 
 
 class ChatTag(Model):
+    """Add `tags` to a chat and take `remove` off it: during the chat or after it closed,
+    by whoever answered it."""
+
     type: Literal["chat.tag"]
     chat_id: Id
     tags: Tags
+    remove: Tags = Field(default_factory=list)
     ref: Ref | None = None
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shared import names
 from shared.schemas.base import Model
+from shared.schemas.chat import TAG_PATTERN, normal_tag
 
 Role = Literal["consortium_admin", "institution_admin", "operator"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -53,17 +54,41 @@ def calendar_parts(value: str) -> tuple[str, str | None]:
     return country, subdiv or None
 
 
+MAX_TAG_LIST = 200
+RetentionAction = Literal["anonymise", "delete"]
+
+
 class Institution(Model):
     name: str
     institution: str
     display_name: str
     timezone: str
     kind: Literal["library", "backup"] = "library"
+    # The library's tag list for its staff (empty: any tag), and whether they must tag a
+    # chat before closing it.
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAG_LIST)
+    require_tag: bool = False
+    # How long its patrons' transcripts are kept, and what happens after: anonymised
+    # (patron details and text removed, figures kept) or deleted.
+    retention_days: int = Field(default=365, ge=1, le=3650)
+    retention_action: RetentionAction = "anonymise"
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return check_zone(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _plain_tags(cls, value: list[str]) -> list[str]:
+        """Kept as chats carry them: lower case, single spaces, each listed once."""
+        clean: dict[str, None] = {}
+        for tag in value:
+            normal = normal_tag(tag)
+            if not re.match(TAG_PATTERN, normal):
+                raise ValueError(f"{normal[:40]!r}: up to 40 letters, digits, -, _ or spaces")
+            clean.setdefault(normal, None)
+        return list(clean)
 
 
 class Principal(Model):

@@ -159,6 +159,7 @@ class TagChat(Model):
     chat_id: str
     by: Sender
     tags: list[str]
+    remove: list[str] = Field(default_factory=list)
 
 
 class CloseChat(Model):

@@ -129,3 +129,19 @@ def test_snippets_belong_to_a_library_or_the_consortium_and_say_so_in_their_name
     # Its name is not a key as it stands; the bucket key encodes it and gives it back.
     key = subjects.config_key("snippet", hills.name)
     assert " " not in key and subjects.config_kind(key) == ("snippet", "hill (renewals)")
+
+
+def test_a_library_admin_changes_their_own_settings_but_not_its_kind():
+    hill = Institution(name="hill", institution="hill", display_name="Hill", timezone="UTC")
+    admin = Principal(username="demo-hill-admin", institution="hill", role="institution_admin")
+    domain.check_institution(hill.model_copy(update={"require_tag": True}), admin, "demo", hill)
+    for record, stored in (
+        (hill.model_copy(update={"kind": "backup"}), hill),  # what kind of member it is
+        (hill, None),  # creating one
+    ):
+        with pytest.raises(Refusal) as refused:
+            domain.check_institution(record, admin, "demo", stored)
+        assert refused.value.code == "forbidden"
+    river = Institution(name="river", institution="river", display_name="R", timezone="UTC")
+    with pytest.raises(Refusal):
+        domain.check_institution(river, admin, "demo", river)

@@ -203,3 +203,22 @@ def test_a_chat_remembers_only_its_most_recent_client_ids():
     assert len(state.sent) == RECENT_CLIENT_IDS
     assert domain.sent_before(state, PATRON, "c0") is None
     assert domain.sent_before(state, PATRON, f"c{RECENT_CLIENT_IDS + 4}") is not None
+
+
+def test_an_institution_tag_list_and_required_tag_bind_its_staff():
+    rules = domain.TagRules(frozenset({"reference", "directions"}), required=True)
+    with pytest.raises(Refusal, match=r"^tags: 'printing' is not in your library's tag list"):
+        domain.tag(claimed(), ANN, ["Printing"], T0, rules=rules)
+    with pytest.raises(Refusal, match=r"^tags: your library asks for at least one tag"):
+        domain.close(claimed(), ANN, [], T0, rules)
+    closed = domain.close(claimed(), ANN, [" Reference "], T0, rules)
+    assert closed.state.chat.state == "closed" and closed.state.chat.tags == ["reference"]
+    # A patron's own close is never held back by staff rules.
+    assert domain.close(claimed(), PATRON, [], T0, rules).state.chat.state == "closed"
+
+
+def test_nobody_tags_a_missed_chat():
+    missed = domain.close(new_chat(), PATRON, [], T0).state
+    with pytest.raises(Refusal) as refused:
+        domain.tag(missed, ANN, ["followup"], T0)
+    assert refused.value.code == "forbidden"

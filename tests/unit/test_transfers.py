@@ -164,3 +164,19 @@ def test_transfers_leave_the_library_only_on_purpose_and_only_to_those_who_cover
     assert reach("hill", "lake", cross=True) == "not_found"
     # The backup service hands a chat back to the patron's own library.
     assert reach("backup", "hill", cross=True) == "ok"
+
+
+def test_the_previous_owner_may_still_tag_after_a_transfer_and_after_close():
+    won = domain.accept_transfer(offered(), "demo-hill-bob", "Bob", T0).state
+    assert won.chat.operators == ["demo-hill-ann", "demo-hill-bob"]
+    tagged = domain.tag(won, ANN, ["Citation Help"], T0).state
+    assert tagged.chat.tags == ["citation help"]
+    closed = domain.close(tagged, BOB, [], T0).state
+    after = domain.tag(closed, ANN, ["apa"], T0, remove=["citation help"]).state
+    assert after.chat.state == "closed" and after.chat.tags == ["apa"]
+    with pytest.raises(Refusal) as refused:
+        domain.tag(closed, CAT_SENDER, ["apa"], T0)
+    assert refused.value.code == "forbidden"
+
+
+CAT_SENDER = BOB.model_copy(update={"id": CAT, "name": "Cat"})
