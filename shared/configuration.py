@@ -89,6 +89,10 @@ class ConfigView:
             key=lambda s: s.name,
         )
 
+    def zone_of(self, institution: str) -> str:
+        found = self.institutions.get(institution)
+        return found.timezone if found is not None else "UTC"
+
     def backups(self) -> frozenset[str]:
         return frozenset(i.name for i in self.institutions.values() if i.kind == "backup")
 

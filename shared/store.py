@@ -70,10 +70,6 @@ class TenantCollection:
     async def count(self, institution: str, query: Mapping[str, Any] | None = None) -> int:
         return await self.raw.count_documents(self.scoped(institution, query))
 
-    async def count_shared_with(self, institution: str, query: Mapping[str, Any]) -> int:
-        """Only documents other institutions share with this one."""
-        return await self.raw.count_documents({**query, "shared_with": institution})
-
     async def find_one(
         self,
         institution: str,

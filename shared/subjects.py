@@ -45,7 +45,9 @@ RoutingAction = Literal[
 PresenceAction = Literal[
     "open", "heartbeat", "status", "monitor", "close", "end", "staffing", "get"
 ]
-TranscriptsAction = Literal["get", "internal_save", "internal_list", "stats", "missed"]
+TranscriptsAction = Literal[
+    "get", "internal_save", "internal_list", "stats", "missed", "search", "guest_chats"
+]
 TicketsAction = Literal["create", "get"]
 DirectoryAction = Literal[
     "save_institution",

@@ -37,7 +37,7 @@ STREAMS: dict[str, list[str]] = {
     "gateway": ["CHAT_EVENTS", "KV_config", "KV_revoked_tokens", "KV_throttle"],
     "routing": ["CHAT_EVENTS", "KV_config"],
     "presence": ["KV_presence", "KV_desks"],
-    "transcripts": ["CHAT_EVENTS"],
+    "transcripts": ["CHAT_EVENTS", "KV_config"],
     "tickets": [],
     "directory": ["KV_config"],
 }

@@ -6,7 +6,7 @@ these closures at definition time.
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -21,7 +21,7 @@ from shared import names, subjects
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.base import Email, Model
-from shared.schemas.chat import Sender
+from shared.schemas.chat import TAG_PATTERN, ChatStateName, Sender
 from shared.schemas.directory import (
     DeletePartnership,
     DeleteQueue,
@@ -40,6 +40,7 @@ from shared.schemas.directory import (
 )
 from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 from shared.schemas.requests import (
+    SEARCH_PAGE_MAX,
     Announcement,
     Coverage,
     CoverageQuery,
@@ -48,18 +49,39 @@ from shared.schemas.requests import (
     EndSession,
     GetTicket,
     GetTranscript,
+    GuestChats,
+    GuestChatsQuery,
     InternalHistory,
     InternalMessages,
     MissedChats,
     MissedQuery,
+    SearchTranscripts,
     Stats,
+    StatsGrouping,
     StatsQuery,
     Ticket,
     Transcript,
+    TranscriptPage,
 )
 from shared.subjects import DirectoryAction
 
 SIGN_IN_TIMEOUT_S = 10.0
+MAX_SPAN = timedelta(days=366)
+NAME = r"^[a-z0-9][a-z0-9-]*$"
+SEARCH_PARAMETERS = (
+    "q",
+    "tag",
+    "queue",
+    "operator",
+    "state",
+    "from",
+    "to",
+    "institution",
+    "home",
+    "answered",
+    "limit",
+    "cursor",
+)
 
 STATUS = {
     "invalid": 422,
@@ -566,22 +588,129 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             MissedChats,
         )
 
+    def known(request: Request, *allowed: str) -> None:
+        """A query parameter this route does not know is refused, not ignored: a typo in
+        a filter must not quietly widen a search."""
+        for name in request.query_params:
+            if name not in allowed:
+                raise Refusal("invalid", f"{name}: not a parameter of this request")
+
+    def span_allowed(claims: StaffClaims, start: datetime | None, end: datetime | None) -> None:
+        if start is not None and end is not None:
+            aware("from/to", start, end)
+            if end <= start:
+                raise Refusal("invalid", "to: must be after from")
+            if claims.role != "consortium_admin" and end - start > MAX_SPAN:
+                raise Refusal("invalid", "from: a span is at most a year (366 days)")
+        elif start is not None or end is not None:
+            aware("from/to", *(t for t in (start, end) if t is not None))
+
     @router.get("/stats", response_model=Stats)
     async def stats(
+        request: Request,
         claims: Staff,
         start: Annotated[datetime, Query(alias="from")],
         end: Annotated[datetime, Query(alias="to")],
         institution: Annotated[str | None, Query()] = None,
-    ) -> Stats:
-        """A library's chats in a span: answered at home, by a backup service, missed."""
+        group_by: Annotated[StatsGrouping | None, Query()] = None,
+        format: Annotated[Literal["json", "csv"], Query()] = "json",
+    ) -> Stats | Response:
+        """A library's chats in a span (a consortium admin: the consortium's, with a
+        breakdown by institution), grouped by day, hour of week, queue, operator, tag or
+        institution; `format=csv` for spreadsheets."""
+        # A consortium admin without `institution`: their own, the consortium's name, which
+        # the transcripts service reads as every institution.
         inst = scope(claims, institution)
-        aware("from/to", start, end)
-        if end <= start:
-            raise Refusal("invalid", "to: must be after from")
-        return await get().bus.request(
+        known(request, "from", "to", "institution", "group_by", "format")
+        span_allowed(claims, start, end)
+        figures = await get().bus.request(
             subjects.transcripts(inst, "stats"),
-            StatsQuery(institution=inst, principal=principal(claims), start=start, end=end),
+            StatsQuery(
+                institution=inst,
+                principal=principal(claims),
+                start=start,
+                end=end,
+                group_by=group_by,
+            ),
             Stats,
+        )
+        if format == "csv":
+            return Response(
+                domain.stats_csv(figures),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="refdesk-stats.csv"'},
+            )
+        return figures
+
+    @router.get("/transcripts", response_model=TranscriptPage)
+    async def search_transcripts(
+        request: Request,
+        claims: Staff,
+        q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        tag: Annotated[str | None, Query(max_length=40, pattern=TAG_PATTERN)] = None,
+        queue: Annotated[str | None, Query(max_length=80, pattern=NAME)] = None,
+        operator: Annotated[str | None, Query(max_length=120, pattern=NAME)] = None,
+        state: Annotated[ChatStateName | None, Query()] = None,
+        start: Annotated[datetime | None, Query(alias="from")] = None,
+        end: Annotated[datetime | None, Query(alias="to")] = None,
+        institution: Annotated[str | None, Query()] = None,
+        home: Annotated[str | None, Query(max_length=40, pattern=NAME)] = None,
+        answered: Annotated[str | None, Query(max_length=40, pattern=NAME)] = None,
+        limit: Annotated[int, Query(ge=1, le=SEARCH_PAGE_MAX)] = 25,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> TranscriptPage:
+        """Transcripts newest first, by text and filters, a page at a time (`cursor` from
+        the previous page). A library's staff see their patrons' chats and those they
+        answered for others; a consortium admin every institution's, or one's."""
+        # A consortium admin without `institution`: their own, the consortium's name, which
+        # the transcripts service reads as every institution.
+        inst = scope(claims, institution)
+        known(request, *SEARCH_PARAMETERS)
+        span_allowed(claims, start, end)
+        return await get().bus.request(
+            subjects.transcripts(inst, "search"),
+            SearchTranscripts(
+                institution=inst,
+                principal=principal(claims),
+                q=q,
+                tag=tag,
+                queue=queue,
+                operator=operator,
+                state=state,
+                start=start,
+                end=end,
+                home=home,
+                answered=answered,
+                limit=limit,
+                cursor=cursor,
+            ),
+            TranscriptPage,
+        )
+
+    @router.get("/guests/{guest_id}/chats", response_model=GuestChats)
+    async def guest_chats(
+        guest_id: str,
+        request: Request,
+        claims: Staff,
+        since: Annotated[datetime | None, Query()] = None,
+    ) -> GuestChats:
+        """A returning patron's earlier chats (by default since the start of today in the
+        caller's library), for staff whose library may see them."""
+        known(request, "since")
+        if not domain.GUEST_ID.match(guest_id):
+            raise Refusal("not_found", "no such guest")
+        if since is None:
+            since = domain.start_of_day(get().clock.now(), get().view.zone_of(claims.institution))
+        aware("since", since)
+        return await get().bus.request(
+            subjects.transcripts(claims.institution, "guest_chats"),
+            GuestChatsQuery(
+                institution=claims.institution,
+                principal=principal(claims),
+                guest_id=guest_id,
+                since=since,
+            ),
+            GuestChats,
         )
 
     @router.get("/transcripts/{chat_id}", response_model=Transcript)

@@ -3,10 +3,15 @@ chat event becomes for each audience (the patron, the owning operator, queue wat
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from shared.errors import Refusal
 from shared.schemas.base import Model
@@ -50,7 +55,7 @@ from shared.schemas.protocol import (
     WidgetStatusFrame,
 )
 from shared.schemas.records import Account, Widget
-from shared.schemas.requests import InternalMessage, WidgetStatus
+from shared.schemas.requests import InternalMessage, Stats, StatsFigures, WidgetStatus
 
 
 class TokenBucket:
@@ -352,3 +357,31 @@ def internal_frame(message: InternalMessage) -> InternalMessageFrame:
         body=message.body,
         ts=message.ts,
     )
+
+
+GUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def start_of_day(now: datetime, zone: str) -> datetime:
+    """Local midnight of `now`'s day in `zone`: where "today's chats" begin."""
+    tz = ZoneInfo(zone)
+    return datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
+
+
+STATS_COLUMNS = ("key", *StatsFigures.model_fields)
+
+
+def stats_csv(stats: Stats) -> str:
+    """The figures as a spreadsheet: a row per group (or per institution for the
+    consortium), then the span's total."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATS_COLUMNS)
+    rows = stats.groups or stats.institutions
+    for row in (*rows, stats):
+        figures = row.model_dump(include=set(StatsFigures.model_fields))
+        key = getattr(row, "key", "total")
+        writer.writerow(
+            [key, *(("" if figures[f] is None else figures[f]) for f in STATS_COLUMNS[1:])]
+        )
+    return out.getvalue()

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from services.transcripts.domain import Members
 from services.transcripts.handlers import TranscriptHandlers
 from services.transcripts.settings import TranscriptsSettings
 from services.transcripts.store import TranscriptStore
+from shared import subjects
+from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
 
 VERSION = "0.1.0"
@@ -17,15 +20,26 @@ VERSION = "0.1.0"
 async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, TranscriptsSettings)
-    store = TranscriptStore(runtime.db)
+    # Time zones and kinds of members: local days and hours, and who answered a chat.
+    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
+    await view.start()
+    store = TranscriptStore(runtime.db, lambda: Members.of(view.institutions))
     await store.ensure_indexes()
-    handlers = TranscriptHandlers(runtime.bus, store, settings.fetch_batch, settings.fetch_linger_s)
+    handlers = TranscriptHandlers(
+        runtime.bus,
+        store,
+        view,
+        settings.consortium,
+        settings.fetch_batch,
+        settings.fetch_linger_s,
+    )
     await handlers.start_consuming()
     await runtime.bus.serve("transcripts", VERSION, handlers.endpoints())
     try:
         yield
     finally:
         await handlers.stop()
+        await view.stop()
 
 
 if __name__ == "__main__":

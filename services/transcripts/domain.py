@@ -7,17 +7,71 @@ document only moves forward (an event older than the one it reflects is ignored)
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from shared.schemas.chat import Chat, Message
 from shared.schemas.events import ChatEvent, RoutingDecided
+from shared.schemas.records import Institution
 from shared.schemas.requests import RoutingDecision
 
 ROUTING_EVENT_TYPES = ("queued", "rolled_over", "rollover_held")
+ENDED = ("closed", "missed")
+# Fields of a stored chat that are transcripts' own (search and statistics), not the chat's.
+DERIVED = (
+    "_id",
+    "n",
+    "shared_with",
+    "day",
+    "hour",
+    "wait_s",
+    "duration_s",
+    "answered_by",
+    "text",
+    "messages",
+    "anonymised",
+)
+Answerer = Literal["home", "backup", "partner"]
 
 
-def chat_document(event: ChatEvent) -> dict[str, Any]:
-    """The chat as of this event, flattened for search, with the event number it reflects."""
+@dataclass(frozen=True)
+class Members:
+    """What transcripts needs to know of the consortium's members: each one's time zone
+    (local days and hours) and which are backup services."""
+
+    zones: dict[str, str]
+    backups: frozenset[str]
+
+    @classmethod
+    def of(cls, institutions: dict[str, Institution]) -> Members:
+        return cls(
+            {name: i.timezone for name, i in institutions.items()},
+            frozenset(name for name, i in institutions.items() if i.kind == "backup"),
+        )
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    gap = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return round(max(0.0, gap.total_seconds()), 3)
+
+
+def answered_by(chat: Chat, backups: frozenset[str]) -> Answerer | None:
+    answered = chat.answered_institution
+    if answered is None:
+        return None
+    if answered == chat.institution:
+        return "home"
+    return "backup" if answered in backups else "partner"
+
+
+def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
+    """The chat as of this event, with the event number it reflects and the facts that
+    search and statistics filter and group on: the local day and hour of the week it
+    started (in its library's time zone), its wait and duration, and who answered."""
     chat = event.chat
     doc = chat.model_dump(mode="json")
     doc["_id"] = chat.id
@@ -25,7 +79,24 @@ def chat_document(event: ChatEvent) -> dict[str, Any]:
     # The institution that answered a library's chat (a backup service) sees it too.
     answered = chat.answered_institution
     doc["shared_with"] = [answered] if answered and answered != chat.institution else []
+    local = datetime.fromisoformat(chat.created_at).astimezone(
+        ZoneInfo(members.zones.get(chat.institution, "UTC"))
+    )
+    doc["day"] = local.date().isoformat()
+    doc["hour"] = f"{local.strftime('%a').lower()} {local.hour:02d}"
+    # A proactive chat never waited: the operator started it.
+    doc["wait_s"] = _seconds(chat.created_at, chat.claimed_at) if chat.origin == "patron" else None
+    doc["duration_s"] = _seconds(chat.claimed_at, chat.closed_at)
+    doc["answered_by"] = answered_by(chat, members.backups)
     return doc
+
+
+def searchable_text(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an ended chat adds to its document for search: every message's text in order,
+    and how many there were. Built from the stored messages, so the same whatever order
+    they arrived in."""
+    ordered = sorted(messages, key=lambda m: m["seq"])
+    return {"text": "\n".join(m["body"] for m in ordered), "messages": len(ordered)}
 
 
 def message_document(message: Message, institution: str) -> dict[str, Any]:
@@ -53,9 +124,7 @@ def event_document(event: ChatEvent) -> dict[str, Any]:
 
 
 def chat_from_document(doc: dict[str, Any]) -> Chat:
-    return Chat.model_validate(
-        {k: v for k, v in doc.items() if k not in ("_id", "n", "shared_with")}
-    )
+    return Chat.model_validate({k: v for k, v in doc.items() if k not in DERIVED})
 
 
 def message_from_document(doc: dict[str, Any]) -> Message:

@@ -16,28 +16,44 @@ from services.transcripts import metrics
 from services.transcripts.store import TranscriptStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
+from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.events import ChatEvent, parse_record_events
+from shared.schemas.records import Principal
 from shared.schemas.requests import (
     Done,
     GetTranscript,
+    GuestChats,
+    GuestChatsQuery,
     InternalHistory,
     InternalMessage,
     InternalMessages,
     MissedChats,
     MissedQuery,
+    SearchTranscripts,
     Stats,
     StatsQuery,
     Transcript,
+    TranscriptPage,
 )
 
 log = logging.getLogger(__name__)
 
 
 class TranscriptHandlers:
-    def __init__(self, bus: Bus, store: TranscriptStore, batch: int, linger_s: float) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: TranscriptStore,
+        view: ConfigView,
+        consortium: str,
+        batch: int,
+        linger_s: float,
+    ) -> None:
         self.bus = bus
+        self.consortium = consortium
         self.store = store
+        self.view = view
         self.batch = batch
         self.linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +70,15 @@ class TranscriptHandlers:
             ),
             Endpoint("stats", subjects.transcripts_endpoint("stats"), StatsQuery, self.stats),
             Endpoint("missed", subjects.transcripts_endpoint("missed"), MissedQuery, self.missed),
+            Endpoint(
+                "search", subjects.transcripts_endpoint("search"), SearchTranscripts, self.search
+            ),
+            Endpoint(
+                "guest_chats",
+                subjects.transcripts_endpoint("guest_chats"),
+                GuestChatsQuery,
+                self.guest_chats,
+            ),
             Endpoint(
                 "internal_list",
                 subjects.transcripts_endpoint("internal_list"),
@@ -75,8 +100,31 @@ class TranscriptHandlers:
     async def missed(self, req: MissedQuery) -> MissedChats:
         return MissedChats(chats=await self.store.missed(req))
 
+    def _scope(self, institution: str, principal: Principal) -> str | None:
+        """The consortium's own name means every institution (None), for its admin."""
+        if institution != self.consortium:
+            return institution
+        if principal.role != "consortium_admin":
+            raise Refusal("forbidden", "only a consortium admin sees the whole consortium")
+        return None
+
     async def stats(self, req: StatsQuery) -> Stats:
-        return await self.store.stats(req)
+        return await self.store.stats(req, self._scope(req.institution, req.principal))
+
+    async def search(self, req: SearchTranscripts) -> TranscriptPage:
+        return await self.store.search(req, self._scope(req.institution, req.principal))
+
+    async def guest_chats(self, req: GuestChatsQuery) -> GuestChats:
+        """The libraries whose guests an institution may look up: its own, its partners'
+        (they answer each other's queues), and every library's for a backup service or a
+        consortium admin (they answer for everyone)."""
+        inst = req.institution
+        libraries = frozenset(self.view.institutions)
+        if req.principal.role == "consortium_admin" or inst in self.view.backups():
+            homes = libraries
+        else:
+            homes = frozenset({inst}) | self.view.partners_of(inst)
+        return GuestChats(chats=await self.store.guest_chats(req, homes))
 
     async def get(self, req: GetTranscript) -> Transcript:
         transcript = await self.store.transcript(req.institution, req.chat_id)

@@ -3,55 +3,114 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.transcripts import domain
+from services.transcripts import domain, queries
 from shared.clock import iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
 from shared.schemas.requests import (
+    GuestChatsQuery,
     InternalMessage,
     MissedQuery,
+    SearchTranscripts,
     Stats,
+    StatsGroup,
     StatsQuery,
     Transcript,
+    TranscriptPage,
 )
 from shared.store import Document, TenantCollection
 
+TEXT_INDEX = "search_text"
+# Not `{"$ne": True}`: the embedded server does not match a missing field with it.
+NOT_ANONYMISED = {"$in": [None, False]}
+
 
 class TranscriptStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], members: Callable[[], domain.Members]) -> None:
         self.chats = TenantCollection(db.chats)
         self.messages = TenantCollection(db.messages)
         self.events = TenantCollection(db.chat_events)
         self.internal = TenantCollection(db.internal_messages)
+        self.members = members
 
     async def ensure_indexes(self) -> None:
         await self.messages.raw.create_index([("institution", 1), ("chat_id", 1), ("seq", 1)])
+        await self.messages.raw.create_index([("chat_id", 1), ("seq", 1)])
         await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
         await self.chats.raw.create_index([("institution", 1), ("created_at", -1)])
+        await self.chats.raw.create_index([("shared_with", 1), ("created_at", -1)])
+        await self.chats.raw.create_index([("answered_institution", 1), ("created_at", -1)])
+        await self.chats.raw.create_index([("created_at", -1)])
+        await self.chats.raw.create_index([("patron.guest_id", 1), ("created_at", -1)])
+        await self.chats.raw.create_index(
+            [("question", "text"), ("text", "text")], name=TEXT_INDEX, default_language="english"
+        )
         await self.internal.raw.create_index([("institution", 1), ("conversation", 1), ("ts", 1)])
 
-    async def stats(self, query: StatsQuery) -> Stats:
-        """The institution's patrons' chats created in the span, split by who answered."""
-        inst = query.institution
-        span = {"created_at": {"$gte": iso(query.start), "$lt": iso(query.end)}}
-        answered = {**span, "answered_institution": {"$ne": None}}
-        chats = await self.chats.count(inst, span)
-        at_home = await self.chats.count(inst, {**span, "answered_institution": inst})
-        by_backup = await self.chats.count(inst, answered) - at_home
-        missed = await self.chats.count(inst, {**span, "state": "missed"})
+    # --- reading ---------------------------------------------------------------------------
+
+    async def search(self, req: SearchTranscripts, scope: str | None) -> TranscriptPage:
+        """A page of chats newest first, and the cursor of the next page (None: the last).
+        `scope`: the institution whose readable chats these are; None for all."""
+        cursor = self.chats.raw.find(queries.search_filter(req, scope))
+        docs = await cursor.sort(list(queries.NEWEST_FIRST)).limit(req.limit + 1).to_list()
+        more = len(docs) > req.limit
+        docs = docs[: req.limit]
+        return TranscriptPage(
+            chats=[domain.chat_from_document(d) for d in docs],
+            next_cursor=queries.encode_cursor(req, docs[-1]) if more and docs else None,
+        )
+
+    async def guest_chats(self, req: GuestChatsQuery, homes: frozenset[str]) -> list[Chat]:
+        """A guest's chats since `since`, newest first: those of `homes` (libraries whose
+        guests the asker may look up) and those the asker's institution answered."""
+        found = {
+            "patron.guest_id": req.guest_id,
+            "created_at": {"$gte": iso(req.since)},
+            "$or": [{"institution": {"$in": sorted(homes)}}, {"shared_with": req.institution}],
+        }
+        cursor = self.chats.raw.find(found).sort(list(queries.NEWEST_FIRST)).limit(req.limit)
+        return [domain.chat_from_document(d) for d in await cursor.to_list()]
+
+    async def _aggregate(self, pipeline: list[Document]) -> list[Document]:
+        return await (await self.chats.raw.aggregate(pipeline)).to_list()
+
+    async def stats(self, query: StatsQuery, inst: str | None) -> Stats:
+        """The span's figures for an institution (None: the consortium), grouped if
+        asked; the consortium's come with a breakdown by institution."""
+        start, end = query.start, query.end
+        total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
+        grouped: list[StatsGroup] = []
+        if query.group_by is not None:
+            rows = await self._aggregate(queries.stats_pipeline(inst, start, end, query.group_by))
+            grouped = queries.groups(rows)
+        breakdown: list[StatsGroup] = []
+        if inst is None:
+            homes = await self._aggregate(queries.stats_pipeline(None, start, end, "institution"))
+            helped = await self._aggregate(queries.answered_for_others_pipeline(start, end))
+            breakdown = queries.groups(homes)
+            by_name = {g.key: g for g in breakdown}
+            for row in helped:
+                name = str(row["_id"])
+                if name not in by_name:
+                    by_name[name] = StatsGroup(key=name)
+                by_name[name].answered_for_others = int(row["chats"])
+            breakdown = sorted(by_name.values(), key=lambda g: g.key)
+        figures = queries.figures(total[0] if total else {})
         return Stats(
+            **figures.model_dump(),
             institution=inst,
-            start=iso(query.start),
-            end=iso(query.end),
-            chats=chats,
-            answered_at_home=at_home,
-            answered_by_backup=by_backup,
-            missed=missed,
-            unanswered=chats - at_home - by_backup,
-            answered_for_others=await self.chats.count_shared_with(inst, span),
+            start=iso(start),
+            end=iso(end),
+            group_by=query.group_by,
+            groups=grouped,
+            institutions=breakdown,
         )
 
     async def missed(self, query: MissedQuery) -> list[Chat]:
@@ -81,6 +140,40 @@ class TranscriptStore:
         ]
 
     async def apply(self, events: list[ChatEvent]) -> int:
+        fresh = await self._record(events)
+        await self._index_text(events)
+        return fresh
+
+    async def _index_text(self, events: list[ChatEvent]) -> None:
+        """Give ended chats their messages' text for search. Chats that end in this batch,
+        and ended chats a late (redelivered) message reached, are rebuilt from the stored
+        messages, so the result is the same in whatever order events came."""
+        ended = {e.chat.id for e in events if e.type != "message" and e.chat.state in domain.ENDED}
+        touched = {e.chat.id for e in events if e.type == "message"} - ended
+        if touched:
+            late = self.chats.raw.find(
+                {"_id": {"$in": sorted(touched)}, "state": {"$in": list(domain.ENDED)}},
+                {"_id": 1},
+            )
+            ended |= {d["_id"] for d in await late.to_list()}
+        if not ended:
+            return
+        by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        found = self.messages.raw.find(
+            {"chat_id": {"$in": sorted(ended)}}, {"chat_id": 1, "seq": 1, "body": 1}
+        )
+        for message in await found.to_list():
+            by_chat[message["chat_id"]].append(message)
+        updates = [
+            UpdateOne(
+                {"_id": chat_id, "anonymised": NOT_ANONYMISED},
+                {"$set": domain.searchable_text(by_chat[chat_id])},
+            )
+            for chat_id in sorted(ended)
+        ]
+        await self.chats.raw.bulk_write(updates, ordered=False)
+
+    async def _record(self, events: list[ChatEvent]) -> int:
         """Record a batch of events in a few round trips; returns how many were new.
 
         Safe to repeat and to run in any order: messages and lifecycle events are keyed by
@@ -107,8 +200,9 @@ class TranscriptStore:
                 known = latest.get(event.chat.id)
                 if known is None or known.n < event.n:
                     latest[event.chat.id] = event
+            members = self.members()
             await self.chats.upsert_newer(
-                institution, [domain.chat_document(e) for e in latest.values()], "n"
+                institution, [domain.chat_document(e, members) for e in latest.values()], "n"
             )
         return fresh
 

@@ -14,7 +14,7 @@ from pydantic import Field, TypeAdapter
 
 from shared.errors import ErrorCode
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, ClientId, Message, Sender, SkippedQueue
+from shared.schemas.chat import Chat, ChatStateName, ClientId, Message, Sender, SkippedQueue
 from shared.schemas.records import Principal
 
 OperatorStatus = Literal["online", "away", "internal", "offline"]
@@ -472,26 +472,98 @@ class Coverage(Model):
     intervals: list[CoverageInterval]
 
 
+StatsGrouping = Literal["day", "hour", "queue", "operator", "tag", "institution"]
+
+
 class StatsQuery(Model):
+    """`institution`: a library, or the consortium's own name for the whole consortium
+    (a consortium admin's)."""
+
     institution: str
     principal: Principal
     start: datetime
     end: datetime
+    group_by: StatsGrouping | None = None
 
 
-class Stats(Model):
-    """A library's chats in a span, split by who answered them. `answered_for_others`
-    counts chats of other libraries this institution answered (a backup service's work)."""
+class StatsFigures(Model):
+    """What a set of chats came to. `chats` counts the library's patrons' chats (all
+    patrons' for the consortium); `answered_for_others` counts other libraries' chats this
+    one answered. Waits run from queued to claimed, durations from claimed to closed, in
+    seconds; None when no chat had one."""
 
-    institution: str
+    chats: int = 0
+    answered_at_home: int = 0
+    answered_by_backup: int = 0
+    answered_by_partners: int = 0
+    answered_for_others: int = 0
+    missed: int = 0
+    missed_rate: float = 0.0
+    wait_p50_s: float | None = None
+    wait_p90_s: float | None = None
+    duration_p50_s: float | None = None
+    messages: int = 0
+
+
+class StatsGroup(StatsFigures):
+    """One group: a local day (YYYY-MM-DD), an hour of the week (`mon 09`), a queue, an
+    operator, a tag or an institution."""
+
+    key: str
+
+
+class Stats(StatsFigures):
+    """The totals of a span, its groups when asked for, and for the consortium a
+    breakdown by institution."""
+
+    institution: str | None
     start: str
     end: str
-    chats: int
-    answered_at_home: int
-    answered_by_backup: int
-    missed: int
-    unanswered: int
-    answered_for_others: int
+    group_by: StatsGrouping | None = None
+    groups: list[StatsGroup] = Field(default_factory=list)
+    institutions: list[StatsGroup] = Field(default_factory=list)
+
+
+SEARCH_PAGE_MAX = 100
+
+
+class SearchTranscripts(Model):
+    """A page of transcripts, newest first: the chats `institution` may read, or every
+    institution's when it is the consortium's own name (a consortium admin's). `home` and
+    `answered` filter by the patron's library and the one that answered."""
+
+    institution: str
+    principal: Principal
+    q: str | None = Field(default=None, min_length=1, max_length=200)
+    tag: str | None = None
+    queue: str | None = None
+    operator: str | None = None
+    state: ChatStateName | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    home: str | None = None
+    answered: str | None = None
+    limit: int = Field(default=25, ge=1, le=SEARCH_PAGE_MAX)
+    cursor: str | None = Field(default=None, max_length=400)
+
+
+class TranscriptPage(Model):
+    chats: list[Chat]
+    next_cursor: str | None = None
+
+
+class GuestChatsQuery(Model):
+    """A guest's chats since `since`, as far as the asker's institution may see them."""
+
+    institution: str
+    principal: Principal
+    guest_id: str
+    since: datetime
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class GuestChats(Model):
+    chats: list[Chat]
 
 
 class MissedQuery(Model):

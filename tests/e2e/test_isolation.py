@@ -49,6 +49,8 @@ LISTS = {
     "/api/partnerships",
     "/api/queues",
     "/api/widgets",
+    "/api/transcripts",
+    "/api/guests/{guest_id}/chats",
 }
 
 
@@ -127,6 +129,7 @@ def targets(river: River) -> dict[str, str]:
         "username": "demo-river-cat",
         "widget_id": "river",
         "conversation": "queue:demo-river",
+        "guest_id": river.guest_id,
     }
 
 
@@ -202,6 +205,9 @@ def body_for(method: str, path: str, river: River) -> dict[str, Any] | None:
 QUERIES: dict[str, dict[str, str]] = {
     "/api/coverage": {"queue": "demo-river", "from": "2026-11-23", "to": "2026-11-24"},
     "/api/chats/missed": {"since": "2026-01-01T00:00:00Z", "institution": "river"},
+    # Hill's own transcripts, of River's patrons: none.
+    "/api/transcripts": {"home": "river"},
+    "/api/guests/{guest_id}/chats": {"since": "2026-01-01T00:00:00Z"},
     "/api/stats": {
         "from": "2026-01-01T00:00:00Z",
         "to": "2027-01-01T00:00:00Z",

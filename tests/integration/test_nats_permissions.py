@@ -55,7 +55,7 @@ STREAM_REFUSED = {
         "$JS.API.DIRECT.GET.KV_desks",
     ],
     "routing": ["$JS.API.STREAM.MSG.DELETE.CHAT_EVENTS", "$JS.API.CONSUMER.CREATE.KV_throttle"],
-    "transcripts": ["$JS.API.DIRECT.GET.KV_config", "$JS.API.STREAM.LIST"],
+    "transcripts": ["$JS.API.DIRECT.GET.KV_presence", "$JS.API.STREAM.LIST"],
 }
 
 

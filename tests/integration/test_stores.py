@@ -10,6 +10,7 @@ import pytest_asyncio
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.routing import domain
+from services.transcripts.domain import Members
 from services.transcripts.store import TranscriptStore
 from shared import store
 from tests.factories import ANN, PATRON, T0, started
@@ -50,7 +51,7 @@ def chat_events(chat_id: str):
 
 
 async def test_transcript_is_the_same_whatever_the_replay_order(db):
-    transcripts = TranscriptStore(db)
+    transcripts = TranscriptStore(db, lambda: Members({"hill": "UTC"}, frozenset()))
     await transcripts.ensure_indexes()
     chat_id = uuid.uuid4().hex
     events = chat_events(chat_id)
@@ -66,5 +67,7 @@ async def test_transcript_is_the_same_whatever_the_replay_order(db):
     assert transcript.chat.state == "closed" and transcript.chat.tags == ["theses"]
     assert [r.reason for r in transcript.routing] == ["staffed"]
     assert await transcripts.transcript("river", chat_id) is None
+    stored = await db.chats.find_one({"_id": chat_id})
+    assert stored["text"] == "Q?\nm0\nm1\nm2\nm3\nm4" and stored["messages"] == 6
     lifecycle = [e for e in events if e.type != "message"]
     assert await db.chat_events.count_documents({"chat_id": chat_id}) == len(lifecycle)

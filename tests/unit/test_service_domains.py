@@ -185,8 +185,12 @@ def test_event_documents_are_keyed_for_idempotence():
     doc = transcripts.message_document(question.message, "hill")  # type: ignore[union-attr]
     assert doc["_id"] == f"{'c' * 32}:1" and doc["from"]["kind"] == "patron"
     assert transcripts.message_from_document(doc) == question.message  # type: ignore[union-attr]
-    chat = transcripts.chat_document(queued)
+    chat = transcripts.chat_document(
+        queued, transcripts.Members({"hill": "America/Chicago"}, frozenset())
+    )
     assert chat["n"] == 3 and transcripts.chat_from_document(chat) == queued.chat
+    # 15:00 UTC is 09:00 in Chicago on a Monday: the library's own day and hour.
+    assert (chat["day"], chat["hour"]) == ("2026-11-23", "mon 09")
     decisions = transcripts.routing_from_events(
         [transcripts.event_document(e) for e in (queued, created, question)]
     )
