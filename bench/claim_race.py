@@ -22,7 +22,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stats import percentile
+from bench.report import percentile
 from deploy.local.system import LocalSystem, Ports
 from services.routing import domain
 from shared import subjects

@@ -41,7 +41,7 @@ import uvloop
 import websockets
 
 from bench import nats_baseline
-from bench.stats import summary
+from bench.report import summary
 from deploy.local import demo_data
 from deploy.local.system import LocalSystem, Ports
 from shared import store

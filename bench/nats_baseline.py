@@ -19,7 +19,7 @@ from pathlib import Path
 import nats
 import uvloop
 
-from bench.stats import summary
+from bench.report import summary
 from deploy.local.processes import free_port
 from deploy.local.system import start_nats
 

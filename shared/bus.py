@@ -181,15 +181,16 @@ class Bus:
 
     # --- JetStream set-up ----------------------------------------------------------------
 
-    async def ensure_chat_stream(self, replicas: int = 1, max_age_days: int = 400) -> None:
-        """The chat event stream, the durable record from which transcripts are built."""
+    async def ensure_chat_stream(self, replicas: int = 1, max_age_hours: int = 72) -> None:
+        """The chat event stream: each chat's state and events, from which transcripts are
+        built, kept for hours (patron text does not linger here)."""
         config = StreamConfig(
             name=subjects.CHAT_STREAM,
             subjects=[subjects.chat_events_all()],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=replicas,
-            max_age=max_age_days * 86400.0,
+            max_age=max_age_hours * 3600.0,
             duplicate_window=120.0,
             # A chat's last record is its state: every read must come from the stream's
             # leader, never from a replica that may lag it (what direct gets allow).

@@ -40,7 +40,7 @@ async def open_runtime(
     bus = await Bus.connect(settings.nats_url, service, settings.request_timeout_s)
     bus.lag.threshold_s = settings.max_loop_lag_s
     if chat_stream:
-        await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_days)
+        await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_hours)
     mongo = store.connect(settings.mongodb_uri, service)
     runtime = Runtime(
         service=service,

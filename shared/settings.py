@@ -26,7 +26,9 @@ class CommonSettings(BaseSettings):
     # caught up (see shared/load.py).
     max_loop_lag_s: float = 0.1
     stream_replicas: int = 1
-    stream_max_age_days: int = 400
+    # The chat stream keeps each record only as long as delivery and transcription need
+    # it (and tags after close, follow-up tickets from a chat): transcripts keep the rest.
+    stream_max_age_hours: int = 72
     otel_console: bool = False
     # Seconds added to the wall clock, so that a whole system can run as if at another
     # moment (tests of hours and holidays, demos). Zero in production.

@@ -46,7 +46,7 @@ PresenceAction = Literal[
     "open", "heartbeat", "status", "monitor", "close", "end", "staffing", "get"
 ]
 TranscriptsAction = Literal[
-    "get", "internal_save", "internal_list", "stats", "missed", "search", "guest_chats"
+    "get", "internal_save", "internal_list", "stats", "missed", "search", "guest_chats", "audit"
 ]
 TicketsAction = Literal["create", "get"]
 DirectoryAction = Literal[
@@ -109,6 +109,11 @@ def chat_events_all(institution: str | None = None) -> str:
     """Wildcard over chat events: of one institution, or of all when None."""
     inst = "*" if institution is None else _token(institution, "institution")
     return f"chat.{inst}.*.evt"
+
+
+def dead_letters(consumer: str) -> str:
+    """Records a consumer could not read, published as they came for an operator to see."""
+    return f"deadletter.{_token(consumer, 'consumer')}"
 
 
 def chat_typing(institution: str, chat_id: str) -> str:

@@ -86,7 +86,7 @@ PUBLISH: dict[str, list[str]] = {
         "presence.*.get",
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
-    "transcripts": [],
+    "transcripts": ["deadletter.transcripts"],
     "tickets": [],
     "directory": ["$KV.config.>"],
 }

@@ -42,6 +42,8 @@ from shared.schemas.records import Account, Institution, Partnership, Queue, Sni
 from shared.schemas.requests import (
     SEARCH_PAGE_MAX,
     Announcement,
+    AuditLog,
+    AuditQuery,
     Coverage,
     CoverageQuery,
     CreateTicket,
@@ -722,6 +724,25 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.transcripts(inst, "get"),
             GetTranscript(institution=inst, principal=principal(claims), chat_id=chat_id),
             Transcript,
+        )
+
+    @router.get("/audit", response_model=AuditLog)
+    async def audit_log(
+        request: Request,
+        claims: Staff,
+        since: Annotated[datetime, Query()],
+        institution: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> AuditLog:
+        """Who from outside the library (the consortium's admins) read its patrons'
+        transcripts, newest first: for the library's admins."""
+        inst = scope(claims, institution)
+        known(request, "since", "institution", "limit")
+        aware("since", since)
+        return await get().bus.request(
+            subjects.transcripts(inst, "audit"),
+            AuditQuery(institution=inst, principal=principal(claims), since=since, limit=limit),
+            AuditLog,
         )
 
     @router.get("/internal/{conversation}", response_model=InternalMessages)

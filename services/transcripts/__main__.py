@@ -30,6 +30,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         store,
         view,
         settings.consortium,
+        runtime.clock,
         settings.fetch_batch,
         settings.fetch_linger_s,
     )

@@ -7,6 +7,7 @@ document only moves forward (an event older than the one it reflects is ignored)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +25,7 @@ DERIVED = (
     "_id",
     "n",
     "shared_with",
+    "created_ms",
     "day",
     "hour",
     "wait_s",
@@ -50,6 +52,10 @@ class Members:
             {name: i.timezone for name, i in institutions.items()},
             frozenset(name for name, i in institutions.items() if i.kind == "backup"),
         )
+
+
+def epoch_ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -79,9 +85,11 @@ def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     # The institution that answered a library's chat (a backup service) sees it too.
     answered = chat.answered_institution
     doc["shared_with"] = [answered] if answered and answered != chat.institution else []
-    local = datetime.fromisoformat(chat.created_at).astimezone(
-        ZoneInfo(members.zones.get(chat.institution, "UTC"))
-    )
+    created = datetime.fromisoformat(chat.created_at)
+    # Milliseconds since the epoch: what ranges, sorting and page cursors compare, since
+    # not every server compares ISO strings to the millisecond (the embedded one does not).
+    doc["created_ms"] = epoch_ms(created)
+    local = created.astimezone(ZoneInfo(members.zones.get(chat.institution, "UTC")))
     doc["day"] = local.date().isoformat()
     doc["hour"] = f"{local.strftime('%a').lower()} {local.hour:02d}"
     # A proactive chat never waited: the operator started it.
@@ -144,3 +152,27 @@ def routing_from_events(docs: list[dict[str, Any]]) -> list[RoutingDecision]:
         for d in ordered
         if d["type"] in ROUTING_EVENT_TYPES
     ]
+
+
+class GapWatch:
+    """Which event number each recently seen chat has reached, to notice a record that
+    skips some (events lost before the stream, or a stream gap). Bounded: the least
+    recently seen chats are forgotten first, and a forgotten chat starts afresh."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def observe(self, chat_id: str, first_n: int, last_n: int) -> int:
+        """Record a record's event numbers; returns how many events are missing before
+        it (0 when none, or when this chat was not seen recently). Redeliveries and
+        records older than what was seen report nothing."""
+        seen = self._last.get(chat_id)
+        missing = 0
+        if seen is not None and first_n > seen + 1:
+            missing = first_n - seen - 1
+        self._last[chat_id] = max(last_n, seen or 0)
+        self._last.move_to_end(chat_id)
+        while len(self._last) > self.size:
+            self._last.popitem(last=False)
+        return missing

@@ -12,15 +12,20 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from services.transcripts import metrics
+from services.transcripts import domain, metrics
 from services.transcripts.store import TranscriptStore
 from shared import subjects
-from shared.bus import Bus, Endpoint
+from shared.bus import Bus, Endpoint, describe_validation
+from shared.clock import Clock, iso
 from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.events import ChatEvent, parse_record_events
 from shared.schemas.records import Principal
 from shared.schemas.requests import (
+    AuditEntry,
+    AuditLog,
+    AuditQuery,
+    DeadLetter,
     Done,
     GetTranscript,
     GuestChats,
@@ -47,10 +52,13 @@ class TranscriptHandlers:
         store: TranscriptStore,
         view: ConfigView,
         consortium: str,
+        clock: Clock,
         batch: int,
         linger_s: float,
     ) -> None:
         self.bus = bus
+        self.clock = clock
+        self.gaps = domain.GapWatch()
         self.consortium = consortium
         self.store = store
         self.view = view
@@ -73,6 +81,7 @@ class TranscriptHandlers:
             Endpoint(
                 "search", subjects.transcripts_endpoint("search"), SearchTranscripts, self.search
             ),
+            Endpoint("audit", subjects.transcripts_endpoint("audit"), AuditQuery, self.audit),
             Endpoint(
                 "guest_chats",
                 subjects.transcripts_endpoint("guest_chats"),
@@ -130,14 +139,33 @@ class TranscriptHandlers:
         transcript = await self.store.transcript(req.institution, req.chat_id)
         if transcript is None:
             raise Refusal("not_found", f"no transcript for chat {req.chat_id}")
+        home = transcript.chat.institution
+        if req.principal.institution != home and req.principal.role == "consortium_admin":
+            # The coordinator reads a library's transcripts only when necessary, and the
+            # library can see each time they did.
+            entry = AuditEntry(
+                at=iso(self.clock.now()),
+                who=req.principal.username,
+                action="read_transcript",
+                chat_id=req.chat_id,
+            )
+            await self.store.record_read(home, entry)
         return transcript
 
-    async def start_consuming(self) -> None:
+    async def audit(self, req: AuditQuery) -> AuditLog:
+        if not req.principal.may_manage(req.institution):
+            raise Refusal("forbidden", "only the institution's admins read its audit log")
+        return AuditLog(entries=await self.store.audit_log(req))
+
+    async def start_consuming(
+        self, durable: str = subjects.TRANSCRIPTS_CONSUMER, institution: str | None = None
+    ) -> None:
         """A durable pull consumer: what is not acknowledged is delivered again, so an
-        outage of this service loses nothing."""
+        outage of this service loses nothing. (Tests name their own consumer, of one
+        institution's chats.)"""
         self._sub = sub = await self.bus.js.pull_subscribe(
-            subjects.chat_events_all(),
-            durable=subjects.TRANSCRIPTS_CONSUMER,
+            subjects.chat_events_all(institution),
+            durable=durable,
             stream=subjects.CHAT_STREAM,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
@@ -174,11 +202,17 @@ class TranscriptHandlers:
         readable: list[tuple[Msg, list[ChatEvent]]] = []
         for msg in msgs:
             try:
-                readable.append((msg, parse_record_events(msg.data).events))
-            except ValidationError:
-                log.error("dropping unreadable chat record on %s", msg.subject)
-                metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
-                await msg.term()
+                record = parse_record_events(msg.data)
+            except ValidationError as error:
+                await self._set_aside(msg, error)
+                continue
+            readable.append((msg, record.events))
+            missing = self.gaps.observe(
+                record.events[0].chat.id, record.first_n, record.events[-1].n
+            )
+            if missing:
+                log.warning("chat record on %s follows %d missing events", msg.subject, missing)
+                metrics.GAPS.inc(missing)
         if not readable:
             return
         events = [event for _, batch in readable for event in batch]
@@ -194,6 +228,22 @@ class TranscriptHandlers:
             await msg.ack()
         metrics.EVENTS_APPLIED.labels("batch", "new").inc(fresh)
         metrics.EVENTS_APPLIED.labels("batch", "replay").inc(len(events) - fresh)
+
+    async def _set_aside(self, msg: Msg, error: ValidationError) -> None:
+        """An unreadable record goes to the dead-letter subject, counted, and is never
+        delivered again: one bad record must not stop every transcript behind it."""
+        log.error("unreadable chat record on %s set aside", msg.subject)
+        metrics.DEAD_LETTERS.inc()
+        metrics.EVENTS_APPLIED.labels("unknown", "invalid").inc()
+        letter = DeadLetter(
+            consumer=subjects.TRANSCRIPTS_CONSUMER,
+            subject=msg.subject,
+            stream_seq=msg.metadata.sequence.stream,
+            error=describe_validation(error)[:500],
+            data=msg.data.decode(errors="replace")[:65536],
+        )
+        await self.bus.publish(subjects.dead_letters(subjects.TRANSCRIPTS_CONSUMER), letter)
+        await msg.term()
 
     async def stop(self) -> None:
         if self._task:

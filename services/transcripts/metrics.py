@@ -10,3 +10,11 @@ EVENTS_APPLIED = Counter(
 CONSUMER_PENDING = Gauge(
     "refdesk_transcript_pending_events", "Chat events not yet recorded (consumer lag)"
 )
+DEAD_LETTERS = Counter(
+    "refdesk_transcript_dead_letters_total",
+    "Chat records the transcripts consumer could not read, set aside on the dead-letter subject",
+)
+GAPS = Counter(
+    "refdesk_transcript_event_gaps_total",
+    "Chat events found missing between records of a chat (events, not records)",
+)

@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.clock import iso
+from services.transcripts.domain import epoch_ms
 from shared.errors import Refusal
 from shared.schemas.chat import normal_tag
 from shared.schemas.requests import SearchTranscripts, StatsFigures, StatsGroup, StatsGrouping
 
 Document = dict[str, Any]
-NEWEST_FIRST = (("created_at", -1), ("_id", -1))
+NEWEST_FIRST = (("created_ms", -1), ("_id", -1))
 
 
 def readable_by(institution: str) -> Document:
@@ -40,23 +40,23 @@ def _query_key(req: SearchTranscripts) -> str:
 
 
 def encode_cursor(req: SearchTranscripts, last: Mapping[str, Any]) -> str:
-    raw = json.dumps([_query_key(req), last["created_at"], last["_id"]]).encode()
+    raw = json.dumps([_query_key(req), last["created_ms"], last["_id"]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(req: SearchTranscripts) -> tuple[str, str] | None:
-    """The (created_at, id) a page continues after; a cursor of another query, or not a
+def decode_cursor(req: SearchTranscripts) -> tuple[int, str] | None:
+    """The (created_ms, id) a page continues after; a cursor of another query, or not a
     cursor at all, is `invalid` naming it."""
     if req.cursor is None:
         return None
     try:
         padded = req.cursor + "=" * (-len(req.cursor) % 4)
-        key, created_at, chat_id = json.loads(base64.urlsafe_b64decode(padded))
+        key, created_ms, chat_id = json.loads(base64.urlsafe_b64decode(padded))
     except (ValueError, TypeError, binascii.Error):
         raise Refusal("invalid", "cursor: not a cursor this search gave") from None
-    if key != _query_key(req) or not isinstance(created_at, str) or not isinstance(chat_id, str):
+    if key != _query_key(req) or not isinstance(created_ms, int) or not isinstance(chat_id, str):
         raise Refusal("invalid", "cursor: it belongs to another query; start from the first page")
-    return created_at, chat_id
+    return created_ms, chat_id
 
 
 def search_filter(req: SearchTranscripts, scope: str | None) -> Document:
@@ -87,19 +87,19 @@ def search_filter(req: SearchTranscripts, scope: str | None) -> Document:
         conditions.append({"answered_institution": req.answered})
     span: Document = {}
     if req.start is not None:
-        span["$gte"] = iso(req.start)
+        span["$gte"] = epoch_ms(req.start)
     if req.end is not None:
-        span["$lt"] = iso(req.end)
+        span["$lt"] = epoch_ms(req.end)
     if span:
-        conditions.append({"created_at": span})
+        conditions.append({"created_ms": span})
     after = decode_cursor(req)
     if after is not None:
-        created_at, chat_id = after
+        created_ms, chat_id = after
         conditions.append(
             {
                 "$or": [
-                    {"created_at": {"$lt": created_at}},
-                    {"created_at": created_at, "_id": {"$lt": chat_id}},
+                    {"created_ms": {"$lt": created_ms}},
+                    {"created_ms": created_ms, "_id": {"$lt": chat_id}},
                 ]
             }
         )
@@ -171,7 +171,7 @@ def accumulators(institution: str | None) -> Document:
 
 
 def stats_match(institution: str | None, start: datetime, end: datetime) -> Document:
-    span: Document = {"created_at": {"$gte": iso(start), "$lt": iso(end)}}
+    span: Document = {"created_ms": {"$gte": epoch_ms(start), "$lt": epoch_ms(end)}}
     if institution is None:
         return span
     return {**span, "$or": [{"institution": institution}, {"answered_institution": institution}]}
@@ -203,6 +203,25 @@ def answered_for_others_pipeline(start: datetime, end: datetime) -> list[Documen
         },
         {"$group": {"_id": "$answered_institution", "chats": {"$sum": 1}}},
     ]
+
+
+def partitions(group_by: StatsGrouping) -> bool:
+    """Whether every chat falls in exactly one group."""
+    return GROUP_FIELD[group_by] not in UNWOUND
+
+
+def merged(rows: Sequence[Mapping[str, Any]]) -> Document:
+    """The rows of a partitioning aggregation added up into the span's total."""
+    total: Document = {"waits": [], "durations": []}
+    for row in rows:
+        for name, value in row.items():
+            if name == "_id":
+                continue
+            if isinstance(value, list):
+                total[name] = [*total.get(name, []), *value]
+            else:
+                total[name] = total.get(name, 0) + value
+    return total
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:

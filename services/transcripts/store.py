@@ -8,12 +8,15 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from services.transcripts import domain, queries
 from shared.clock import iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
 from shared.schemas.requests import (
+    AuditEntry,
+    AuditQuery,
     GuestChatsQuery,
     InternalMessage,
     MissedQuery,
@@ -37,21 +40,32 @@ class TranscriptStore:
         self.messages = TenantCollection(db.messages)
         self.events = TenantCollection(db.chat_events)
         self.internal = TenantCollection(db.internal_messages)
+        self.audit = TenantCollection(db.audit)
         self.members = members
 
     async def ensure_indexes(self) -> None:
         await self.messages.raw.create_index([("institution", 1), ("chat_id", 1), ("seq", 1)])
         await self.messages.raw.create_index([("chat_id", 1), ("seq", 1)])
         await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
-        await self.chats.raw.create_index([("institution", 1), ("created_at", -1)])
-        await self.chats.raw.create_index([("shared_with", 1), ("created_at", -1)])
-        await self.chats.raw.create_index([("answered_institution", 1), ("created_at", -1)])
-        await self.chats.raw.create_index([("created_at", -1)])
-        await self.chats.raw.create_index([("patron.guest_id", 1), ("created_at", -1)])
-        await self.chats.raw.create_index(
-            [("question", "text"), ("text", "text")], name=TEXT_INDEX, default_language="english"
-        )
+        await self.chats.raw.create_index([("institution", 1), ("created_ms", -1)])
+        await self.chats.raw.create_index([("shared_with", 1), ("created_ms", -1)])
+        await self.chats.raw.create_index([("answered_institution", 1), ("created_ms", -1)])
+        await self.chats.raw.create_index([("created_ms", -1)])
+        await self.chats.raw.create_index([("patron.guest_id", 1), ("created_ms", -1)])
+        await self.chats.raw.create_index([("institution", 1), ("state", 1), ("closed_at", -1)])
+        try:
+            await self.chats.raw.create_index(
+                [("question", "text"), ("text", "text")],
+                name=TEXT_INDEX,
+                default_language="english",
+            )
+        except OperationFailure as error:
+            # The embedded server answers a second creation of the same full-text index
+            # this way (and does not list it); any other failure is real.
+            if "constraint failed" not in str(error):
+                raise
         await self.internal.raw.create_index([("institution", 1), ("conversation", 1), ("ts", 1)])
+        await self.audit.raw.create_index([("institution", 1), ("at", -1)])
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -72,11 +86,24 @@ class TranscriptStore:
         guests the asker may look up) and those the asker's institution answered."""
         found = {
             "patron.guest_id": req.guest_id,
-            "created_at": {"$gte": iso(req.since)},
+            "created_ms": {"$gte": domain.epoch_ms(req.since)},
             "$or": [{"institution": {"$in": sorted(homes)}}, {"shared_with": req.institution}],
         }
         cursor = self.chats.raw.find(found).sort(list(queries.NEWEST_FIRST)).limit(req.limit)
         return [domain.chat_from_document(d) for d in await cursor.to_list()]
+
+    async def record_read(self, institution: str, entry: AuditEntry) -> None:
+        await self.audit.raw.insert_one(self.audit.scoped(institution, entry.model_dump()))
+
+    async def audit_log(self, query: AuditQuery) -> list[AuditEntry]:
+        docs = await self.audit.find(
+            query.institution,
+            {"at": {"$gte": iso(query.since)}},
+            sort=[("at", -1)],
+            limit=query.limit,
+            projection={"_id": 0, "institution": 0},
+        )
+        return [AuditEntry.model_validate(d) for d in docs]
 
     async def _aggregate(self, pipeline: list[Document]) -> list[Document]:
         return await (await self.chats.raw.aggregate(pipeline)).to_list()
@@ -85,11 +112,18 @@ class TranscriptStore:
         """The span's figures for an institution (None: the consortium), grouped if
         asked; the consortium's come with a breakdown by institution."""
         start, end = query.start, query.end
-        total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
         grouped: list[StatsGroup] = []
-        if query.group_by is not None:
+        if query.group_by is None:
+            total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
+        else:
             rows = await self._aggregate(queries.stats_pipeline(inst, start, end, query.group_by))
             grouped = queries.groups(rows)
+            # Each chat is in one group unless grouped by a list (operators, tags): then
+            # the groups add up to more than the span, which needs its own count.
+            if queries.partitions(query.group_by):
+                total = [queries.merged(rows)]
+            else:
+                total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
         breakdown: list[StatsGroup] = []
         if inst is None:
             homes = await self._aggregate(queries.stats_pipeline(None, start, end, "institution"))

@@ -346,6 +346,37 @@ class GetTranscript(Model):
     chat_id: str
 
 
+class DeadLetter(Model):
+    """A record a consumer could not read: set aside (and counted) so consumption goes on."""
+
+    v: Literal[1] = 1
+    consumer: str
+    subject: str
+    stream_seq: int
+    error: str
+    data: str
+
+
+class AuditQuery(Model):
+    """An institution's audit log: who from outside it read its patrons' transcripts."""
+
+    institution: str
+    principal: Principal
+    since: datetime
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class AuditEntry(Model):
+    at: str
+    who: str
+    action: Literal["read_transcript"]
+    chat_id: str
+
+
+class AuditLog(Model):
+    entries: list[AuditEntry]
+
+
 class RoutingDecision(Model):
     """One decision about where a chat waits: when it started, or when it was due to roll
     over. `queue` None: it stayed where it was."""

@@ -208,6 +208,7 @@ QUERIES: dict[str, dict[str, str]] = {
     # Hill's own transcripts, of River's patrons: none.
     "/api/transcripts": {"home": "river"},
     "/api/guests/{guest_id}/chats": {"since": "2026-01-01T00:00:00Z"},
+    "/api/audit": {"since": "2026-01-01T00:00:00Z", "institution": "river"},
     "/api/stats": {
         "from": "2026-01-01T00:00:00Z",
         "to": "2027-01-01T00:00:00Z",

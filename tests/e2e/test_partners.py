@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import config_everywhere, operator, patron, signed_in
+from tests.client import config_everywhere, eventually, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, claimed_chat, clients
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +123,12 @@ async def test_a_partner_answers_and_both_libraries_read_it_and_transfers_need_t
             return await http.get(f"/api/transcripts/{chat_id}")
 
     for reader in ("demo-hill-admin", "demo-river-cat"):
-        read = await transcript(reader)
-        assert read.status_code == 200, (reader, read.text)
-        bodies = [m["body"] for m in read.json()["messages"]]
+
+        async def recorded(reader: str = reader) -> list[str] | None:
+            read = await transcript(reader)
+            assert read.status_code == 200, (reader, read.text)
+            bodies = [m["body"] for m in read.json()["messages"]]
+            return bodies if read.json()["chat"]["state"] == "closed" else None
+
+        bodies = await eventually(recorded, f"the closed chat's transcript for {reader}")
         assert bodies[-2:] == ["Yes, for a week.", "Ann here, at Hill."]

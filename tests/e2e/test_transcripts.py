@@ -109,8 +109,13 @@ async def test_search_finds_chats_by_text_and_filters_and_pages(
             refused = await hill.get("/api/transcripts", params=params)
             assert refused.status_code == 422 and name in refused.text, (params, refused.text)
     async with await signed_in(system.gateway_url, "demo-river-cat") as river:
-        for params in ({"q": word}, {"tag": tag}, {"operator": "demo-hill-ann"}, {"home": "hill"}):
-            assert await found(river, **params) == []
+        for params in (
+            {"q": word},
+            {"tag": tag},
+            {"operator": "demo-hill-ann", "tag": tag},
+            {"home": "hill", "tag": tag},
+        ):
+            assert await found(river, **params) == [], params
         refused = await river.get("/api/transcripts", params={"institution": "hill"})
         assert refused.status_code == 403
     async with await signed_in(system.gateway_url, "demo-admin") as coordinator:
