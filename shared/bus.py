@@ -109,6 +109,20 @@ class Endpoint:
     handler: Callable[[Any], Awaitable[Model]]
 
 
+class PurgeRequest(BaseModel):
+    """JetStream's purge request (only what refdesk uses of it)."""
+
+    filter: str
+
+
+class PurgeReply(BaseModel):
+    """JetStream's answer to a purge: how many records went, or its error."""
+
+    success: bool = False
+    purged: int = 0
+    error: dict[str, object] | None = None
+
+
 class Bus:
     def __init__(self, nc: Client, name: str, request_timeout: float) -> None:
         self.nc = nc
@@ -338,6 +352,20 @@ class Bus:
         finally:
             await sub.unsubscribe()
         return events
+
+    async def forget_chat(self, institution: str, chat_id: str) -> int:
+        """Purge one chat's records from the chat stream (patron privacy); returns how
+        many there were. nats-py's purge_stream does not say, and erasure reports it."""
+        purge = PurgeRequest(filter=subjects.chat_events(institution, chat_id))
+        msg = await self.nc.request(
+            subjects.stream_purge_api(subjects.CHAT_STREAM),
+            purge.model_dump_json().encode(),
+            timeout=self.request_timeout,
+        )
+        reply = PurgeReply.model_validate_json(msg.data)
+        if reply.error is not None or not reply.success:
+            raise Refusal("unavailable", f"purging chat {chat_id} failed: {reply.error}")
+        return reply.purged
 
     async def publish(self, subject: str, payload: Model) -> None:
         await self.nc.publish(subject, payload.to_json(), headers=inject_headers({}))

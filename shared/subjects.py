@@ -46,9 +46,17 @@ PresenceAction = Literal[
     "open", "heartbeat", "status", "monitor", "close", "end", "staffing", "get"
 ]
 TranscriptsAction = Literal[
-    "get", "internal_save", "internal_list", "stats", "missed", "search", "guest_chats", "audit"
+    "get",
+    "internal_save",
+    "internal_list",
+    "stats",
+    "missed",
+    "search",
+    "guest_chats",
+    "audit",
+    "erase",
 ]
-TicketsAction = Literal["create", "get"]
+TicketsAction = Literal["create", "get", "erase"]
 DirectoryAction = Literal[
     "save_institution",
     "save_queue",
@@ -103,6 +111,11 @@ def operator_records(operator: str) -> str:
 def guest_records(institution: str, guest_id: str) -> str:
     """A proactive chat an operator opened with a guest of the institution's widgets."""
     return f"guest.{_token(institution, 'institution')}.{_token(guest_id, 'guest id')}.evt"
+
+
+def stream_purge_api(stream: str) -> str:
+    """JetStream's API subject that purges a stream (all of it, or a subject's records)."""
+    return f"$JS.API.STREAM.PURGE.{_token(stream, 'stream')}"
 
 
 def chat_events_all(institution: str | None = None) -> str:

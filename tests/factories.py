@@ -22,6 +22,8 @@ def started(
     institution: str = "hill",
     chain: tuple[str, ...] = (),
     rollover_after_s: int | None = None,
+    email: str | None = None,
+    at: datetime = T0,
 ) -> domain.Transition:
     """A patron's new chat in the institution's demo queue (the first of `chain`, if
     given, which rollover follows): created, question, queued."""
@@ -34,12 +36,12 @@ def started(
             guest_id=guest_id,
             question=question,
             name="Pat",
-            email=None,
+            email=email,
             reason="staffed",
             chain=chain,
             rollover_after_s=rollover_after_s,
         ),
-        T0,
+        at,
     )
 
 

@@ -25,12 +25,15 @@ ADMIN = "admin"
 # API only for the streams a service uses (STREAMS).
 COMMON_PUBLISH = ["$JS.API.INFO", "$JS.ACK.>", "$JS.FC.>", "$SRV.>"]
 COMMON_SUBSCRIBE = ["_INBOX.>", "$SRV.>"]
-# Nobody but an operator with the admin user deletes or purges streams or their messages.
+# Nobody but an operator with the admin user deletes or purges streams or their messages,
+# except that transcripts purges chats from the chat stream (retention and erasure: see
+# PURGES), which a deny here would override.
 COMMON_DENY = [
     "$JS.API.STREAM.DELETE.>",
-    "$JS.API.STREAM.PURGE.>",
     "$JS.API.STREAM.MSG.DELETE.>",
 ]
+PURGE_ANY = "$JS.API.STREAM.PURGE.>"
+PURGES: dict[str, list[str]] = {"transcripts": [subjects.stream_purge_api(subjects.CHAT_STREAM)]}
 # The streams each service reads or writes through the JetStream API (a key-value bucket
 # is the stream KV_<bucket>): any other is out of its reach, reads included.
 STREAMS: dict[str, list[str]] = {
@@ -86,7 +89,7 @@ PUBLISH: dict[str, list[str]] = {
         "presence.*.get",
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
-    "transcripts": ["deadletter.transcripts"],
+    "transcripts": ["deadletter.transcripts", *PURGES["transcripts"]],
     "tickets": [],
     "directory": ["$KV.config.>"],
 }
@@ -112,7 +115,10 @@ SUBSCRIBE: dict[str, list[str]] = {
 def permissions(service: str) -> dict[str, Any]:
     streams = [subject for stream in STREAMS[service] for subject in stream_api(stream)]
     return {
-        "publish": {"allow": COMMON_PUBLISH + streams + PUBLISH[service], "deny": COMMON_DENY},
+        "publish": {
+            "allow": COMMON_PUBLISH + streams + PUBLISH[service],
+            "deny": COMMON_DENY + ([] if service in PURGES else [PURGE_ANY]),
+        },
         "subscribe": {"allow": COMMON_SUBSCRIBE + SUBSCRIBE[service]},
         "allow_responses": True,
     }

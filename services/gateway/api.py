@@ -38,6 +38,13 @@ from shared.schemas.directory import (
     SetPassword,
     SignIn,
 )
+from shared.schemas.privacy import (
+    ErasePatron,
+    ErasureBody,
+    ErasureReport,
+    TicketsErased,
+    TranscriptsErased,
+)
 from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 from shared.schemas.requests import (
     SEARCH_PAGE_MAX,
@@ -743,6 +750,39 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.transcripts(inst, "audit"),
             AuditQuery(institution=inst, principal=principal(claims), since=since, limit=limit),
             AuditLog,
+        )
+
+    @router.post("/erasures", response_model=ErasureReport)
+    async def erase_patron(body: ErasureBody, claims: Staff) -> ErasureReport:
+        """Erase one patron on request, by guest id or email, from transcripts, the chat
+        stream, tickets and guest sightings: for a library's admins (a consortium admin
+        names a library, or the consortium for all). Repeating it finishes what a failure
+        left undone."""
+        inst = scope(claims, body.institution)
+        everywhere = inst == get().settings.consortium
+        req = ErasePatron(
+            institution=inst, principal=principal(claims), guest_id=body.guest_id, email=body.email
+        )
+        # Asked here too so that a refusal comes before anything is erased.
+        req.scope(get().settings.consortium)
+        chats = await get().bus.request(
+            subjects.transcripts(inst, "erase"), req, TranscriptsErased, timeout=30
+        )
+        tickets = await get().bus.request(
+            subjects.tickets(inst, "erase"),
+            req.model_copy(update={"chat_ids": chats.chat_ids}),
+            TicketsErased,
+            timeout=30,
+        )
+        guests = await get().guests.forget(None if everywhere else inst, chats.guest_ids)
+        return ErasureReport(
+            chats=chats.chats,
+            messages=chats.messages,
+            events=chats.events,
+            stream_records=chats.stream_records,
+            tickets=tickets.tickets,
+            guests=guests,
+            active_skipped=chats.active_skipped,
         )
 
     @router.get("/internal/{conversation}", response_model=InternalMessages)

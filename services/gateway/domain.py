@@ -33,6 +33,7 @@ from shared.schemas.events import (
     TransferOffered,
     TransferWithdrawn,
 )
+from shared.schemas.privacy import GUEST_ID_PATTERN
 from shared.schemas.protocol import (
     ChatClaimedFrame,
     ChatClosedFrame,
@@ -359,7 +360,7 @@ def internal_frame(message: InternalMessage) -> InternalMessageFrame:
     )
 
 
-GUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+GUEST_ID = re.compile(GUEST_ID_PATTERN)
 
 
 def start_of_day(now: datetime, zone: str) -> datetime:

@@ -38,6 +38,14 @@ class GuestStore:
         )
         return None if doc is None else str(doc["widget"])
 
+    async def forget(self, institution: str | None, guest_ids: list[str]) -> int:
+        """Erase guests' sightings (a patron's erasure): of one institution, or of every
+        institution when None. Returns how many were erased."""
+        found: Document = {"guest_id": {"$in": guest_ids}}
+        if institution is not None:
+            found["institution"] = institution
+        return (await self.db.guests.delete_many(found)).deleted_count
+
 
 class RevokedTokens:
     """Ids of staff tokens signed out before they expire, shared by every gateway through a

@@ -15,7 +15,7 @@ VERSION = "0.1.0"
 
 @asynccontextmanager
 async def start(runtime: Runtime) -> AsyncIterator[None]:
-    handlers = TicketHandlers(TicketStore(runtime.db), runtime.clock)
+    handlers = TicketHandlers(TicketStore(runtime.db), runtime.clock, runtime.settings.consortium)
     await runtime.bus.serve("tickets", VERSION, handlers.endpoints())
     yield
 

@@ -10,19 +10,27 @@ from shared import subjects
 from shared.bus import Endpoint
 from shared.clock import Clock
 from shared.errors import Refusal
+from shared.schemas.privacy import ErasePatron, TicketsErased
 from shared.schemas.requests import CreateTicket, GetTicket, Ticket
 
 
 class TicketHandlers:
-    def __init__(self, store: TicketStore, clock: Clock) -> None:
+    def __init__(self, store: TicketStore, clock: Clock, consortium: str) -> None:
         self.store = store
         self.clock = clock
+        self.consortium = consortium
 
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("create", subjects.tickets_endpoint("create"), CreateTicket, self.create),
             Endpoint("get", subjects.tickets_endpoint("get"), GetTicket, self.get),
+            Endpoint("erase", subjects.tickets_endpoint("erase"), ErasePatron, self.erase),
         ]
+
+    async def erase(self, req: ErasePatron) -> TicketsErased:
+        """A patron's tickets, erased on request by an admin of the institution (the
+        consortium's name: every institution's, by a consortium admin)."""
+        return TicketsErased(tickets=await self.store.erase(req, req.scope(self.consortium)))
 
     async def create(self, req: CreateTicket) -> Ticket:
         ticket = domain.new_ticket(req, uuid.uuid4().hex, self.clock.now())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from services.transcripts.domain import Members
 from services.transcripts.handlers import TranscriptHandlers
+from services.transcripts.retention import RetentionJob
 from services.transcripts.settings import TranscriptsSettings
 from services.transcripts.store import TranscriptStore
 from shared import subjects
@@ -35,10 +37,20 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         settings.fetch_linger_s,
     )
     await handlers.start_consuming()
+    retention = RetentionJob(
+        store,
+        lambda: view.institutions,
+        runtime.bus.forget_chat,
+        runtime.clock,
+        every=timedelta(seconds=settings.retention_every_s),
+        stream_max_age=timedelta(hours=settings.stream_max_age_hours),
+    )
+    retention.start()
     await runtime.bus.serve("transcripts", VERSION, handlers.endpoints())
     try:
         yield
     finally:
+        await retention.stop()
         await handlers.stop()
         await view.stop()
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared.schemas.chat import Chat, Message
 from shared.schemas.events import ChatEvent, RoutingDecided
+from shared.schemas.privacy import email_key
 from shared.schemas.records import Institution
 from shared.schemas.requests import RoutingDecision
 
@@ -34,6 +35,7 @@ DERIVED = (
     "text",
     "messages",
     "anonymised",
+    "email_key",
 )
 Answerer = Literal["home", "backup", "partner"]
 
@@ -96,6 +98,8 @@ def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     doc["wait_s"] = _seconds(chat.created_at, chat.claimed_at) if chat.origin == "patron" else None
     doc["duration_s"] = _seconds(chat.claimed_at, chat.closed_at)
     doc["answered_by"] = answered_by(chat, members.backups)
+    # What an erasure by email matches, whatever case the patron typed.
+    doc["email_key"] = email_key(chat.patron.email) if chat.patron.email else None
     return doc
 
 

@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from services.transcripts import domain, metrics
+from services.transcripts import domain, metrics, privacy
 from services.transcripts.store import TranscriptStore
 from shared import subjects
 from shared.bus import Bus, Endpoint, describe_validation
@@ -20,6 +20,7 @@ from shared.clock import Clock, iso
 from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.events import ChatEvent, parse_record_events
+from shared.schemas.privacy import ErasePatron, TranscriptsErased
 from shared.schemas.records import Principal
 from shared.schemas.requests import (
     AuditEntry,
@@ -82,6 +83,7 @@ class TranscriptHandlers:
                 "search", subjects.transcripts_endpoint("search"), SearchTranscripts, self.search
             ),
             Endpoint("audit", subjects.transcripts_endpoint("audit"), AuditQuery, self.audit),
+            Endpoint("erase", subjects.transcripts_endpoint("erase"), ErasePatron, self.erase),
             Endpoint(
                 "guest_chats",
                 subjects.transcripts_endpoint("guest_chats"),
@@ -149,8 +151,41 @@ class TranscriptHandlers:
                 action="read_transcript",
                 chat_id=req.chat_id,
             )
-            await self.store.record_read(home, entry)
+            await self.store.record_audit(home, entry)
         return transcript
+
+    async def erase(self, req: ErasePatron) -> TranscriptsErased:
+        """Erase a patron's ended chats in the asker's scope: from the stream first (so
+        nothing can record them again), then every document; each library whose patron
+        it was finds the erasure, counted, in its audit log. Repeating it is harmless."""
+        scope = req.scope(self.consortium)
+        found = await self.store.patron_chats(req, scope)
+        ended = [c for c in found if privacy.is_ended(c["state"])]
+        purged = 0
+        for chat in ended:
+            purged += await self.bus.forget_chat(chat["institution"], chat["_id"])
+        ids = sorted(c["_id"] for c in ended)
+        erased = await self.store.delete(ids) if ids else TranscriptsErased()
+        metrics.ERASED.inc(erased.chats)
+        homes = {c["institution"] for c in ended} | ({scope} if scope else set())
+        for home in sorted(homes):
+            mine = sum(1 for c in ended if c["institution"] == home)
+            entry = AuditEntry(
+                at=iso(self.clock.now()),
+                who=req.principal.username,
+                action="erase_patron",
+                detail=f"chats erased at a patron's request: {mine}",
+            )
+            await self.store.record_audit(home, entry)
+        guests = {c["patron"]["guest_id"] for c in ended} | {req.guest_id}
+        return erased.model_copy(
+            update={
+                "stream_records": purged,
+                "active_skipped": len(found) - len(ended),
+                "chat_ids": ids,
+                "guest_ids": sorted(g for g in guests if g),
+            }
+        )
 
     async def audit(self, req: AuditQuery) -> AuditLog:
         if not req.principal.may_manage(req.institution):

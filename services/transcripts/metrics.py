@@ -18,3 +18,9 @@ GAPS = Counter(
     "refdesk_transcript_event_gaps_total",
     "Chat events found missing between records of a chat (events, not records)",
 )
+RETENTION = Counter(
+    "refdesk_transcript_retention_chats_total",
+    "Chats past their library's retention, by what was done (anonymised, deleted)",
+    ["action"],
+)
+ERASED = Counter("refdesk_transcript_erased_chats_total", "Chats erased at a patron's request")

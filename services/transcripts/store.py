@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from services.transcripts import domain, queries
+from services.transcripts import domain, privacy, queries
 from shared.clock import iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
+from shared.schemas.privacy import ErasePatron, TranscriptsErased
 from shared.schemas.requests import (
     AuditEntry,
     AuditQuery,
@@ -52,6 +54,7 @@ class TranscriptStore:
         await self.chats.raw.create_index([("answered_institution", 1), ("created_ms", -1)])
         await self.chats.raw.create_index([("created_ms", -1)])
         await self.chats.raw.create_index([("patron.guest_id", 1), ("created_ms", -1)])
+        await self.chats.raw.create_index([("email_key", 1)], sparse=True)
         await self.chats.raw.create_index([("institution", 1), ("state", 1), ("closed_at", -1)])
         try:
             await self.chats.raw.create_index(
@@ -92,7 +95,7 @@ class TranscriptStore:
         cursor = self.chats.raw.find(found).sort(list(queries.NEWEST_FIRST)).limit(req.limit)
         return [domain.chat_from_document(d) for d in await cursor.to_list()]
 
-    async def record_read(self, institution: str, entry: AuditEntry) -> None:
+    async def record_audit(self, institution: str, entry: AuditEntry) -> None:
         await self.audit.raw.insert_one(self.audit.scoped(institution, entry.model_dump()))
 
     async def audit_log(self, query: AuditQuery) -> list[AuditEntry]:
@@ -239,6 +242,103 @@ class TranscriptStore:
                 institution, [domain.chat_document(e, members) for e in latest.values()], "n"
             )
         return fresh
+
+    # --- privacy ---------------------------------------------------------------------------
+
+    async def due(
+        self, institution: str, cutoff: datetime, anonymised_too: bool, limit: int
+    ) -> list[Document]:
+        """Ended chats of the institution created before `cutoff` that retention has not
+        dealt with yet (anonymised ones too when they are to be deleted)."""
+        found: Document = {
+            "institution": institution,
+            "created_ms": {"$lt": domain.epoch_ms(cutoff)},
+            "state": {"$in": list(domain.ENDED)},
+        }
+        if not anonymised_too:
+            found["anonymised"] = NOT_ANONYMISED
+        cursor = self.chats.raw.find(found, {"_id": 1, "closed_at": 1}).limit(limit)
+        return await cursor.to_list()
+
+    async def anonymise(self, chat_ids: list[str]) -> int:
+        """Strip chats of their patron; the chat documents last, so that a run cut short
+        finds them again. Returns how many chats."""
+        await self.messages.raw.update_many(
+            {"chat_id": {"$in": chat_ids}, "from.kind": "patron"},
+            privacy.anonymised_patron_message(),
+        )
+        done = await self.chats.raw.update_many(
+            {"_id": {"$in": chat_ids}}, privacy.anonymised_chat()
+        )
+        return done.modified_count
+
+    async def delete(self, chat_ids: list[str]) -> TranscriptsErased:
+        """Delete chats with their messages and events; the chat documents last, so that a
+        run cut short finds them again."""
+        within = {"chat_id": {"$in": chat_ids}}
+        messages = await self.messages.raw.delete_many(within)
+        events = await self.events.raw.delete_many(within)
+        chats = await self.chats.raw.delete_many({"_id": {"$in": chat_ids}})
+        return TranscriptsErased(
+            chats=chats.deleted_count,
+            messages=messages.deleted_count,
+            events=events.deleted_count,
+        )
+
+    async def patron_chats(self, req: ErasePatron, scope: str | None) -> list[Document]:
+        """A patron's chats (by guest id or email) in `scope` (None: every institution)."""
+        cursor = self.chats.raw.find(
+            privacy.patron_filter(req, scope),
+            {"_id": 1, "institution": 1, "state": 1, "patron": 1},
+        )
+        return await cursor.to_list()
+
+    # --- export --------------------------------------------------------------------------
+
+    async def count_since(self, institution: str, since: datetime) -> int:
+        return await self.chats.count(institution, {"created_ms": {"$gte": domain.epoch_ms(since)}})
+
+    async def export(
+        self, institution: str, since: datetime, batch: int = 200
+    ) -> AsyncIterator[list[Transcript]]:
+        """The institution's transcripts from `since` on, oldest first, a batch at a time:
+        three queries a batch, whatever its size."""
+        after = domain.epoch_ms(since) - 1
+        last_id = ""
+        while True:
+            # (created_ms, _id) orders chats fully, so a page never skips or repeats one.
+            page = await self.chats.find(
+                institution,
+                {
+                    "$or": [
+                        {"created_ms": {"$gt": after}},
+                        {"created_ms": after, "_id": {"$gt": last_id}},
+                    ]
+                },
+                sort=[("created_ms", 1), ("_id", 1)],
+                limit=batch,
+            )
+            if not page:
+                return
+            ids = [d["_id"] for d in page]
+            messages: dict[str, list[Document]] = defaultdict(list)
+            for m in await self.messages.find(institution, {"chat_id": {"$in": ids}}):
+                messages[m["chat_id"]].append(m)
+            events: dict[str, list[Document]] = defaultdict(list)
+            for e in await self.events.find(institution, {"chat_id": {"$in": ids}}):
+                events[e["chat_id"]].append(e)
+            yield [
+                Transcript(
+                    chat=domain.chat_from_document(d),
+                    messages=[
+                        domain.message_from_document(m)
+                        for m in sorted(messages[d["_id"]], key=lambda m: m["seq"])
+                    ],
+                    routing=domain.routing_from_events(events[d["_id"]]),
+                )
+                for d in page
+            ]
+            after, last_id = page[-1]["created_ms"], page[-1]["_id"]
 
     async def transcript(self, institution: str, chat_id: str) -> Transcript | None:
         """A chat of the institution's patrons, or one it answered for another library."""

@@ -369,8 +369,10 @@ class AuditQuery(Model):
 class AuditEntry(Model):
     at: str
     who: str
-    action: Literal["read_transcript"]
-    chat_id: str
+    action: Literal["read_transcript", "erase_patron"]
+    chat_id: str | None = None
+    # What an erasure removed, counted: never whom.
+    detail: str | None = None
 
 
 class AuditLog(Model):

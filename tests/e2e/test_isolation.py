@@ -187,6 +187,8 @@ def body_for(method: str, path: str, river: River) -> dict[str, Any] | None:
             "body": "x",
         },
         "/api/announcements": {"body": "Taken"},
+        # River's patron, erased in River's name: the snapshot shows the transcript stays.
+        "/api/erasures": {"guest_id": river.guest_id, "institution": "river"},
         "/password": {"password": "tall-stacks-quiet-reading-room"},
     }
     if path.endswith("/password"):

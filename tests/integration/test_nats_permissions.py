@@ -55,7 +55,13 @@ STREAM_REFUSED = {
         "$JS.API.DIRECT.GET.KV_desks",
     ],
     "routing": ["$JS.API.STREAM.MSG.DELETE.CHAT_EVENTS", "$JS.API.CONSUMER.CREATE.KV_throttle"],
-    "transcripts": ["$JS.API.DIRECT.GET.KV_presence", "$JS.API.STREAM.LIST"],
+    # Transcripts purges chats from the chat stream (retention, erasure), nothing else.
+    "transcripts": [
+        "$JS.API.DIRECT.GET.KV_presence",
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.PURGE.KV_config",
+        "$JS.API.STREAM.DELETE.CHAT_EVENTS",
+    ],
 }
 
 

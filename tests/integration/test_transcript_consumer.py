@@ -6,9 +6,14 @@ consortium admin's reading is in the library's audit log."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
@@ -24,7 +29,7 @@ from shared.clock import SystemClock
 from shared.configuration import ConfigView
 from shared.schemas.events import ChatRecord
 from shared.schemas.records import Principal
-from shared.schemas.requests import AuditQuery, DeadLetter, GetTranscript
+from shared.schemas.requests import AuditQuery, DeadLetter, GetTranscript, Transcript
 from tests.client import eventually
 from tests.factories import ANN, PATRON, T0, started
 from tests.servers import Servers
@@ -33,22 +38,28 @@ INSTITUTION = "replay"
 COORDINATOR = Principal(username="demo-admin", institution="demo", role="consortium_admin")
 
 
-def records(chat_id: str) -> list[ChatRecord]:
-    """A chat's records as routing writes them: start, claim, six messages, close."""
-    t = started(chat_id, question="Where are the maps?", institution=INSTITUTION)
+def records(
+    chat_id: str, institution: str = INSTITUTION, *, close: bool = True, **start: Any
+) -> list[ChatRecord]:
+    """A chat's records as routing writes them: start, claim, six messages, close (or not)."""
+    start.setdefault("question", "Where are the maps?")
+    at = start.setdefault("at", T0)
+    t = started(chat_id, institution=institution, **start)
     made = [ChatRecord(state=t.state, events=t.events)]
-    t = routing.claim(t.state, "demo-hill-ann", "Ann", [f"demo-{INSTITUTION}"], T0)
+    t = routing.claim(t.state, "demo-hill-ann", "Ann", [f"demo-{institution}"], at)
     made.append(ChatRecord(state=t.state, events=t.events))
+    patron = PATRON.model_copy(update={"id": start.get("guest_id", PATRON.id)})
     for i in range(6):
-        t = routing.post_message(t.state, ANN if i % 2 else PATRON, f"message {i}", T0)
+        t = routing.post_message(t.state, ANN if i % 2 else patron, f"message {i}", at)
         made.append(ChatRecord(state=t.state, events=t.events))
-    t = routing.close(t.state, ANN, ["maps"], T0)
-    made.append(ChatRecord(state=t.state, events=t.events))
+    if close:
+        t = routing.close(t.state, ANN, ["maps"], at)
+        made.append(ChatRecord(state=t.state, events=t.events))
     return made
 
 
-async def publish(bus: Bus, chat_id: str, data: bytes) -> None:
-    subject = subjects.chat_events(INSTITUTION, chat_id)
+async def publish(bus: Bus, chat_id: str, data: bytes, institution: str = INSTITUTION) -> None:
+    subject = subjects.chat_events(institution, chat_id)
     await bus.js.publish(subject, data, headers={"Nats-Msg-Id": uuid.uuid4().hex})
 
 
@@ -158,3 +169,42 @@ async def test_a_coordinator_s_reading_is_in_the_library_s_audit_log(bus: Bus, c
     log = await handlers.audit(AuditQuery(institution=INSTITUTION, principal=own, since=T0))
     mine = [e for e in log.entries if e.chat_id == chat_id]
     assert [(e.who, e.action) for e in mine] == [("demo-admin", "read_transcript")]
+
+
+async def test_export_writes_a_library_s_transcripts_as_json_lines(
+    bus: Bus, consumer, servers: Servers, tmp_path: Path
+):
+    handlers, db = consumer
+    # Days no other test's chats (all at T0) fall on: the consumer reads the whole stream.
+    days = [T0 + timedelta(days=d) for d in (7, 10, 11)]
+    chats = [uuid.uuid4().hex for _ in days]
+    for chat_id, at in zip(chats, days, strict=True):
+        for record in records(chat_id, at=at):
+            await publish(bus, chat_id, record.to_json())
+    await caught_up(handlers)
+    env = {**os.environ, "REFDESK_MONGODB_URI": servers.mongodb_uri, "REFDESK_MONGODB_DB": db.name}
+    out = tmp_path / "replay.jsonl"
+    command = [sys.executable, "-m", "refdesk.export", "transcripts", "--institution", INSTITUTION]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*command, "--since", days[1].date().isoformat(), "--output", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [Transcript.model_validate_json(line) for line in out.read_text().splitlines()]
+    # From the day given on, oldest first, each with its messages in order.
+    assert [t.chat.id for t in lines] == chats[1:]
+    assert [m.seq for m in lines[0].messages] == list(range(1, 8))
+    assert lines[0].routing[0].queue == f"demo-{INSTITUTION}"
+    assert "2/2" in done.stderr and "2 transcripts of replay" in done.stderr  # the progress bar
+    for bad, name in (
+        (["--since", "yesterday"], "since"),
+        (["--since", "2026-11-01T10:00"], "offset"),
+    ):
+        refused = await asyncio.to_thread(
+            subprocess.run, [*command, *bad], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 2 and name in refused.stderr, refused.stderr

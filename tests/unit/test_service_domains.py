@@ -12,10 +12,13 @@ from services.presence import domain as presence
 from services.routing import domain as routing
 from services.tickets import domain as tickets
 from services.transcripts import domain as transcripts
+from services.transcripts import privacy
 from shared.audience import audience
 from shared.errors import Refusal
 from shared.schemas.events import ChatRecord
+from shared.schemas.privacy import ErasePatron
 from shared.schemas.protocol import InternalTarget
+from shared.schemas.records import Institution, Principal
 from shared.schemas.requests import CreateTicket, InternalMessage, OpenSession, SessionRef
 from tests.factories import ANN, PATRON, T0, started
 
@@ -198,6 +201,39 @@ def test_event_documents_are_keyed_for_idempotence():
 
 
 # --- tickets ----------------------------------------------------------------------------
+
+
+def test_retention_due_dates_and_what_the_stream_may_still_hold():
+    hill = Institution(
+        name="hill", institution="hill", display_name="Hill", timezone="UTC", retention_days=30
+    )
+    assert privacy.retention_cutoff(hill, T0) == T0 - timedelta(days=30)
+    max_age = timedelta(hours=72)
+    closed = (T0 - timedelta(hours=71)).isoformat()
+    assert privacy.may_be_in_stream(closed, T0, max_age)
+    assert not privacy.may_be_in_stream((T0 - timedelta(hours=73)).isoformat(), T0, max_age)
+    assert privacy.may_be_in_stream(None, T0, max_age)  # not ended: its records are there
+
+
+def test_an_erasure_matches_by_guest_or_email_in_its_scope_only():
+    admin = Principal(username="demo-hill-admin", institution="hill", role="institution_admin")
+    both = ErasePatron(institution="hill", principal=admin, guest_id="g1", email="Pat@X.org")
+    assert privacy.patron_filter(both, "hill") == {
+        "$or": [{"patron.guest_id": "g1"}, {"email_key": "pat@x.org"}],
+        "institution": "hill",
+    }
+    assert "institution" not in privacy.patron_filter(both, None)
+    assert both.scope("demo") == "hill"
+    for institution, who in (("river", admin), ("demo", admin)):
+        with pytest.raises(Refusal):
+            both.model_copy(update={"institution": institution, "principal": who}).scope("demo")
+    coordinator = admin.model_copy(update={"role": "consortium_admin", "institution": "demo"})
+    assert (
+        both.model_copy(update={"institution": "demo", "principal": coordinator}).scope("demo")
+        is None
+    )
+    with pytest.raises(ValueError, match="guest_id or email"):
+        ErasePatron(institution="hill", principal=admin)
 
 
 def test_ticket_needs_email_subject_and_body():

@@ -1,0 +1,1 @@
+"""Command-line tools for whoever runs refdesk (the services are under services/)."""
