@@ -56,7 +56,7 @@ TranscriptsAction = Literal[
     "audit",
     "erase",
 ]
-TicketsAction = Literal["create", "get", "erase"]
+TicketsAction = Literal["create", "get", "list", "update", "reply", "erase"]
 DirectoryAction = Literal[
     "save_institution",
     "save_queue",
@@ -195,6 +195,13 @@ def tickets(institution: str, action: TicketsAction) -> str:
 
 def tickets_endpoint(action: TicketsAction) -> str:
     return f"tickets.*.{action}"
+
+
+def ticket_notices(institution: str | None = None) -> str:
+    """New unassigned tickets and assignments of an institution (None: every one's), for
+    the gateways to hand to signed-in staff."""
+    inst = "*" if institution is None else _token(institution, "institution")
+    return f"ticket.{inst}.evt"
 
 
 def directory(institution: str, action: DirectoryAction) -> str:

@@ -20,7 +20,7 @@ from shared import store
 
 
 def _check_free(ports: Ports, own_mongodb: bool) -> None:
-    wanted = {"NATS": ports.nats, "gateway": ports.gateway}
+    wanted = {"NATS": ports.nats, "gateway": ports.gateway, "patron mail": ports.inbound_mail}
     if own_mongodb:
         wanted["MongoDB"] = ports.mongodb
     for name, port in {**wanted, **ports.ops}.items():
@@ -44,6 +44,7 @@ def main() -> None:
         nats=int(os.environ.get("REFDESK_NATS_PORT", 4222)),
         mongodb=int(os.environ.get("REFDESK_MONGODB_PORT", 27017)),
         gateway=int(os.environ.get("REFDESK_PORT", 8000)),
+        inbound_mail=int(os.environ.get("REFDESK_INBOUND_SMTP_PORT", 2525)),
     )
     uri = os.environ.get("REFDESK_MONGODB_URI") or None
     _check_free(ports, uri is None)
@@ -76,6 +77,8 @@ refdesk is running.
   Operator client  {url}/operator   (sign in as demo-hill-ann, password {password})
   Demo page        {url}/demo       (the patron widget of Hill Library)
   API docs         {url}/docs
+  Mail to patrons  {system.outbox}/   (no mail server: each mail is an .eml file)
+  Patrons' replies smtp://127.0.0.1:{ports.inbound_mail}   (keep [T...] in the subject)
   Logs             {system.logs}/
 Press Ctrl-C to stop.""",
             flush=True,

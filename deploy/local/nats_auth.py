@@ -41,7 +41,7 @@ STREAMS: dict[str, list[str]] = {
     "routing": ["CHAT_EVENTS", "KV_config"],
     "presence": ["KV_presence", "KV_desks"],
     "transcripts": ["CHAT_EVENTS", "KV_config"],
-    "tickets": [],
+    "tickets": ["KV_config"],
     "directory": ["KV_config"],
 }
 
@@ -90,7 +90,7 @@ PUBLISH: dict[str, list[str]] = {
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
     "transcripts": ["deadletter.transcripts", *PURGES["transcripts"]],
-    "tickets": [],
+    "tickets": ["ticket.*.evt"],
     "directory": ["$KV.config.>"],
 }
 SUBSCRIBE: dict[str, list[str]] = {
@@ -103,6 +103,7 @@ SUBSCRIBE: dict[str, list[str]] = {
         "staff.*.internal",
         "staff.*.announcement",
         "widget.*.*.status",
+        "ticket.*.evt",
     ],
     "routing": ["routing.*.*", "presence.*.evt"],
     "presence": ["presence.*.*"],

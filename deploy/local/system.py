@@ -37,10 +37,18 @@ class Ports:
     )
     # Public ports of gateway replicas after the first (whose is `gateway`).
     public: dict[str, int] = field(default_factory=dict)
+    # Where the tickets service takes patrons' replies by email (SMTP).
+    inbound_mail: int = 2525
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+        return cls(
+            free_port(),
+            free_port(),
+            free_port(),
+            {s: free_port() for s in SERVICES},
+            inbound_mail=free_port(),
+        )
 
 
 def start_nats(data: Path, port: int, logs: Path) -> Child:
@@ -123,6 +131,10 @@ class LocalSystem:
         return self.data / "logs"
 
     @property
+    def outbox(self) -> Path:
+        return self.data / "outbox"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
@@ -166,6 +178,11 @@ class LocalSystem:
         if name == "gateway":
             env["REFDESK_PORT"] = str(self.public_port(key))
             env["REFDESK_PUBLIC_URL"] = self.public_url(key)
+        if name == "tickets":
+            # No mail server here: mail to patrons is written to a folder to read.
+            env.setdefault("REFDESK_MAIL_OUTBOX_DIR", str(self.outbox))
+            if replica == 0:
+                env.setdefault("REFDESK_INBOUND_SMTP_PORT", str(self.ports.inbound_mail))
         self.ports.ops.setdefault(key, free_port())
         env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
         child = spawn(key, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)

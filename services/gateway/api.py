@@ -21,7 +21,7 @@ from shared import names, subjects
 from shared.clock import iso
 from shared.errors import Refusal
 from shared.schemas.base import Email, Model
-from shared.schemas.chat import TAG_PATTERN, ChatStateName, Sender
+from shared.schemas.chat import TAG_PATTERN, Chat, ChatStateName, Sender
 from shared.schemas.directory import (
     DeletePartnership,
     DeleteQueue,
@@ -53,10 +53,8 @@ from shared.schemas.requests import (
     AuditQuery,
     Coverage,
     CoverageQuery,
-    CreateTicket,
     Done,
     EndSession,
-    GetTicket,
     GetTranscript,
     GuestChats,
     GuestChatsQuery,
@@ -68,9 +66,22 @@ from shared.schemas.requests import (
     Stats,
     StatsGrouping,
     StatsQuery,
-    Ticket,
     Transcript,
     TranscriptPage,
+)
+from shared.schemas.tickets import (
+    TICKET_PAGE_MAX,
+    TRANSCRIPT_MAX,
+    CreateTicket,
+    GetTicket,
+    ListTickets,
+    ReplyToTicket,
+    Ticket,
+    TicketPage,
+    TicketSource,
+    TicketStatus,
+    TranscriptLine,
+    UpdateTicket,
 )
 from shared.subjects import DirectoryAction
 
@@ -136,10 +147,27 @@ class LoginResponse(Model):
 
 
 class TicketRequest(Model):
+    """A follow-up ticket. From a chat (`chat_id`), the chat's email, name and question
+    are the defaults; otherwise `email`, `subject` and `body` are needed."""
+
     chat_id: str | None = Field(default=None, pattern=r"^[a-f0-9]{32}$")
-    email: Email
-    subject: str = Field(max_length=200)
-    body: str = Field(max_length=10_000)
+    email: Email | None = None
+    name: str | None = Field(default=None, max_length=80)
+    subject: str | None = Field(default=None, max_length=200)
+    body: str | None = None
+
+
+class TicketPatch(Model):
+    """`assignee` null takes the ticket off whoever had it; absent leaves it."""
+
+    status: TicketStatus | None = None
+    assignee: str | None = Field(default=None, max_length=100)
+
+
+class TicketReply(Model):
+    body: str
+    # An internal note for staff, not mailed to the patron.
+    internal: bool = False
 
 
 class OfflineMessage(Model):
@@ -806,26 +834,95 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             InternalMessages,
         )
 
+    async def chat_for_ticket(
+        chat_id: str, claims: StaffClaims
+    ) -> tuple[Chat, list[TranscriptLine]]:
+        """The chat a ticket follows up, and its messages: from the stream while it holds
+        the chat, from its transcript after. Another library's chat does not exist here."""
+        found = await get().bus.last_chat_record(chat_id)
+        if found is not None:
+            chat = found[0].state.chat
+            if not chat.visible_to(claims.institution):
+                raise Refusal("not_found", f"no chat {chat_id}")
+            messages = await get().chat_messages(chat.institution, chat_id)
+        else:
+            try:
+                transcript = await get().bus.request(
+                    subjects.transcripts(claims.institution, "get"),
+                    GetTranscript(
+                        institution=claims.institution, principal=principal(claims), chat_id=chat_id
+                    ),
+                    Transcript,
+                )
+            except Refusal as refusal:
+                if refusal.code == "not_found":
+                    raise Refusal("not_found", f"no chat {chat_id}") from None
+                raise
+            chat, messages = transcript.chat, transcript.messages
+        lines = [TranscriptLine(from_=m.from_, body=m.body, ts=m.ts) for m in messages]
+        return chat, lines[-TRANSCRIPT_MAX:]
+
     @router.post("/tickets", response_model=Ticket, status_code=201)
     async def create_ticket(body: TicketRequest, claims: Staff) -> Ticket:
+        """One step from a chat under way, a missed chat, or none (staff's own)."""
+        source: TicketSource = "staff"
+        email, name, subject, question = body.email, body.name, body.subject, body.body
+        transcript: list[TranscriptLine] = []
         if body.chat_id is not None:
-            # A ticket follows up a chat of the library's own (or one it answered): another
-            # library's chat does not exist here.
-            found = await get().bus.last_chat_record(body.chat_id)
-            if found is None or not found[0].state.chat.visible_to(claims.institution):
-                raise Refusal("not_found", f"no chat {body.chat_id}")
+            chat, transcript = await chat_for_ticket(body.chat_id, claims)
+            source = "missed_chat" if chat.state == "missed" else "chat"
+            email = email or chat.patron.email
+            name = name or chat.patron.name
+            asked = chat.question or "Follow-up"
+            subject = subject or " ".join(asked.split())[:200]
+            question = question or asked
+            if email is None:
+                raise Refusal("invalid", "email: the chat has none; ask the patron for it")
+        if email is None:
+            raise Refusal("invalid", "email: a ticket needs the patron's email address")
         return await get().bus.request(
             subjects.tickets(claims.institution, "create"),
             CreateTicket(
                 institution=claims.institution,
                 principal=principal(claims),
+                source=source,
                 chat_id=body.chat_id,
-                email=body.email,
-                subject=body.subject,
-                body=body.body,
+                email=email,
+                name=name,
+                subject=subject or "",
+                body=question or "",
                 created_by=claims.username,
+                transcript=transcript,
             ),
             Ticket,
+        )
+
+    @router.get("/tickets", response_model=TicketPage)
+    async def list_tickets(
+        request: Request,
+        claims: Staff,
+        status: Annotated[TicketStatus | None, Query()] = None,
+        assignee: Annotated[str | None, Query(max_length=100)] = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        institution: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=TICKET_PAGE_MAX)] = 25,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> TicketPage:
+        """Newest first; `assignee=me`, `assignee=none` (unassigned) or a user name."""
+        known(request, "status", "assignee", "q", "institution", "limit", "cursor")
+        inst = scope(claims, institution)
+        return await get().bus.request(
+            subjects.tickets(inst, "list"),
+            ListTickets(
+                institution=inst,
+                principal=principal(claims),
+                status=status,
+                assignee=assignee,
+                q=q,
+                limit=limit,
+                cursor=cursor,
+            ),
+            TicketPage,
         )
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket)
@@ -836,6 +933,48 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         return await get().bus.request(
             subjects.tickets(inst, "get"),
             GetTicket(institution=inst, principal=principal(claims), ticket_id=ticket_id),
+            Ticket,
+        )
+
+    @router.patch("/tickets/{ticket_id}", response_model=Ticket)
+    async def update_ticket(
+        ticket_id: str,
+        body: TicketPatch,
+        claims: Staff,
+        institution: Annotated[str | None, Query()] = None,
+    ) -> Ticket:
+        inst = scope(claims, institution)
+        return await get().bus.request(
+            subjects.tickets(inst, "update"),
+            UpdateTicket(
+                institution=inst,
+                principal=principal(claims),
+                ticket_id=ticket_id,
+                status=body.status,
+                assign="assignee" in body.model_fields_set,
+                assignee=body.assignee,
+            ),
+            Ticket,
+        )
+
+    @router.post("/tickets/{ticket_id}/replies", response_model=Ticket, status_code=201)
+    async def reply_to_ticket(
+        ticket_id: str,
+        body: TicketReply,
+        claims: Staff,
+        institution: Annotated[str | None, Query()] = None,
+    ) -> Ticket:
+        """A reply mailed to the patron, or an internal note (`internal: true`)."""
+        inst = scope(claims, institution)
+        return await get().bus.request(
+            subjects.tickets(inst, "reply"),
+            ReplyToTicket(
+                institution=inst,
+                principal=principal(claims),
+                ticket_id=ticket_id,
+                body=body.body,
+                internal=body.internal,
+            ),
             Ticket,
         )
 
@@ -876,10 +1015,13 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             subjects.tickets(widget.institution, "create"),
             CreateTicket(
                 institution=widget.institution,
+                source="offline_form",
                 email=body.email,
-                subject=f"Offline question from {body.name or 'a patron'}",
+                name=body.name,
+                subject=" ".join(body.question.split())[:80],
                 body=body.question,
                 created_by=f"widget:{widget.id}",
+                acknowledge=True,
             ),
             Ticket,
         )

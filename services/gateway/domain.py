@@ -49,6 +49,7 @@ from shared.schemas.protocol import (
     PatronChat,
     QueueChatAdded,
     QueueChatRemoved,
+    TicketFrame,
     TransferAcceptedFrame,
     TransferExpiredFrame,
     TransferOfferFrame,
@@ -57,6 +58,7 @@ from shared.schemas.protocol import (
 )
 from shared.schemas.records import Account, Widget
 from shared.schemas.requests import InternalMessage, Stats, StatsFigures, WidgetStatus
+from shared.schemas.tickets import TicketNotice
 
 
 class TokenBucket:
@@ -343,6 +345,20 @@ def internal_recipients(message: InternalMessage, staff: Sequence[S]) -> list[S]
     if message.to_queue is not None:
         return [s for s in listening if message.to_queue in s.monitoring]
     return listening
+
+
+def ticket_recipients(notice: TicketNotice, staff: Sequence[S]) -> list[S]:
+    """Who hears of a ticket: everyone of its institution signed in when it is new; its
+    assignee when assigned; when its patron answers, its assignee, or everyone if it has
+    none. Never whoever caused it."""
+    assignee = notice.ticket.assignee
+    if notice.kind == "created" or (notice.kind == "answered" and assignee is None):
+        return [s for s in staff if s.username != notice.by]
+    return [s for s in staff if s.username == assignee and s.username != notice.by]
+
+
+def ticket_frame(notice: TicketNotice) -> TicketFrame:
+    return TicketFrame(type=f"ticket.{notice.kind}", ticket=notice.ticket, by=notice.by)
 
 
 def internal_frame(message: InternalMessage) -> InternalMessageFrame:

@@ -123,6 +123,7 @@ from shared.schemas.requests import (
     WidgetStatus,
     WidgetStatusQuery,
 )
+from shared.schemas.tickets import TicketNotice
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +346,7 @@ class Gateway:
             subjects.announcements(self.settings.consortium), self.on_announcement
         )
         await self.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
+        await self.bus.subscribe(subjects.ticket_notices(), self.on_ticket_notice)
         self.bus.on_missed.append(self.feeds.resync)
 
     def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
@@ -486,6 +488,18 @@ class Gateway:
         text = domain.internal_frame(message).model_dump_json()
         for link in domain.internal_recipients(message, self.hub.staff_of(message.institution)):
             link.outbox.send_text(text)
+
+    async def on_ticket_notice(self, msg: Msg) -> None:
+        try:
+            notice = TicketNotice.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        staff = self.hub.staff_of(notice.ticket.institution)
+        recipients = domain.ticket_recipients(notice, staff)
+        if recipients:
+            text = domain.ticket_frame(notice).model_dump_json()
+            for link in recipients:
+                link.outbox.send_text(text)
 
     async def on_announcement(self, msg: Msg) -> None:
         try:

@@ -4,20 +4,75 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 
+from services.tickets import inbound
 from services.tickets.handlers import TicketHandlers
+from services.tickets.mail import Backoff, FolderTransport, MailSender, SmtpTransport, Transport
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
+from shared import subjects
+from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+
+
+def transport(settings: TicketsSettings) -> Transport:
+    if settings.smtp_host:
+        return SmtpTransport(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_security,
+            settings.smtp_username,
+            settings.smtp_password,
+        )
+    return FolderTransport(Path(settings.mail_outbox_dir))
 
 
 @asynccontextmanager
 async def start(runtime: Runtime) -> AsyncIterator[None]:
-    handlers = TicketHandlers(TicketStore(runtime.db), runtime.clock, runtime.settings.consortium)
+    settings = runtime.settings
+    assert isinstance(settings, TicketsSettings)
+    # Who may be assigned a ticket, and each library's name for its mail.
+    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
+    await view.start()
+    store = TicketStore(runtime.db)
+    await store.ensure_indexes()
+    handlers = TicketHandlers(
+        runtime.bus,
+        store,
+        view,
+        runtime.clock,
+        settings.consortium,
+        settings.mail_from,
+        settings.mail_reply_to,
+    )
+    backoff = Backoff(
+        timedelta(seconds=settings.mail_retry_base_s),
+        timedelta(seconds=settings.mail_retry_max_s),
+        settings.mail_max_attempts,
+    )
+    mailer = MailSender(store, transport(settings), runtime.clock, handlers.mail_reported, backoff)
+    handlers.mailer = mailer
+    mailer.start()
+    listening = None
+    if settings.inbound_smtp_port:
+        listening = await inbound.serve(
+            handlers.patron_mail,
+            settings.inbound_smtp_host,
+            settings.inbound_smtp_port,
+            settings.inbound_max_bytes,
+        )
     await runtime.bus.serve("tickets", VERSION, handlers.endpoints())
-    yield
+    try:
+        yield
+    finally:
+        if listening is not None:
+            listening.close()
+        await mailer.stop()
+        await view.stop()
 
 
 if __name__ == "__main__":

@@ -1,45 +1,194 @@
-"""Binds tickets' NATS endpoints to its rules and store."""
+"""Binds tickets' NATS endpoints, the mail sender's reports and patrons' emailed answers to
+the ticket rules and the store. Every change is read, decided and written conditionally
+(shared.retries), so two staff acting at once both count."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from services.tickets import domain, metrics
+from services.tickets.mail import MailSender, mime, outbox_document
 from services.tickets.store import TicketStore
 from shared import subjects
-from shared.bus import Endpoint
+from shared.bus import Bus, Endpoint
 from shared.clock import Clock
+from shared.configuration import ConfigView
 from shared.errors import Refusal
+from shared.retries import until_written
 from shared.schemas.privacy import ErasePatron, TicketsErased
-from shared.schemas.requests import CreateTicket, GetTicket, Ticket
+from shared.schemas.records import Principal
+from shared.schemas.tickets import (
+    CreateTicket,
+    GetTicket,
+    ListTickets,
+    MailState,
+    ReplyToTicket,
+    Ticket,
+    TicketNotice,
+    TicketPage,
+    UpdateTicket,
+)
+from shared.store import Document
+
+ATTEMPTS = 5
+BUSY = "the ticket is changing; try again"
 
 
 class TicketHandlers:
-    def __init__(self, store: TicketStore, clock: Clock, consortium: str) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: TicketStore,
+        view: ConfigView,
+        clock: Clock,
+        consortium: str,
+        sender: str,
+        reply_to: str | None,
+    ) -> None:
+        self.bus = bus
         self.store = store
+        self.view = view
         self.clock = clock
         self.consortium = consortium
+        self.sender = sender
+        self.reply_to = reply_to
+        self.mailer: MailSender | None = None
 
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("create", subjects.tickets_endpoint("create"), CreateTicket, self.create),
             Endpoint("get", subjects.tickets_endpoint("get"), GetTicket, self.get),
+            Endpoint("list", subjects.tickets_endpoint("list"), ListTickets, self.list),
+            Endpoint("update", subjects.tickets_endpoint("update"), UpdateTicket, self.update),
+            Endpoint("reply", subjects.tickets_endpoint("reply"), ReplyToTicket, self.reply),
             Endpoint("erase", subjects.tickets_endpoint("erase"), ErasePatron, self.erase),
         ]
+
+    def _library(self, institution: str) -> str:
+        found = self.view.institutions.get(institution)
+        return found.display_name if found else institution
+
+    async def _notify(self, kind: str, ticket: Ticket, by: str) -> None:
+        notice = TicketNotice.model_validate(
+            {"kind": kind, "ticket": domain.summary(ticket), "by": by}
+        )
+        await self.bus.publish(subjects.ticket_notices(ticket.institution), notice)
+
+    async def _mail(self, ticket: Ticket, entry_id: str | None, letter: domain.Letter) -> None:
+        message = mime(letter, self.sender, self.reply_to, self.clock.now())
+        doc = outbox_document(ticket.institution, ticket.id, entry_id, message, self.clock.now())
+        await self.store.enqueue(doc)
+        if self.mailer is not None:
+            self.mailer.wake()
+
+    async def create(self, req: CreateTicket) -> Ticket:
+        ticket = domain.new_ticket(req, uuid.uuid4().hex, self.clock.now())
+        await self.store.add(ticket)
+        metrics.TICKETS_CREATED.labels(req.institution, req.source).inc()
+        if req.acknowledge:
+            await self._mail(
+                ticket, None, domain.acknowledgement(ticket, self._library(ticket.institution))
+            )
+        await self._notify("created", ticket, req.created_by)
+        return ticket
+
+    async def _read(self, institution: str, principal: Principal, ticket_id: str) -> Ticket:
+        if not principal.may_act_in(institution):
+            raise Refusal("forbidden", "you can only see your own institution")
+        ticket = await self.store.get(institution, ticket_id)
+        if ticket is None:
+            raise Refusal("not_found", f"no ticket {ticket_id}")
+        return ticket
+
+    async def get(self, req: GetTicket) -> Ticket:
+        return await self._read(req.institution, req.principal, req.ticket_id)
+
+    async def list(self, req: ListTickets) -> TicketPage:
+        if not req.principal.may_act_in(req.institution):
+            raise Refusal("forbidden", "you can only see your own institution")
+        tickets, cursor = await self.store.page(req, req.principal.username)
+        return TicketPage(tickets=[domain.summary(t) for t in tickets], next_cursor=cursor)
+
+    async def _change(
+        self,
+        institution: str,
+        principal: Principal,
+        ticket_id: str,
+        decide: Callable[[Ticket], Ticket],
+    ) -> tuple[Ticket, Ticket]:
+        """(before, after) of a change decided on the ticket as stored."""
+
+        async def attempt(_: int) -> tuple[Ticket, Ticket]:
+            before = await self._read(institution, principal, ticket_id)
+            after = decide(before)
+            if after == before:
+                return before, before
+            return before, await self.store.replace(after)
+
+        return await until_written(attempt, ATTEMPTS, BUSY)
+
+    async def update(self, req: UpdateTicket) -> Ticket:
+        account = self.view.account(req.assignee) if req.assignee else None
+        now = self.clock.now()
+        before, after = await self._change(
+            req.institution,
+            req.principal,
+            req.ticket_id,
+            lambda t: domain.update(t, req, account, now),
+        )
+        for change in after.history[len(before.history) :]:
+            metrics.TICKET_CHANGES.labels(change.what).inc()
+        if after.assignee is not None and after.assignee != before.assignee:
+            await self._notify("assigned", after, req.principal.username)
+        return after
+
+    async def reply(self, req: ReplyToTicket) -> Ticket:
+        entry_id = uuid.uuid4().hex[:12]
+        now = self.clock.now()
+        _, after = await self._change(
+            req.institution,
+            req.principal,
+            req.ticket_id,
+            lambda t: domain.reply(t, req, entry_id, now),
+        )
+        metrics.TICKET_CHANGES.labels("note" if req.internal else "reply").inc()
+        if not req.internal:
+            entry = next(r for r in after.replies if r.id == entry_id)
+            letter = domain.reply_letter(after, entry, self._library(after.institution))
+            await self._mail(after, entry_id, letter)
+        return after
+
+    async def patron_mail(self, ref: str, sender: str, text: str) -> None:
+        """A patron's answer by email, threaded into the ticket its subject names."""
+        entry_id = uuid.uuid4().hex[:12]
+
+        async def attempt(_: int) -> Ticket:
+            ticket = await self.store.by_ref(ref)
+            if ticket is None:
+                raise Refusal("not_found", f"no ticket {ref}")
+            changed = domain.patron_reply(ticket, sender, text, entry_id, self.clock.now())
+            return await self.store.replace(changed)
+
+        ticket = await until_written(attempt, ATTEMPTS, BUSY)
+        metrics.TICKET_CHANGES.labels("patron_reply").inc()
+        await self._notify("answered", ticket, "patron")
+
+    async def mail_reported(self, mail: Document, state: MailState, error: str | None) -> None:
+        """The sender's word on a mail, shown on its ticket (gone if erased meanwhile)."""
+        system = Principal(username="mail", institution=mail["institution"], role="operator")
+        try:
+            await self._change(
+                mail["institution"],
+                system,
+                mail["ticket_id"],
+                lambda t: domain.mail_state(t, mail["entry_id"], state, error),
+            )
+        except Refusal as refusal:
+            if refusal.code != "not_found":
+                raise
 
     async def erase(self, req: ErasePatron) -> TicketsErased:
         """A patron's tickets, erased on request by an admin of the institution (the
         consortium's name: every institution's, by a consortium admin)."""
         return TicketsErased(tickets=await self.store.erase(req, req.scope(self.consortium)))
-
-    async def create(self, req: CreateTicket) -> Ticket:
-        ticket = domain.new_ticket(req, uuid.uuid4().hex, self.clock.now())
-        await self.store.add(ticket)
-        metrics.TICKETS_CREATED.labels(req.institution).inc()
-        return ticket
-
-    async def get(self, req: GetTicket) -> Ticket:
-        ticket = await self.store.get(req.institution, req.ticket_id)
-        if ticket is None:
-            raise Refusal("not_found", f"no ticket {req.ticket_id}")
-        return ticket

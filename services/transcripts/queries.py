@@ -10,53 +10,22 @@ server refdesk runs on (MongoDB before 7.0, the embedded one). Percentiles are n
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from services.transcripts.domain import epoch_ms
-from shared.errors import Refusal
+from shared.paging import after_cursor
 from shared.schemas.chat import normal_tag
 from shared.schemas.requests import SearchTranscripts, StatsFigures, StatsGroup, StatsGrouping
 
 Document = dict[str, Any]
-NEWEST_FIRST = (("created_ms", -1), ("_id", -1))
 
 
 def readable_by(institution: str) -> Document:
     """Chats an institution may read: its patrons', and those it answered for others."""
     return {"$or": [{"institution": institution}, {"shared_with": institution}]}
-
-
-def _query_key(req: SearchTranscripts) -> str:
-    """What a cursor belongs to: the query without its page position and size."""
-    asked = req.model_dump(mode="json", exclude={"cursor", "limit", "principal"})
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode_cursor(req: SearchTranscripts, last: Mapping[str, Any]) -> str:
-    raw = json.dumps([_query_key(req), last["created_ms"], last["_id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(req: SearchTranscripts) -> tuple[int, str] | None:
-    """The (created_ms, id) a page continues after; a cursor of another query, or not a
-    cursor at all, is `invalid` naming it."""
-    if req.cursor is None:
-        return None
-    try:
-        padded = req.cursor + "=" * (-len(req.cursor) % 4)
-        key, created_ms, chat_id = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError, binascii.Error):
-        raise Refusal("invalid", "cursor: not a cursor this search gave") from None
-    if key != _query_key(req) or not isinstance(created_ms, int) or not isinstance(chat_id, str):
-        raise Refusal("invalid", "cursor: it belongs to another query; start from the first page")
-    return created_ms, chat_id
 
 
 def search_filter(req: SearchTranscripts, scope: str | None) -> Document:
@@ -92,17 +61,9 @@ def search_filter(req: SearchTranscripts, scope: str | None) -> Document:
         span["$lt"] = epoch_ms(req.end)
     if span:
         conditions.append({"created_ms": span})
-    after = decode_cursor(req)
+    after = after_cursor(req, req.cursor)
     if after is not None:
-        created_ms, chat_id = after
-        conditions.append(
-            {
-                "$or": [
-                    {"created_ms": {"$lt": created_ms}},
-                    {"created_ms": created_ms, "_id": {"$lt": chat_id}},
-                ]
-            }
-        )
+        conditions.append(after)
     found: Document = {"$and": conditions} if conditions else {}
     if req.q is not None:
         found["$text"] = {"$search": req.q}

@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from services.transcripts import domain, privacy, queries
+from shared import paging
 from shared.clock import iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
@@ -76,12 +77,12 @@ class TranscriptStore:
         """A page of chats newest first, and the cursor of the next page (None: the last).
         `scope`: the institution whose readable chats these are; None for all."""
         cursor = self.chats.raw.find(queries.search_filter(req, scope))
-        docs = await cursor.sort(list(queries.NEWEST_FIRST)).limit(req.limit + 1).to_list()
+        docs = await cursor.sort(list(paging.NEWEST_FIRST)).limit(req.limit + 1).to_list()
         more = len(docs) > req.limit
         docs = docs[: req.limit]
         return TranscriptPage(
             chats=[domain.chat_from_document(d) for d in docs],
-            next_cursor=queries.encode_cursor(req, docs[-1]) if more and docs else None,
+            next_cursor=paging.encode_cursor(req, docs[-1]) if more and docs else None,
         )
 
     async def guest_chats(self, req: GuestChatsQuery, homes: frozenset[str]) -> list[Chat]:
@@ -92,7 +93,7 @@ class TranscriptStore:
             "created_ms": {"$gte": domain.epoch_ms(req.since)},
             "$or": [{"institution": {"$in": sorted(homes)}}, {"shared_with": req.institution}],
         }
-        cursor = self.chats.raw.find(found).sort(list(queries.NEWEST_FIRST)).limit(req.limit)
+        cursor = self.chats.raw.find(found).sort(list(paging.NEWEST_FIRST)).limit(req.limit)
         return [domain.chat_from_document(d) for d in await cursor.to_list()]
 
     async def record_audit(self, institution: str, entry: AuditEntry) -> None:

@@ -15,6 +15,7 @@ from shared.errors import ErrorCode
 from shared.schemas.base import Email, Model
 from shared.schemas.chat import MAX_TAGS, Chat, ChatStateName, ClientId, Message, Sender
 from shared.schemas.requests import EndReason, OperatorStatus
+from shared.schemas.tickets import TicketSummary
 
 Ref = Annotated[str, Field(max_length=64)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -559,6 +560,16 @@ class AnnouncementFrame(Model):
     ts: str
 
 
+class TicketFrame(Model):
+    """A ticket for this member of staff: new in their institution (`ticket.created`),
+    assigned to them (`ticket.assigned`), or answered by its patron by email
+    (`ticket.answered`: to its assignee, or all staff when it has none)."""
+
+    type: Literal["ticket.created", "ticket.assigned", "ticket.answered"]
+    ticket: TicketSummary
+    by: str
+
+
 ServerFrame = Annotated[
     AnyAck
     | Error
@@ -587,7 +598,8 @@ ServerFrame = Annotated[
     | TransferWithdrawnFrame
     | TransferAcceptedFrame
     | TransferExpiredFrame
-    | InternalMessageFrame,
+    | InternalMessageFrame
+    | TicketFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME: TypeAdapter[Any] = TypeAdapter(ServerFrame)

@@ -425,39 +425,6 @@ class InternalMessages(Model):
     messages: list[InternalMessage]
 
 
-# --- tickets -----------------------------------------------------------------------------
-
-
-class CreateTicket(Model):
-    institution: str
-    # Who asked, when staff did; None for a patron's offline message.
-    principal: Principal | None = None
-    chat_id: str | None = None
-    email: str
-    subject: str
-    body: str
-    created_by: str
-
-
-class GetTicket(Model):
-    institution: str
-    principal: Principal
-    ticket_id: str
-
-
-class Ticket(Model):
-    id: str
-    institution: str
-    chat_id: str | None
-    email: str
-    subject: str
-    body: str
-    status: Literal["open", "pending", "closed"]
-    assignee: str | None
-    created_by: str
-    created_at: str
-
-
 # --- coverage -----------------------------------------------------------------------------
 
 

@@ -377,7 +377,7 @@ async def test_tickets_and_offline_messages(system: LocalSystem):
         seen = await http.get(
             f"/api/tickets/{left.json()['ticket_id']}", headers={"Authorization": f"Bearer {river}"}
         )
-        assert seen.json()["body"] == "Open Sunday?"
+        assert seen.json()["question"] == "Open Sunday?" and seen.json()["source"] == "offline_form"
         hidden = await http.get(f"/api/tickets/{left.json()['ticket_id']}", headers=auth)
         assert hidden.status_code == 404
 

@@ -51,6 +51,7 @@ LISTS = {
     "/api/widgets",
     "/api/transcripts",
     "/api/guests/{guest_id}/chats",
+    "/api/tickets",
 }
 
 
@@ -149,8 +150,12 @@ def named(path: str, river: River) -> str:
 
 def body_for(method: str, path: str, river: River) -> dict[str, Any] | None:
     """A well-formed body that acts on River."""
-    if method not in ("POST", "PUT") or (method, path) in OWN:
+    if method not in ("POST", "PUT", "PATCH") or (method, path) in OWN:
         return None
+    if path == "/api/tickets/{ticket_id}/replies":
+        return {"body": "Taken"}
+    if method == "PATCH" and path == "/api/tickets/{ticket_id}":
+        return {"status": "closed", "assignee": "demo-hill-ann"}
     iso = uuid.uuid4().hex[:6]
     bodies: dict[str, dict[str, Any]] = {
         "/api/institutions": {

@@ -15,7 +15,8 @@ from shared.bus import BucketFollower, Bus, Endpoint
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.events import ChatRecord
 from shared.schemas.records import Principal
-from shared.schemas.requests import Done, GetTicket, StaffingQuery
+from shared.schemas.requests import Done, StaffingQuery
+from shared.schemas.tickets import GetTicket
 from tests.factories import T0, started
 
 

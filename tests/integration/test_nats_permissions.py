@@ -30,7 +30,7 @@ ALLOWED = {
     "routing": ["queue.permtest.evt", "widget.permtest.x.status"],
     "presence": ["presence.permtest.evt"],
     "transcripts": [],
-    "tickets": [],
+    "tickets": ["ticket.permtest.evt"],
     "directory": ["$KV.config.permtest"],
 }
 REFUSED = {
@@ -46,7 +46,7 @@ REFUSED = {
 # Streams and buckets a service has no use for, through the JetStream API; and
 # destroying any.
 STREAM_REFUSED = {
-    "tickets": ["$JS.API.DIRECT.GET.CHAT_EVENTS", "$JS.API.STREAM.INFO.KV_config"],
+    "tickets": ["$JS.API.DIRECT.GET.CHAT_EVENTS", "$JS.API.STREAM.UPDATE.KV_presence"],
     "directory": ["$JS.API.CONSUMER.CREATE.CHAT_EVENTS", "$JS.API.DIRECT.GET.KV_presence"],
     "presence": ["$JS.API.STREAM.MSG.GET.CHAT_EVENTS", "$JS.API.STREAM.UPDATE.KV_config"],
     "gateway": [

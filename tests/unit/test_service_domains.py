@@ -18,8 +18,9 @@ from shared.errors import Refusal
 from shared.schemas.events import ChatRecord
 from shared.schemas.privacy import ErasePatron
 from shared.schemas.protocol import InternalTarget
-from shared.schemas.records import Institution, Principal
-from shared.schemas.requests import CreateTicket, InternalMessage, OpenSession, SessionRef
+from shared.schemas.records import Account, Institution, Principal
+from shared.schemas.requests import InternalMessage, OpenSession, SessionRef
+from shared.schemas.tickets import CreateTicket, ReplyToTicket, Ticket, UpdateTicket
 from tests.factories import ANN, PATRON, T0, started
 
 # --- gateway ----------------------------------------------------------------------------
@@ -250,6 +251,111 @@ def test_ticket_needs_email_subject_and_body():
         with pytest.raises(Refusal) as refused:
             tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
         assert refused.value.code == "invalid" and field in refused.value.message
+
+
+def _ticket() -> Ticket:
+    req = CreateTicket(
+        institution="hill",
+        email="Pat@Example.org",
+        subject="Renewal",
+        body="Please renew",
+        created_by="demo-hill-ann",
+    )
+    return tickets.new_ticket(req, "0123abcd" * 4, T0)
+
+
+HILL_ANN = Principal(username="demo-hill-ann", institution="hill", role="operator")
+
+
+def _account(username: str, institution: str, role: str = "operator") -> Account:
+    return Account.model_validate(
+        {"username": username, "institution": institution, "role": role, "display_name": "X"}
+    )
+
+
+def test_a_mail_header_can_never_start_another():
+    ticket = _ticket()
+    assert (
+        ticket.ref == "T0123ABCD" and tickets.find_ref(f"Re: [{ticket.ref}] Renewal") == ticket.ref
+    )
+    req = CreateTicket(
+        institution="hill", email="p@x.org", subject="s", body="b", created_by="demo-hill-ann"
+    )
+    for field, value in (
+        ("subject", "Hello\r\nBcc: victim@example.org"),
+        ("name", "Pat\nBcc: victim@example.org"),
+        ("email", "p@x.org\r\nBcc: victim@example.org"),
+    ):
+        with pytest.raises(Refusal) as refused:
+            tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
+        assert refused.value.code == "invalid" and field in refused.value.message
+
+
+def test_assignment_stays_within_the_institution_and_every_change_is_history():
+    ticket = _ticket()
+    bob = _account("demo-hill-bob", "hill")
+    assign = UpdateTicket(
+        institution="hill",
+        principal=HILL_ANN,
+        ticket_id=ticket.id,
+        assign=True,
+        assignee="demo-hill-bob",
+    )
+    later = T0 + timedelta(minutes=5)
+    assigned = tickets.update(ticket, assign, bob, later)
+    assert assigned.assignee == "demo-hill-bob" and assigned.updated_at != ticket.updated_at
+    assert [(c.what, c.old, c.new, c.by) for c in assigned.history[1:]] == [
+        ("assignee", None, "demo-hill-bob", "demo-hill-ann")
+    ]
+    for account, code in (
+        (_account("demo-river-cat", "river"), "forbidden"),
+        (None, "invalid"),
+        (_account("demo-admin", "demo", "consortium_admin"), "forbidden"),
+    ):
+        with pytest.raises(Refusal) as refused:
+            tickets.update(ticket, assign, account, later)
+        assert refused.value.code == code
+    close = UpdateTicket(
+        institution="hill", principal=HILL_ANN, ticket_id=ticket.id, status="closed"
+    )
+    closed = tickets.update(assigned, close, None, later)
+    assert closed.status == "closed" and closed.history[-1].what == "status"
+    assert tickets.update(closed, close, None, later) == closed  # closing again: nothing
+    river = Principal(username="demo-river-cat", institution="river", role="operator")
+    with pytest.raises(Refusal) as refused:
+        tickets.update(ticket, close.model_copy(update={"principal": river}), None, later)
+    assert refused.value.code == "not_found"
+
+
+def test_replies_notes_and_the_patrons_answer():
+    ticket = _ticket()
+    reply = ReplyToTicket(institution="hill", principal=HILL_ANN, ticket_id=ticket.id, body="Done.")
+    answered = tickets.reply(ticket, reply, "r1", T0)
+    assert answered.status == "pending" and answered.replies[-1].mail == "queued"
+    noted = tickets.reply(answered, reply.model_copy(update={"internal": True}), "n1", T0)
+    assert (
+        noted.notes[-1].kind == "note"
+        and noted.status == "pending"
+        and noted.notes[-1].mail is None
+    )
+    with pytest.raises(Refusal) as refused:
+        tickets.reply(ticket, reply.model_copy(update={"body": "x" * 20_001}), "r2", T0)
+    assert refused.value.code == "too_large"
+    back = tickets.patron_reply(answered, "pat@example.org", "Thanks!", "p1", T0)
+    assert back.status == "open" and back.replies[-1].kind == "patron"
+    with pytest.raises(Refusal) as refused:
+        tickets.patron_reply(answered, "someone@else.org", "Hi", "p2", T0)
+    assert refused.value.code == "forbidden"
+    quoted = "Thanks!\n\nOn Tue, Nov 24, 2026 Hill wrote:\n> Done.\n"
+    assert tickets.fresh_text(quoted) == "Thanks!"
+    assert tickets.fresh_text("> old\nnew") == "new"
+    base, most = timedelta(seconds=30), timedelta(hours=1)
+    assert [tickets.retry_after(n, base, most).total_seconds() for n in (1, 2, 3, 9)] == [
+        30,
+        60,
+        120,
+        3600,
+    ]
 
 
 def test_sign_in_limits_count_a_name_an_address_and_the_two_together():

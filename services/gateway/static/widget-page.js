@@ -86,7 +86,8 @@ import { messageSender, refusal } from "./messages.js";
     const question = $("question").value.trim();
     if (!question) return;
     try {
-      const ack = await send({ type: "chat.start", question, name: $("name").value.trim() || null });
+      const email = $("email").value.trim() || null;
+      const ack = await send({ type: "chat.start", question, name: $("name").value.trim() || null, email });
       chatId = ack.chat_id; showChat(); line($("name").value.trim() || "You", question, "patron");
     } catch (err) { $("error").textContent = err.message; }
   });
