@@ -187,3 +187,21 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         assert (await river.get(f"/api/tickets/{ticket_id}")).status_code == 404
         theirs = (await river.get("/api/tickets", params={"q": "laptops"})).json()
         assert theirs["tickets"] == []
+
+
+async def test_the_offline_form_is_rate_limited_per_address(system: LocalSystem):
+    """(Last in this file: the allowance it uses up is the whole address's for a minute.)"""
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    question = {"email": "pat@example.org", "question": f"Question {word}"}
+    codes = []
+    async with httpx.AsyncClient(base_url=system.gateway_url) as public:
+        for _ in range(12):
+            posted = await public.post("/api/widgets/hill/offline-message", json=question)
+            codes.append(posted.status_code)
+            if posted.status_code == 429:
+                assert posted.json()["code"] == "rate_limited"
+                break
+    assert codes[-1] == 429 and set(codes[:-1]) == {201}, codes
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
+        found = (await ann.get("/api/tickets", params={"q": word, "limit": 100})).json()
+        assert len(found["tickets"]) == len(codes) - 1  # the refused one made no ticket
