@@ -158,8 +158,7 @@ def patron_reply(ticket: Ticket, sender: str, body: str, entry_id: str, now: dat
     text = body.strip()[:BODY_MAX] or "(empty message)"
     entry = TicketEntry(id=entry_id, kind="patron", by=ticket.email, body=text, at=at)
     change = TicketChange(at=at, by=ticket.email, what="patron_reply", new=entry_id)
-    status = "open"
-    return _changed(ticket, now, change, replies=[*ticket.replies, entry], status=status)
+    return _changed(ticket, now, change, replies=[*ticket.replies, entry], status="open")
 
 
 def mail_state(ticket: Ticket, entry_id: str | None, state: MailState, error: str | None) -> Ticket:

@@ -176,11 +176,12 @@ class TicketHandlers:
 
     async def mail_reported(self, mail: Document, state: MailState, error: str | None) -> None:
         """The sender's word on a mail, shown on its ticket (gone if erased meanwhile)."""
-        system = Principal(username="mail", institution=mail["institution"], role="operator")
+        # The sender acts within the mail's own institution, as its staff would.
+        sender = Principal(username="mail", institution=mail["institution"], role="operator")
         try:
             await self._change(
                 mail["institution"],
-                system,
+                sender,
                 mail["ticket_id"],
                 lambda t: domain.mail_state(t, mail["entry_id"], state, error),
             )

@@ -18,7 +18,7 @@ from pymongo.errors import OperationFailure
 from shared import paging
 from shared.errors import StaleRevision
 from shared.schemas.privacy import ErasePatron, email_key
-from shared.schemas.tickets import ListTickets, Ticket, TicketStatus
+from shared.schemas.tickets import ListTickets, Ticket
 from shared.store import Document, TenantCollection
 
 TEXT_INDEX = "ticket_text"
@@ -112,9 +112,6 @@ class TicketStore:
         docs = docs[: req.limit]
         next_cursor = paging.encode_cursor(req, docs[-1]) if more and docs else None
         return [self._ticket(d) for d in docs], next_cursor
-
-    async def count(self, institution: str, status: TicketStatus) -> int:
-        return await self.tickets.count(institution, {"status": status})
 
     async def erase(self, req: ErasePatron, scope: str | None) -> int:
         """Delete a patron's tickets and their unsent mail: by their email, and those made
