@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -153,7 +154,11 @@ class Bus:
         self._resyncing = asyncio.create_task(resync())
 
     @classmethod
-    async def connect(cls, url: str, name: str, request_timeout: float = 2.0) -> Bus:
+    async def connect(
+        cls, url: str, name: str, request_timeout: float = 2.0, ca_file: str | None = None
+    ) -> Bus:
+        """`ca_file`: the certificate authority of a NATS server with TLS (`tls://` URLs),
+        when it is not one the system trusts already."""
         created: list[Bus] = []
 
         async def on_error(exc: Exception) -> None:
@@ -178,6 +183,7 @@ class Bus:
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
+            tls=ssl.create_default_context(cafile=ca_file) if ca_file else None,
         )
         created.append(cls(nc, name, request_timeout))
         return created[0]

@@ -37,7 +37,9 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """`chat_stream`: whether this service uses the chat stream (and makes sure it exists);
     those that do not have no permission to touch it."""
-    bus = await Bus.connect(settings.nats_url, service, settings.request_timeout_s)
+    bus = await Bus.connect(
+        settings.nats_url, service, settings.request_timeout_s, settings.nats_ca_file
+    )
     bus.lag.threshold_s = settings.max_loop_lag_s
     if chat_stream:
         await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_hours)

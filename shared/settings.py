@@ -13,6 +13,8 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFDESK_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # The CA of a NATS server with TLS (`tls://` URLs), if the system does not trust it.
+    nats_ca_file: str | None = None
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "refdesk"
     # The consortium this deployment serves: the first part of every user and queue name.

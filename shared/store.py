@@ -25,11 +25,16 @@ def _only_duplicates(error: BulkWriteError) -> bool:
 
 
 def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
+    """A client whose writes are acknowledged by a majority of a replica set (a standalone
+    server: by itself) and journaled, so that nothing acknowledged is lost when a member
+    fails over."""
     return AsyncMongoClient(
         uri,
         appname=f"refdesk-{app_name}",
         serverSelectionTimeoutMS=5000,
         tz_aware=True,
+        w="majority",
+        journal=True,
     )
 
 
