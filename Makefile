@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install chromium run test lint bench clean
+PROMTOOL ?= /usr/bin/promtool
+
+.PHONY: install chromium promtool run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +28,21 @@ chromium:
 	    exit 1; \
 	  fi; }
 
+# Metrics and alert rules are checked with promtool (Debian's prometheus package has it).
+promtool:
+	@test -x "$(PROMTOOL)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else \
+	    echo "The monitoring tests need promtool at $(PROMTOOL): install Debian's prometheus package, or set PROMTOOL=/path/to/promtool" >&2; \
+	    exit 1; \
+	  fi; }
+
 run: install
 	$(PY) -m deploy.local
 
-test: install chromium
-	REFDESK_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
+test: install chromium promtool
+	REFDESK_CHROMIUM=$(CHROMIUM) REFDESK_PROMTOOL=$(PROMTOOL) $(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -66,6 +66,14 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
 )
 
+REQUEST_LATENCY = Histogram(
+    "refdesk_nats_request_seconds",
+    "Time from sending a request to its answer, as the asker sees it, by subject family "
+    "(`<service>.<action>`) and outcome (ok, refused, unavailable)",
+    ["family", "outcome"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
+)
+
 ERROR_HEADER = "Nats-Service-Error-Code"
 # When the caller stops waiting (wall-clock milliseconds): a request still queued past it is
 # dropped unanswered rather than done for nobody.
@@ -384,6 +392,9 @@ class Bus:
         """Send a request and return its typed result, or raise the typed refusal."""
         wait = timeout or self.request_timeout
         deadline = str(int((time.time() + wait) * 1000))
+        tokens = subject.split(".")
+        family = f"{tokens[0]}.{tokens[-1]}"
+        started = time.perf_counter()
         try:
             msg = await self.nc.request(
                 subject,
@@ -392,10 +403,16 @@ class Bus:
                 headers=inject_headers({DEADLINE_HEADER: deadline}),
             )
         except NoRespondersError as exc:
+            REQUEST_LATENCY.labels(family, "unavailable").observe(time.perf_counter() - started)
             raise Refusal("unavailable", f"no service answers {subject}") from exc
         except NatsTimeout as exc:
+            REQUEST_LATENCY.labels(family, "unavailable").observe(time.perf_counter() - started)
             raise Refusal("unavailable", f"no answer from {subject} in time") from exc
-        if msg.headers and msg.headers.get(ERROR_HEADER):
+        refused = bool(msg.headers and msg.headers.get(ERROR_HEADER))
+        REQUEST_LATENCY.labels(family, "refused" if refused else "ok").observe(
+            time.perf_counter() - started
+        )
+        if refused:
             error = ErrorBody.model_validate_json(msg.data)
             raise Refusal(error.code, error.message, error.owner, error.retry_after_ms)
         return result.model_validate_json(msg.data)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne
+from prometheus_client import Histogram
+from pymongo import AsyncMongoClient, UpdateOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -24,6 +25,35 @@ def _only_duplicates(error: BulkWriteError) -> bool:
     return all(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
 
 
+MONGODB_SECONDS = Histogram(
+    "refdesk_mongodb_command_seconds",
+    "Time MongoDB took to answer a command, as the driver saw it, by command and outcome",
+    ["command", "outcome"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0),
+)
+# Commands refdesk sends; anything else (handshakes, monitoring) is `other`, so the label
+# stays bounded.
+COMMANDS = frozenset(
+    {"find", "insert", "update", "delete", "aggregate", "count", "findAndModify",
+     "createIndexes", "getMore", "distinct"}
+)  # fmt: skip
+
+
+class CommandTimer(monitoring.CommandListener):
+    """Feeds MONGODB_SECONDS from the driver's own command monitoring."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        name = event.command_name if event.command_name in COMMANDS else "other"
+        MONGODB_SECONDS.labels(name, "ok").observe(event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        name = event.command_name if event.command_name in COMMANDS else "other"
+        MONGODB_SECONDS.labels(name, "error").observe(event.duration_micros / 1e6)
+
+
 def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
     """A client whose writes are acknowledged by a majority of a replica set (a standalone
     server: by itself) and journaled, so that nothing acknowledged is lost when a member
@@ -35,6 +65,7 @@ def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
         tz_aware=True,
         w="majority",
         journal=True,
+        event_listeners=[CommandTimer()],
     )
 
 

@@ -34,7 +34,13 @@ from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
-from shared.schemas.events import ChatEvent, RecordEvents, TransferOffered, parse_record_events
+from shared.schemas.events import (
+    ChatEvent,
+    MessagePosted,
+    RecordEvents,
+    TransferOffered,
+    parse_record_events,
+)
 from shared.schemas.protocol import (
     OPERATOR_FRAME,
     PATRON_FRAME,
@@ -349,17 +355,19 @@ class Gateway:
         await self.bus.subscribe(subjects.ticket_notices(), self.on_ticket_notice)
         self.bus.on_missed.append(self.feeds.resync)
 
-    def _deliver(self, to: domain.To, text: str, chat_id: str) -> None:
+    def _deliver(self, to: domain.To, text: str, chat_id: str) -> int:
+        """Hand a frame to the sockets it is for here; returns how many."""
+        links: list[Any] = []
         if to.patron:
-            for link in self.hub.patrons_by_chat.get(chat_id, ()):
-                link.outbox.send_text(text)
+            links = list(self.hub.patrons_by_chat.get(chat_id, ()))
         elif to.operator is not None:
             operator = self.hub.owner(to.operator)
-            if operator is not None:
-                operator.outbox.send_text(text)
+            links = [] if operator is None else [operator]
         elif to.queue is not None:
-            for watcher in self.hub.watchers.get(to.queue, ()):
-                watcher.outbox.send_text(text)
+            links = list(self.hub.watchers.get(to.queue, ()))
+        for link in links:
+            link.outbox.send_text(text)
+        return len(links)
 
     async def _on_chat_events(self, events: list[ChatEvent]) -> None:
         """A followed chat's events: for its patron, and for its owner while owning it."""
@@ -369,11 +377,17 @@ class Gateway:
                 chat.id, chat.owner if chat.state in ("active", "transferring") else None
             )
             # Each frame is serialized once, however many sockets receive it.
+            delivered = 0
             for to, frame in domain.deliveries(event):
                 if to.patron or (
                     to.operator is not None and not by_subject_of_operator(event, to.operator)
                 ):
-                    self._deliver(to, frame.model_dump_json(), chat.id)
+                    delivered += self._deliver(to, frame.model_dump_json(), chat.id)
+            if delivered and isinstance(event, MessagePosted):
+                sent = datetime.fromisoformat(event.message.ts)
+                way = "patron_to_operator" if event.message.from_.kind == "patron" else "to_patron"
+                latency = (self.clock.now() - sent).total_seconds()
+                metrics.DELIVERY_SECONDS.labels(way).observe(max(0.0, latency))
             if chat.state in ("closed", "missed"):
                 self.hub.end_chat(chat.id)
             await self.refresh_interest(chat.id)

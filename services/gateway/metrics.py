@@ -28,3 +28,10 @@ RECORDS_IN = Counter(
 REFILLS = Counter(
     "refdesk_gateway_refills_total", "Gaps in a followed chat's events refilled from the stream"
 )
+DELIVERY_SECONDS = Histogram(
+    "refdesk_message_delivery_seconds",
+    "Time from a message being posted (routing's timestamp) to this gateway handing it to "
+    "the sockets it is for, by direction",
+    ["direction"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

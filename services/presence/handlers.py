@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from typing import get_args
 
 from services.presence import domain, metrics
 from services.presence.store import DeskStore, SessionStore
@@ -16,6 +18,7 @@ from shared.schemas.requests import (
     EndReason,
     EndSession,
     OpenSession,
+    OperatorStatus,
     Session,
     SessionChanged,
     SessionEnded,
@@ -180,4 +183,6 @@ class PresenceHandlers:
         await self.bus.publish(subjects.presence_events(session.institution), ended)
 
     def _count_online(self) -> None:
-        metrics.OPERATORS_ONLINE.set(sum(1 for s in self.sessions.live() if s.status == "online"))
+        by_status = Counter(s.status for s in self.sessions.live())
+        for status in get_args(OperatorStatus):
+            metrics.OPERATORS.labels(status).set(by_status.get(status, 0))

@@ -9,4 +9,8 @@ SESSIONS_REPLACED = Counter(
 SESSIONS_ENDED = Counter(
     "refdesk_sessions_ended_total", "Sessions ended from outside them, by reason", ["reason"]
 )
-OPERATORS_ONLINE = Gauge("refdesk_operators_online", "Operators with status online")
+OPERATORS = Gauge(
+    "refdesk_operators",
+    "Operators signed in, by status (online, away, internal, offline)",
+    ["status"],
+)

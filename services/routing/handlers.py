@@ -176,7 +176,7 @@ class RoutingHandlers:
         they now stand."""
         moved: set[str] = set()
         for event in transition.events:
-            metrics.TRANSITIONS.labels(event.type).inc()
+            metrics.count(event)
             if event.type in QUEUE_MOVES:
                 moved.add(event.chat.queue)
             if event.type == "rolled_over":
@@ -383,13 +383,18 @@ class RoutingHandlers:
     async def claim(self, req: ClaimChat) -> ChatResult:
         self._check_limit(req.operator, req.max_chats)
         now = self.clock.now()
-        transition = await self._apply(
-            req.institution,
-            req.chat_id,
-            lambda state: domain.claim(
-                state, req.operator, req.operator_name, req.monitoring, now, req.institution
-            ),
-        )
+        try:
+            transition = await self._apply(
+                req.institution,
+                req.chat_id,
+                lambda state: domain.claim(
+                    state, req.operator, req.operator_name, req.monitoring, now, req.institution
+                ),
+            )
+        except Refusal as refusal:
+            if refusal.code == "conflict":
+                metrics.CLAIM_CONFLICTS.inc()
+            raise
         chat = transition.state.chat
         metrics.CHAT_WAIT.labels(chat.queue).observe(
             (now - datetime.fromisoformat(chat.created_at)).total_seconds()

@@ -90,6 +90,7 @@ class WidgetWatch:
         sent = 0
         for gone in self._last.keys() - directory.widgets.keys():
             del self._last[gone]  # deleted through the admin API
+            metrics.forget_widget(gone)
         for widget_id in sorted(directory.widgets):
             status = await self.handlers.widget_status(directory, widget_id, staffed)
             now = (status.online, status.queue, status.reason)
@@ -101,6 +102,7 @@ class WidgetWatch:
                 sent += 1
             if changed:
                 metrics.WIDGET_CHANGES.labels(str(status.online).lower()).inc()
+                metrics.widget_state(widget_id, status.online, status.reason)
                 self._last[widget_id] = now
         return sent
 
