@@ -74,7 +74,7 @@ def run_service(
     service: str, settings: CommonSettings, starter: Starter, chat_stream: bool = True
 ) -> None:
     """Run a back-end service: its work lives in the ops app's lifespan."""
-    telemetry.setup(service, settings.log_level, settings.log_json, settings.otel_console)
+    telemetry.setup(service, settings.log_level, settings.log_json, settings.tracing())
     checks: dict[str, ReadinessCheck] = {}
 
     @asynccontextmanager

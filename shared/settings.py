@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.telemetry import Tracing
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFDESK_", extra="ignore")
@@ -31,7 +33,14 @@ class CommonSettings(BaseSettings):
     # The chat stream keeps each record only as long as delivery and transcription need
     # it (and tags after close, follow-up tickets from a chat): transcripts keep the rest.
     stream_max_age_hours: int = 72
+    # Traces: to an OTLP/HTTP collector, a folder of JSON lines, the console (all off).
+    otel_endpoint: str | None = None
+    otel_span_dir: str | None = None
     otel_console: bool = False
+
+    def tracing(self) -> Tracing:
+        return Tracing(self.otel_endpoint, self.otel_span_dir, self.otel_console)
+
     # Seconds added to the wall clock, so that a whole system can run as if at another
     # moment (tests of hours and holidays, demos). Zero in production.
     clock_shift_s: float = 0.0

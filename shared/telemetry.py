@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
 
 _CONTEXT_FIELDS = ("chat_id", "institution", "operator", "subject", "code")
 # Libraries whose debug output carries the data itself (a driver logs each command with its
@@ -41,7 +49,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def setup(service: str, level: str = "INFO", as_json: bool = True, console: bool = False) -> None:
+@dataclass(frozen=True)
+class Tracing:
+    """Where spans go: an OTLP/HTTP collector (`endpoint`, e.g. http://otel-collector:4318),
+    a folder of JSON-lines files (one per process: for tests and for a look without a
+    collector), the console. None of them: spans are not recorded at all."""
+
+    endpoint: str | None = None
+    folder: str | None = None
+    console: bool = False
+
+
+def setup(
+    service: str, level: str = "INFO", as_json: bool = True, tracing: Tracing | None = None
+) -> None:
     """Configure logging and tracing for one service process."""
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
@@ -53,12 +74,28 @@ def setup(service: str, level: str = "INFO", as_json: bool = True, console: bool
     root.setLevel(level.upper())
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
-    if console:
-        # Recording spans costs CPU on every request; without an exporter nobody reads
-        # them. The API's default tracer still carries incoming trace context through, so
-        # trace ids reach the logs and the next service either way.
+    # Recording spans costs CPU on every request; without an exporter nobody reads them.
+    # The API's default tracer still carries incoming trace context through, so trace ids
+    # reach the logs and the next service either way.
+    processors: list[SpanProcessor] = []
+    tracing = tracing or Tracing()
+    if tracing.endpoint:
+        exporter = OTLPSpanExporter(endpoint=f"{tracing.endpoint.rstrip('/')}/v1/traces")
+        processors.append(BatchSpanProcessor(exporter))
+    if tracing.folder:
+        folder = Path(tracing.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = (folder / f"{service}-{os.getpid()}.jsonl").open("a", buffering=1)
+        lines = ConsoleSpanExporter(
+            out=out, formatter=lambda span: span.to_json(indent=None) + "\n"
+        )
+        processors.append(SimpleSpanProcessor(lines))
+    if tracing.console:
+        processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if processors:
         provider = TracerProvider(resource=Resource.create({"service.name": f"refdesk-{service}"}))
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        for processor in processors:
+            provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
 
 

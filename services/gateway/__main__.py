@@ -8,5 +8,5 @@ from shared.runtime import serve
 if __name__ == "__main__":
     settings = GatewaySettings()
     signing_secret(settings)  # refuses to start without a real secret
-    telemetry.setup("gateway", settings.log_level, settings.log_json, settings.otel_console)
+    telemetry.setup("gateway", settings.log_level, settings.log_json, settings.tracing())
     serve(create_app(settings), settings.host, settings.port, settings.trusted_proxies)

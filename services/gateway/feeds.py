@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from services.gateway import metrics
 from shared import subjects
 from shared.bus import Bus
 from shared.schemas.events import ChatEvent, RecordEvents, parse_record_events
+from shared.telemetry import extract_context
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("refdesk.gateway")
 
 OnEvents = Callable[[list[ChatEvent]], Awaitable[None]]
 OnEphemeral = Callable[[str, bytes], Awaitable[None]]
@@ -123,7 +127,11 @@ class ChatFeeds:
         if feed.last_n is None:
             feed.held.append(record)
             return
-        await self._take(chat_id, feed, record)
+        # The record's trace (the frame that caused it) goes on through its delivery here.
+        with tracer.start_as_current_span(
+            "deliver", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
+        ):
+            await self._take(chat_id, feed, record)
 
     async def _take(self, chat_id: str, feed: Feed, record: RecordEvents) -> None:
         assert feed.last_n is not None

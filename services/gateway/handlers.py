@@ -11,11 +11,15 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -132,6 +136,7 @@ from shared.schemas.requests import (
 from shared.schemas.tickets import TicketNotice
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("refdesk.gateway")
 
 
 @dataclass
@@ -540,6 +545,21 @@ class FrameLoop:
         self.bucket = domain.TokenBucket(s.frames_per_second, s.frame_burst, time.monotonic())
         self.handlers: dict[str, FrameHandler] = {}
 
+    @staticmethod
+    def _span(frame: Any) -> AbstractContextManager[Span]:
+        """Each frame starts a trace of its own (not the socket's, which lasts hours): it
+        follows the frame through the services it asks, and on to the gateways and
+        transcripts that receive what it caused. Linked to the socket's span, if any."""
+        socket = trace.get_current_span().get_span_context()
+        chat_id = getattr(frame, "chat_id", None)
+        return tracer.start_as_current_span(
+            f"frame {frame.type}",
+            context=otel_context.Context(),
+            kind=SpanKind.SERVER,
+            links=[Link(socket)] if socket.is_valid else None,
+            attributes={"refdesk.chat_id": chat_id} if isinstance(chat_id, str) else None,
+        )
+
     async def run(self, ws: WebSocket) -> None:
         """Read frames as they come into a small inbox, stamped with their arrival, and
         handle them in order. A frame that finds the inbox full, or waited in it longer
@@ -624,7 +644,8 @@ class FrameLoop:
             if self.gw.bus.lag.behind or not self.gw.in_flight.take():
                 raise Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS)
             try:
-                reply = await self.handlers[frame.type](frame)
+                with self._span(frame):
+                    reply = await self.handlers[frame.type](frame)
             finally:
                 self.gw.in_flight.release()
             if frame.ref is not None:

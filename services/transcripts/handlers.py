@@ -10,6 +10,8 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from services.transcripts import domain, metrics, privacy
@@ -42,8 +44,10 @@ from shared.schemas.requests import (
     Transcript,
     TranscriptPage,
 )
+from shared.telemetry import extract_context
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("refdesk.transcripts")
 
 
 class TranscriptHandlers:
@@ -232,8 +236,23 @@ class TranscriptHandlers:
         self._task = asyncio.create_task(consume())
 
     async def _record(self, msgs: list[Msg]) -> None:
-        """Record one fetched batch; acknowledge only what is stored, so a failure or a
-        crash before the acks means redelivery, never loss."""
+        """Record one fetched batch, with a span per record in the trace of whatever
+        caused it, ended once the batch is stored."""
+        spans = [
+            tracer.start_span(
+                "transcribe", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
+            )
+            for msg in msgs
+        ]
+        try:
+            await self._store(msgs)
+        finally:
+            for span in spans:
+                span.end()
+
+    async def _store(self, msgs: list[Msg]) -> None:
+        """Acknowledge only what is stored, so a failure or a crash before the acks means
+        redelivery, never loss."""
         readable: list[tuple[Msg, list[ChatEvent]]] = []
         for msg in msgs:
             try:
