@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,9 +21,18 @@ from pydantic import ValidationError
 
 from shared import subjects
 from shared.bus import BucketFollower
-from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
+from shared.schemas.records import (
+    WIDGET_ID_PATTERN,
+    Account,
+    Institution,
+    Partnership,
+    Queue,
+    Snippet,
+    Widget,
+)
 
 log = logging.getLogger(__name__)
+WIDGET_ID = re.compile(WIDGET_ID_PATTERN)
 
 Listener = Callable[[str, str], None]
 REVISION = Gauge(
@@ -70,6 +80,10 @@ class ConfigView:
 
     def account(self, username: str) -> Account | None:
         return self.accounts.get(username)
+
+    def widget(self, widget_id: str) -> Widget | None:
+        """A widget by id; a string that cannot be a widget id is not looked up at all."""
+        return self.widgets.get(widget_id) if WIDGET_ID.match(widget_id) else None
 
     def partners_of(self, institution: str) -> frozenset[str]:
         """The institutions that cover for `institution` (not itself)."""

@@ -993,9 +993,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     async def widget_status(
         widget_id: str, request: Request, response: Response
     ) -> WidgetStatusView:
-        widget = get().view.widgets.get(widget_id)
+        widget = get().view.widget(widget_id)
         if widget is None:
-            raise Refusal("not_found", f"no widget {widget_id}")
+            raise Refusal("not_found", "no such widget")
         cors(request, response, widget)
         status = await get().widget_status(widget)
         return WidgetStatusView(online=status.online, queue=status.queue, reason=status.reason)
@@ -1006,9 +1006,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     async def offline_message(
         widget_id: str, body: OfflineMessage, request: Request, response: Response
     ) -> OfflineReceipt:
-        widget = get().view.widgets.get(widget_id)
+        widget = get().view.widget(widget_id)
         if widget is None:
-            raise Refusal("not_found", f"no widget {widget_id}")
+            raise Refusal("not_found", "no such widget")
         cors(request, response, widget)
         await throttle(throttle_key("offline", request.client.host if request.client else "?"))
         ticket = await get().bus.request(

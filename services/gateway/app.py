@@ -128,11 +128,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await ws.accept()
         gw = gateway()
         outbox = Outbox(ws, "patron", settings.outbox_limit)
-        config = gw.view.widgets.get(widget) if widget else None
+        config = gw.view.widget(widget)
         address = ws.client.host if ws.client else "?"
         refusal = None
         if config is None:
-            refusal = Refusal("not_found", f"no widget {widget[:40]!r}"), 4404
+            refusal = Refusal("not_found", "no such widget"), 4404
         elif not domain.origin_allowed(ws.headers.get("origin"), config, own_origin):
             refusal = Refusal("forbidden", "this widget is not for this site"), 4403
         elif patron_sockets[address] >= settings.patron_sockets_per_address:
@@ -183,7 +183,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/widget", include_in_schema=False)
     async def widget_page(widget: str = "") -> FileResponse:
         # Framed only by the sites the widget is for.
-        found = gateway().view.widgets.get(widget)
+        found = gateway().view.widget(widget)
         policy = domain.frame_ancestors(found)
         headers = {"Content-Security-Policy": policy}
         return FileResponse(STATIC / "widget.html", media_type="text/html", headers=headers)

@@ -1109,9 +1109,9 @@ class OperatorSocket(FrameLoop):
             raise Refusal("not_found", "no such guest on your widgets in the last 24 hours")
         queue = frame.queue
         if queue is None:
-            widget = self.gw.view.widgets.get(widget_id)
+            widget = self.gw.view.widget(widget_id)
             if widget is None:
-                raise Refusal("not_found", f"no widget {widget_id}")
+                raise Refusal("not_found", "no such widget")
             queue = widget.queue
         chat_id = uuid.uuid4().hex
         result = await self.gw.bus.request(

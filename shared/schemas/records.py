@@ -207,11 +207,14 @@ class Queue(Model):
         return self
 
 
+WIDGET_ID_PATTERN = r"^[a-z0-9-]{1,40}$"
+
+
 class Widget(Model):
     """A library's chat widget: the queue it routes to (whose chain brings in the backup
     service) and the web origins allowed to call its public endpoints."""
 
-    id: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
+    id: str = Field(pattern=WIDGET_ID_PATTERN)
     institution: str
     queue: str
     title: str = Field(min_length=1, max_length=80)
