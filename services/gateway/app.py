@@ -188,6 +188,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         headers = {"Content-Security-Policy": policy}
         return FileResponse(STATIC / "widget.html", media_type="text/html", headers=headers)
 
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget_loader() -> FileResponse:
+        """The one script a library's pages load; cached for an hour by browsers."""
+        headers = {"Cache-Control": "public, max-age=3600"}
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript", headers=headers)
+
     @app.get("/demo", include_in_schema=False)
     async def demo_page() -> FileResponse:
         return FileResponse(STATIC / "demo.html", media_type="text/html")

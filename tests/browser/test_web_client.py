@@ -110,7 +110,7 @@ async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, br
         await widget.fill("#email", "pat@example.org")
         await widget.fill("#question", "Do you have the 1923 yearbook?")
         await widget.click("#start-form button")
-        await expect(widget.locator("#log")).to_contain_text("You are number")
+        await expect(widget.locator("#status")).to_contain_text("You are number")
         # The address goes with the question, so a missed chat can be followed up.
         start = next(f for f in widget_sent if f["type"] == "chat.start")
         assert start["email"] == "pat@example.org" and start["name"] == "Pat"

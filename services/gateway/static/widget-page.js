@@ -1,22 +1,26 @@
 // The patron side of the widget: hello (with a remembered guest token, which also resumes
-// an open chat), ask, chat, end.
+// an open chat), ask, chat, end, ask again; reconnects by itself after a network drop.
 import { messageSender, refusal } from "./messages.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const widget = new URLSearchParams(location.search).get("widget") || "";
   const tokenKey = `refdesk-guest-${widget}`;
+  const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
   const refs = new Map();
-  let nextRef = 1, chatId = null, ws = null;
+  let nextRef = 1, chatId = null, ws = null, online = false, retry = 0;
+  let typingSent = 0, typingTimer = null;
 
   function send(frame) {
     return new Promise((resolve, reject) => {
+      if (!ws || ws.readyState !== WebSocket.OPEN) { reject(new Error("Reconnecting… try again in a moment.")); return; }
       const ref = String(nextRef++);
       refs.set(ref, { resolve, reject });
       ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
   const sendMessage = messageSender(send);
+
   function line(who, text, kind) {
     const row = document.createElement("div");
     row.className = `msg ${kind}`;
@@ -25,16 +29,39 @@ import { messageSender, refusal } from "./messages.js";
     row.append(name, document.createTextNode(text));
     $("log").append(row); $("log").scrollTop = $("log").scrollHeight;
   }
-  function showChat() {
-    $("start-form").classList.add("hidden"); $("offline-form").classList.add("hidden");
-    $("chat").classList.remove("hidden");
+  function status(text) { $("status").textContent = text; }
+  function show(which) {
+    for (const id of ["start-form", "offline-form", "offline-sent", "chat", "again"]) $(id).classList.toggle("hidden", !which.includes(id));
+  }
+  // Tell the page's button, so its label follows availability.
+  function tellPage(isOnline) {
+    if (parent !== window) parent.postMessage({ type: "refdesk.status", online: isOnline }, "*");
   }
   // Online: the question form; offline: the leave-a-message form. A chat under way stays.
-  function availability(online) {
-    $("availability").textContent = online ? "A librarian is available." : "No one is available right now.";
-    if (chatId) return;
-    $("start-form").classList.toggle("hidden", !online);
-    $("offline-form").classList.toggle("hidden", online);
+  function availability(isOnline) {
+    online = isOnline;
+    tellPage(isOnline);
+    $("availability").textContent = isOnline ? "A librarian is available." : "No one is available right now.";
+    if (chatId || !$("again").classList.contains("hidden")) return;
+    if (!$("offline-sent").classList.contains("hidden")) return;
+    show([isOnline ? "start-form" : "offline-form"]);
+  }
+  function waiting(f) {
+    const minutes = f.estimated_wait_s ? Math.max(1, Math.round(f.estimated_wait_s / 60)) : null;
+    const about = minutes ? ` (about ${minutes} minute${minutes === 1 ? "" : "s"})` : "";
+    status(`You are number ${f.position} in line${about}.`);
+  }
+  function typingShown(name) {
+    $("typing").textContent = `${name} is typing…`;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => { $("typing").textContent = ""; }, TYPING_SHOWN_MS);
+  }
+  function chatOver(text) {
+    line("", text, "system");
+    chatId = null; status(""); $("typing").textContent = "";
+    $("send-form").classList.add("hidden"); $("end").classList.add("hidden");
+    $("again").classList.remove("hidden");
+    $("again").focus();
   }
 
   function onFrame(f) {
@@ -50,45 +77,73 @@ import { messageSender, refusal } from "./messages.js";
         availability(f.widget.online); break;
       case "chat.resumed":
       case "chat.started":
-        chatId = f.chat.id; showChat(); $("send-form").classList.remove("hidden");
+        chatId = f.chat.id; show(["chat"]);
+        $("send-form").classList.remove("hidden"); $("end").classList.remove("hidden");
         $("log").replaceChildren();
         for (const m of f.messages || []) line(m.from.kind === "patron" ? "You" : m.from.name, m.body, m.from.kind);
+        if (f.chat.operator) status(`You are chatting with ${f.chat.operator}.`);
         break;
       case "chat.queued":
       case "queue.position":
-        line("", `You are number ${f.position} in line.`, "system"); break;
+        waiting(f); break;
       case "chat.claimed":
+        status(`You are chatting with ${f.operator}.`);
         line("", `${f.operator} joined the chat.`, "system"); break;
       case "chat.transferring":
         line("", "Connecting you with a colleague…", "system"); break;
       case "chat.transferred":
+        status(`You are chatting with ${f.operator}.`);
         line("", `${f.operator} has taken over the chat.`, "system"); break;
       case "chat.rolled_over":
         line("", "Still waiting: your question has been passed to our partner librarians.", "system"); break;
       case "chat.requeued":
+        status("Waiting for the next librarian…");
         line("", "Your librarian was disconnected; the next one available will continue.", "system"); break;
+      case "typing":
+        if (f.from && f.from.kind !== "patron") typingShown(f.from.name); break;
       case "message":
+        if (f.from.kind !== "patron") $("typing").textContent = "";
         line(f.from.name, f.body, f.from.kind); break;
       case "chat.closed":
-        line("", "The chat has ended.", "system"); chatId = null; $("send-form").classList.add("hidden"); break;
+        if (f.chat_id === chatId) chatOver("The chat has ended.");
+        break;
       case "widget.status":
         availability(f.online); break;
     }
   }
 
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${scheme}://${location.host}/ws/patron?widget=${encodeURIComponent(widget)}`);
-  ws.addEventListener("open", () => send({ type: "hello", token: localStorage.getItem(tokenKey) }).catch((e) => { $("error").textContent = e.message; }));
-  ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${location.host}/ws/patron?widget=${encodeURIComponent(widget)}`);
+    ws.addEventListener("open", () => {
+      retry = 0; $("error").textContent = "";
+      send({ type: "hello", token: localStorage.getItem(tokenKey) }).catch((e) => { $("error").textContent = e.message; });
+    });
+    ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
+    ws.addEventListener("close", (e) => {
+      for (const p of refs.values()) p.reject(new Error("Connection lost."));
+      refs.clear();
+      if (e.code === 4404) { $("availability").textContent = "This chat is not available here."; return; }
+      // A network drop or a restarted gateway: come back, and the chat resumes.
+      $("availability").textContent = "Reconnecting…";
+      retry = Math.min(retry + 1, 6);
+      setTimeout(connect, Math.min(1000 * 2 ** (retry - 1), 15000));
+    });
+  }
+  connect();
 
   $("start-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const question = $("question").value.trim();
     if (!question) return;
     try {
+      const name = $("name").value.trim() || null;
       const email = $("email").value.trim() || null;
-      const ack = await send({ type: "chat.start", question, name: $("name").value.trim() || null, email });
-      chatId = ack.chat_id; showChat(); line($("name").value.trim() || "You", question, "patron");
+      const ack = await send({ type: "chat.start", question, name, email });
+      chatId = ack.chat_id; show(["chat"]); $("log").replaceChildren();
+      $("send-form").classList.remove("hidden"); $("end").classList.remove("hidden");
+      line(name || "You", question, "patron");
+      $("question").value = ""; $("body").focus();
     } catch (err) { $("error").textContent = err.message; }
   });
   $("offline-form").addEventListener("submit", async (event) => {
@@ -99,19 +154,37 @@ import { messageSender, refusal } from "./messages.js";
     });
     const answer = await r.json();
     if (!r.ok) { $("error").textContent = answer.message || "Could not send your question."; return; }
-    $("offline-form").classList.add("hidden");
-    $("offline-sent").textContent = `Thank you. Your question is ticket ${answer.ticket_id}.`;
-    $("offline-sent").classList.remove("hidden");
+    // The reference our mail carries in its subject, so the patron can match it.
+    $("offline-sent").textContent = `Thank you. We will answer by email (ticket T${answer.ticket_id.slice(0, 8).toUpperCase()}).`;
+    show(["offline-sent"]);
   });
   $("send-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = $("body").value.trim();
     if (!body || !chatId) return;
-    try { await sendMessage(chatId, body); line("You", body, "patron"); $("body").value = ""; }
+    try { await sendMessage(chatId, body); line("You", body, "patron"); $("body").value = ""; typingSent = 0; }
     catch (err) { $("error").textContent = err.message; }
+  });
+  // The librarian sees that the patron is writing: at most one notice every 3 s.
+  $("body").addEventListener("input", () => {
+    const now = Date.now();
+    if (!chatId || !$("body").value || now - typingSent < TYPING_EVERY_MS) return;
+    typingSent = now;
+    send({ type: "typing", chat_id: chatId }).catch(() => {});
   });
   $("end").addEventListener("click", async () => {
     if (!chatId) return;
-    try { await send({ type: "chat.end", chat_id: chatId }); } catch (err) { $("error").textContent = err.message; }
+    try {
+      await send({ type: "chat.end", chat_id: chatId });
+      if (chatId) chatOver("You have ended the chat.");
+    } catch (err) { $("error").textContent = err.message; }
+  });
+  $("again").addEventListener("click", () => {
+    $("again").classList.add("hidden"); $("log").replaceChildren();
+    show([online ? "start-form" : "offline-form"]);
+    $(online ? "question" : "off-question").focus();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && parent !== window) parent.postMessage({ type: "refdesk.close" }, "*");
   });
 })();
