@@ -97,7 +97,9 @@ class TicketStore:
         if req.status is not None:
             conditions.append({"status": req.status})
         if req.assignee == "none":
-            conditions.append({"assignee": None})
+            # Not `{"assignee": None}`: inside `$and` the embedded server matches only a
+            # missing field with it, not a null one.
+            conditions.append({"assignee": {"$in": [None]}})
         elif req.assignee is not None:
             conditions.append({"assignee": username if req.assignee == "me" else req.assignee})
         after = paging.after_cursor(req, req.cursor)

@@ -109,12 +109,14 @@ async def test_a_ticket_from_a_missed_chat(system: LocalSystem):
 
 async def test_offline_message_assignment_status_history_replies_and_mail(system: LocalSystem):
     email = f"pat-{uuid.uuid4().hex[:6]}@example.org"
+    word = f"zl{uuid.uuid4().hex[:8]}"  # found by this test's searches alone
+    asked = f"Do you lend laptops {word}?"
     bob = await operator(system.gateway_url, "demo-hill-bob", ["demo-hill"])
     async with clients(bob), await signed_in(system.gateway_url, "demo-hill-ann") as ann:
         async with httpx.AsyncClient(base_url=system.gateway_url) as public:
             left = await public.post(
                 "/api/widgets/hill/offline-message",
-                json={"name": "Pat", "email": email, "question": "Do you lend laptops?"},
+                json={"name": "Pat", "email": email, "question": asked},
             )
         assert left.status_code == 201
         ticket_id = left.json()["ticket_id"]
@@ -124,8 +126,11 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         ticket = (await ann.get(f"/api/tickets/{ticket_id}")).json()
         ref = ticket["ref"]
         [ack] = await mailed(system, email, ref, 1)
-        assert "Do you lend laptops?" in ack.get_content()
+        assert asked in ack.get_content()
 
+        unassigned_open = {"assignee": "none", "status": "open"}
+        waiting = (await ann.get("/api/tickets", params=unassigned_open)).json()
+        assert ticket_id in [t["id"] for t in waiting["tickets"]], waiting
         # Assigned to Bob: pushed to his open client.
         assigned = await ann.patch(f"/api/tickets/{ticket_id}", json={"assignee": "demo-hill-bob"})
         assert assigned.status_code == 200 and assigned.json()["assignee"] == "demo-hill-bob"
@@ -142,7 +147,7 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         assert ticket_id in [t["id"] for t in mine["tickets"]]
         unassigned = (await ann.get("/api/tickets", params={"assignee": "none"})).json()
         assert ticket_id not in [t["id"] for t in unassigned["tickets"]]
-        found = (await ann.get("/api/tickets", params={"q": "laptops"})).json()
+        found = (await ann.get("/api/tickets", params={"q": word})).json()
         assert [t["id"] for t in found["tickets"]] == [ticket_id]
         for params, name in (({"colour": "red"}, "colour"), ({"cursor": "nope"}, "cursor")):
             refused = await ann.get("/api/tickets", params=params)
@@ -166,7 +171,7 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         # The patron answers by email: threaded in, and Bob (who has it) hears.
         answer = EmailMessage()
         answer["From"], answer["To"] = email, "desk@hill.example"
-        answer["Subject"] = f"Re: [{ref}] Re: Do you lend laptops?"
+        answer["Subject"] = f"Re: [{ref}] Re: {asked}"
         answer.set_content("Great, thank you.\n\n> Yes, for two weeks.\n")
         await aiosmtplib.send(answer, hostname="127.0.0.1", port=system.ports.inbound_mail)
         heard = await ticket_frame(bob, "ticket.answered", ticket_id)
@@ -185,7 +190,7 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
 
     async with await signed_in(system.gateway_url, "demo-river-cat") as river:
         assert (await river.get(f"/api/tickets/{ticket_id}")).status_code == 404
-        theirs = (await river.get("/api/tickets", params={"q": "laptops"})).json()
+        theirs = (await river.get("/api/tickets", params={"q": word})).json()
         assert theirs["tickets"] == []
 
 

@@ -7,7 +7,17 @@ import { messageSender, refusal } from "./messages.js";
   const $ = (id) => document.getElementById(id);
   const state = { token: null, user: null, ws: null, refs: new Map(), nextRef: 1,
                   waiting: new Map(), orphans: new Map(), offers: new Map(), chats: new Map(),
-                  current: null, queueNames: new Set() };
+                  current: null, queueNames: new Set(), since: new Map(), snippets: new Map(),
+                  typingSent: 0, typingTimer: null, tickets: "mine", stopped: false, retry: 0 };
+  const CLAIM_WITHIN_S = 60, TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
+  // REST as the signed-in operator; a refusal rejects with its message and HTTP status.
+  async function api(path, options = {}) {
+    const headers = { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" };
+    const response = await fetch(path, { ...options, headers });
+    const body = response.status === 204 ? null : await response.json();
+    if (!response.ok) throw Object.assign(new Error(body && body.message || response.statusText), { status: response.status });
+    return body;
+  }
 
   function send(frame) {
     return new Promise((resolve, reject) => {
@@ -35,6 +45,7 @@ import { messageSender, refusal } from "./messages.js";
       // A chat of another library's patron, fallen back or rolled over to this queue.
       const from = chat.queue_institution && chat.queue_institution !== chat.institution ? ` [${chat.institution}]` : "";
       item.append(el("span", {}, `${chat.patron.name || "Patron"}${from}: ${chat.question || ""}${again}`));
+      item.append(el("span", { class: "wait", "data-since": String(state.since.get(chat.id) || Date.now()) }, ""));
       const button = el("button", { "data-claim": chat.id }, "Claim");
       button.addEventListener("click", () => own("chat.claim", chat.id));
       item.append(button);
@@ -48,6 +59,31 @@ import { messageSender, refusal } from "./messages.js";
       item.append(button);
       list.append(item);
     }
+  }
+  // Waiting times tick; a chat unclaimed for a minute stands out (the desk's rule).
+  function tick() {
+    for (const span of document.querySelectorAll("#waiting .wait")) {
+      const seconds = Math.max(0, Math.floor((Date.now() - Number(span.dataset.since)) / 1000));
+      span.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+      span.closest("li").classList.toggle("overdue", seconds >= CLAIM_WITHIN_S);
+    }
+    const count = state.waiting.size;
+    document.title = count && $("alerts").checked ? `(${count}) waiting — refdesk` : "refdesk — operator";
+  }
+  setInterval(tick, 1000);
+  // A new chat: a short tone and the count in the tab's title, unless turned off.
+  function alertNewChat() {
+    if (!$("alerts").checked) return;
+    document.body.dataset.alerts = String(Number(document.body.dataset.alerts || 0) + 1);
+    try {
+      const audio = new (window.AudioContext || window.webkitAudioContext)();
+      const tone = audio.createOscillator(), gain = audio.createGain();
+      tone.frequency.value = 880; gain.gain.value = 0.1;
+      tone.connect(gain).connect(audio.destination);
+      tone.start(); tone.stop(audio.currentTime + 0.2);
+      tone.addEventListener("ended", () => audio.close());
+    } catch (err) { /* no audio here: the title still says it */ }
+    tick();
   }
   function renderOffers() {
     const list = $("offers");
@@ -87,8 +123,13 @@ import { messageSender, refusal } from "./messages.js";
     const entry = state.chats.get(state.current);
     const open = entry && ["active", "transferring"].includes(entry.chat.state);
     $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
-    for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer"]) $(id).disabled = !open;
-    if (!entry) return;
+    for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer", "snippet"]) $(id).disabled = !open;
+    // Tags and a ticket: during the chat and after it closed.
+    for (const id of ["tag", "tag-add", "ticket"]) $(id).disabled = !entry;
+    if (!entry) { $("patron").textContent = ""; return; }
+    const c = entry.chat;
+    const details = [c.patron.name || "Patron", c.patron.email, c.widget && `widget ${c.widget}`, c.tags.length && `tags: ${c.tags.join(", ")}`];
+    $("patron").textContent = details.filter(Boolean).join(" · ");
     renderTransferTargets(entry.chat);
     for (const m of entry.messages) {
       const line = el("div", { class: `msg ${m.from.kind}` });
@@ -110,7 +151,56 @@ import { messageSender, refusal } from "./messages.js";
   function transferTarget(name, chat) {
     return state.queueNames.has(name) || name === chat.home_queue ? { queue: name } : { operator: name };
   }
-  function select(chatId) { state.current = chatId; renderLog(); }
+  function select(chatId) {
+    state.current = chatId; $("typing").textContent = ""; renderLog();
+    const entry = state.chats.get(chatId);
+    if (entry) earlierToday(entry.chat);
+  }
+  // A returning patron: the guest's other chats of the day, beside this one.
+  async function earlierToday(chat) {
+    $("earlier").classList.add("hidden");
+    try {
+      const found = await api(`/api/guests/${encodeURIComponent(chat.patron.guest_id)}/chats`);
+      const others = found.chats.filter((c) => c.id !== chat.id);
+      if (state.current !== chat.id || !others.length) return;
+      $("earlier-list").replaceChildren(...others.map((c) => el("li", { "data-earlier": c.id },
+        `${c.created_at.slice(11, 16)} ${c.question || ""} — ${c.owner_name || "unanswered"} (${c.state})`)));
+      $("earlier").classList.remove("hidden");
+    } catch (err) { /* history is a help, not a must */ }
+  }
+  async function loadSnippets() {
+    try {
+      const found = await api("/api/snippets");
+      for (const snippet of found) {
+        state.snippets.set(snippet.name, snippet.body);
+        $("snippet").append(el("option", { value: snippet.name }, snippet.name));
+      }
+    } catch (err) { /* none to offer */ }
+  }
+  async function loadTickets() {
+    const query = state.tickets === "mine" ? "assignee=me" : "assignee=none&status=open";
+    const asked = state.ticketsAsked = (state.ticketsAsked || 0) + 1;
+    try {
+      const page = await api(`/api/tickets?${query}`);
+      if (asked !== state.ticketsAsked) return;  // a later question was asked: its answer shows
+      const list = $("tickets");
+      list.replaceChildren();
+      if (!page.tickets.length) { list.append(el("li", { class: "muted" }, "No tickets.")); return; }
+      for (const t of page.tickets) {
+        const item = el("li", { "data-ticket": t.id });
+        item.append(el("span", {}, `[${t.ref}] ${t.subject} — ${t.status}${t.mail_failed ? " (mail failed)" : ""}`));
+        if (!t.assignee) {
+          const take = el("button", { class: "secondary", "data-take-ticket": t.id }, "Take");
+          take.addEventListener("click", async () => {
+            try { await api(`/api/tickets/${t.id}`, { method: "PATCH", body: JSON.stringify({ assignee: state.user.username }) }); loadTickets(); }
+            catch (err) { showError(err.message); }
+          });
+          item.append(take);
+        }
+        list.append(item);
+      }
+    } catch (err) { showError(err.message); }
+  }
 
   // Claim from the queue, take over from a disconnected colleague, or accept an offer:
   // each answers with the chat and its whole history.
@@ -138,14 +228,31 @@ import { messageSender, refusal } from "./messages.js";
     }
     switch (frame.type) {
       case "session":
+        state.retry = 0; $("connection").textContent = "Connected"; $("status").disabled = false;
         $("status").value = frame.status; $("status").dataset.confirmed = frame.status; break;
       case "queue.snapshot":
-        state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat])); renderWaiting(); break;
+        state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat]));
+        for (const w of frame.chats) state.since.set(w.chat.id, Date.now() - w.wait_s * 1000);
+        renderWaiting(); tick(); break;
       case "queue.chat_added":
-        state.waiting.set(frame.chat.id, frame.chat); renderWaiting(); break;
+        if (!state.waiting.has(frame.chat.id)) { state.since.set(frame.chat.id, Date.now()); alertNewChat(); }
+        state.waiting.set(frame.chat.id, frame.chat); renderWaiting(); tick(); break;
       case "queue.chat_removed":
-        state.waiting.delete(frame.chat_id); renderWaiting(); break;
+        state.waiting.delete(frame.chat_id); state.since.delete(frame.chat_id); renderWaiting(); tick(); break;
+      case "typing":
+        if (frame.chat_id === state.current && frame.from.kind === "patron") {
+          $("typing").textContent = `${frame.from.name} is typing…`;
+          clearTimeout(state.typingTimer);
+          state.typingTimer = setTimeout(() => { $("typing").textContent = ""; }, TYPING_SHOWN_MS);
+        }
+        break;
+      case "ticket.created":
+      case "ticket.assigned":
+      case "ticket.answered":
+        staffLine(`Ticket [${frame.ticket.ref}] ${frame.type.slice(7)}: ${frame.ticket.subject}`);
+        loadTickets(); break;
       case "message": {
+        if (frame.chat_id === state.current && frame.from.kind === "patron") $("typing").textContent = "";
         const entry = state.chats.get(frame.chat_id);
         if (entry) { entry.messages.push(frame); if (state.current === frame.chat_id) renderLog(); }
         break;
@@ -182,13 +289,16 @@ import { messageSender, refusal } from "./messages.js";
       case "internal.message":
         staffLine(`${frame.from.name} → ${frame.to.operator || frame.to.queue || "all"}: ${frame.body}`); break;
       case "session.ended":
+        // Signed in elsewhere, ended by an admin, expired: this tab stops (no reconnecting).
+        state.stopped = true;
+        $("connection").textContent = "Signed out";
         showError(`Your session ended: ${frame.reason.replaceAll("_", " ")}.`); break;
+
     }
   }
 
   async function loadQueues() {
-    const response = await fetch("/api/queues", { headers: { Authorization: `Bearer ${state.token}` } });
-    const queues = await response.json();
+    const queues = await api("/api/queues");
     const list = $("queues");
     list.replaceChildren();
     for (const q of queues) {
@@ -212,7 +322,16 @@ import { messageSender, refusal } from "./messages.js";
     state.ws = new WebSocket(`${scheme}://${location.host}/ws/operator`);
     state.ws.addEventListener("open", () => send({ type: "auth", token: state.token }).catch((e) => showError(e.message)));
     state.ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
-    state.ws.addEventListener("close", () => { $("status").disabled = true; });
+    state.ws.addEventListener("close", () => {
+      $("status").disabled = true;
+      for (const pending of state.refs.values()) pending.reject(new Error("Connection lost."));
+      state.refs.clear();
+      if (state.stopped) return;
+      // A network drop or a restarted gateway: come back and resume the chats.
+      $("connection").textContent = "Reconnecting…";
+      state.retry = Math.min(state.retry + 1, 6);
+      setTimeout(connect, Math.min(500 * 2 ** (state.retry - 1), 10000));
+    });
   }
 
   $("login-form").addEventListener("submit", async (event) => {
@@ -227,8 +346,11 @@ import { messageSender, refusal } from "./messages.js";
     state.token = body.token; state.user = body.user;
     $("whoami").textContent = `— ${body.user.display_name} (${body.user.username})`;
     $("login").classList.add("hidden"); $("desk").classList.remove("hidden");
+    $("alerts").checked = localStorage.getItem("refdesk-alerts") !== "off";
     await loadQueues();
+    await loadSnippets();
     connect();
+    loadTickets();
   });
   $("status").addEventListener("change", async () => {
     // The confirmed status is kept apart from the menu's value until the server agrees.
@@ -290,5 +412,45 @@ import { messageSender, refusal } from "./messages.js";
       state.chats.get(state.current).chat = ack.chat; $("tags").value = ""; renderMine(); renderLog();
     } catch (err) { showError(err.message); }
   });
-  $("sign-out").addEventListener("click", () => { if (state.ws) state.ws.close(); location.reload(); });
+  $("sign-out").addEventListener("click", () => { state.stopped = true; if (state.ws) state.ws.close(); location.reload(); });
+  $("alerts").addEventListener("change", () => { localStorage.setItem("refdesk-alerts", $("alerts").checked ? "on" : "off"); tick(); });
+  $("body").addEventListener("input", () => {
+    const now = Date.now();
+    if (!state.current || !$("body").value || now - state.typingSent < TYPING_EVERY_MS) return;
+    state.typingSent = now;
+    send({ type: "typing", chat_id: state.current }).catch(() => {});
+  });
+  $("snippet").addEventListener("change", () => {
+    const text = state.snippets.get($("snippet").value);
+    if (text) { $("body").value = $("body").value ? `${$("body").value} ${text}` : text; $("body").focus(); }
+    $("snippet").value = "";
+  });
+  $("tag-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const tag = $("tag").value.trim();
+    if (!tag || !state.current) return;
+    try {
+      const ack = await send({ type: "chat.tag", chat_id: state.current, tags: [tag] });
+      state.chats.get(state.current).chat = ack.chat; $("tag").value = ""; renderLog(); showError("");
+    } catch (err) { showError(err.message); }
+  });
+  // One step: the chat's email, name and question; asks for an address if the chat has none.
+  $("ticket").addEventListener("click", async () => {
+    const chatId = state.current;
+    if (!chatId) return;
+    const make = (extra) => api("/api/tickets", { method: "POST", body: JSON.stringify({ chat_id: chatId, ...extra }) });
+    try {
+      let ticket;
+      try { ticket = await make({}); }
+      catch (err) {
+        if (err.status !== 422 || !err.message.includes("email")) throw err;
+        const email = window.prompt("The patron's email address, for the follow-up:");
+        if (!email) return;
+        ticket = await make({ email });
+      }
+      staffLine(`Ticket [${ticket.ref}] made from this chat.`); showError(""); loadTickets();
+    } catch (err) { showError(err.message); }
+  });
+  $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
+  $("tickets-open").addEventListener("click", () => { state.tickets = "open"; loadTickets(); });
 })();

@@ -1,0 +1,169 @@
+"""The operator's desk in headless Chromium: a new chat alerts (title and tone) and its wait
+ticks; typing both ways; a snippet and a tag; the guest's earlier chat of the day; a ticket
+from the chat in one step and one from the offline form in the follow-up list; and the
+desk reconnects by itself after its gateway restarts, with its chat."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from deploy.local.system import LocalSystem
+from tests.browser.test_web_client import at_the_desk, browser, widget_online  # noqa: F401
+from tests.browser.test_widget import serious_violations, shot
+from tests.client import ProtocolClient, patron, signed_in
+from tests.conftest import start_system
+from tests.e2e.test_lifecycle import about
+from tests.servers import Servers
+
+
+async def start(pat: ProtocolClient, question: str, email: str | None = None) -> str:
+    frame = {"type": "chat.start", "question": question, "name": "Pat", "email": email}
+    chat_id: str = (await pat.ok(frame))["chat_id"]
+    return chat_id
+
+
+async def claim_on(desk: Page, question: str) -> None:
+    waiting = desk.locator("#waiting li", has_text=question)
+    await expect(waiting).to_be_visible()
+    await waiting.locator("button").click()
+    await expect(desk.locator("#log")).to_contain_text(question)
+
+
+async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    word = uuid.uuid4().hex[:6]
+    async with await signed_in(base, "demo-hill-admin") as admin:
+        snippet = {"name": f"hill (hours {word})", "institution": "hill", "body": "We open at 8."}
+        assert (await admin.post("/api/snippets", json=snippet)).status_code == 201
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    pat = await patron(base, "hill")
+    try:
+        desk = await context.new_page()
+        await at_the_desk(desk, base, "demo-hill-ann", "demo-hill")
+        await widget_online(desk, base, "hill")
+        # An earlier chat of this guest today, answered and closed.
+        first = await start(pat, f"First question {word}")
+        await claim_on(desk, f"First question {word}")
+        await desk.fill("#tags", "warmup")
+        await desk.click("#close")
+        await expect(desk.locator("#chat-title")).to_contain_text("closed")
+
+        question = f"Can I renew {word}?"
+        chat_id = await start(pat, question, email="pat@example.org")
+        row = desk.locator("#waiting li", has_text=question)
+        await expect(row.locator(".wait")).to_have_text("0:01", timeout=4000)  # it ticks
+        await expect(desk).to_have_title("(1) waiting — refdesk")
+        assert await desk.evaluate("document.body.dataset.alerts") is not None
+        await shot(desk, "operator-waiting")
+        assert await serious_violations(desk) == []
+        await claim_on(desk, question)
+        await expect(desk).to_have_title("refdesk — operator")
+        await expect(desk.locator("#patron")).to_contain_text("pat@example.org")
+        # The guest came back today: their first chat is beside this one.
+        await expect(desk.locator("#earlier")).to_be_visible()
+        await expect(desk.locator("#earlier-list")).to_contain_text(f"First question {word}")
+
+        # Typing, both ways.
+        await pat.ok({"type": "typing", "chat_id": chat_id})
+        await expect(desk.locator("#typing")).to_have_text("Pat is typing…")
+        await desk.locator("#body").press_sequentially("One moment")
+        typing = await pat.expect(about(chat_id, "typing"))
+        assert typing["from"]["kind"] == "operator"
+        # A snippet by name, then sent.
+        await desk.select_option("#snippet", f"hill (hours {word})")
+        await expect(desk.locator("#body")).to_have_value("One moment We open at 8.")
+        await desk.click("#send")
+        heard = await pat.expect(lambda f: f["type"] == "message" and f["from"]["kind"] != "patron")
+        assert heard["body"] == "One moment We open at 8."
+        # A tag during the chat, and a ticket in one step.
+        await desk.fill("#tag", "Renewals")
+        await desk.click("#tag-add")
+        await expect(desk.locator("#patron")).to_contain_text("tags: renewals")
+        await desk.click("#ticket")
+        await expect(desk.locator("#staff-log")).to_contain_text("made from this chat")
+        await desk.click("#tickets-open")
+        made = desk.locator("#tickets li", has_text=question)
+        await expect(made).to_be_visible()
+        await made.locator("[data-take-ticket]").click()
+        await desk.click("#tickets-mine")
+        await expect(desk.locator("#tickets li", has_text=question)).to_be_visible()
+        assert await serious_violations(desk) == []
+        await shot(desk, "operator-chat")
+        await desk.click("#close")
+        await pat.expect(about(chat_id, "chat.closed"))
+        assert first != chat_id
+
+        # The offline form's ticket is announced and listed, unassigned.
+        async with httpx.AsyncClient(base_url=base) as public:
+            left = await public.post(
+                "/api/widgets/hill/offline-message",
+                json={"email": "pat@example.org", "question": f"Laptops {word}?"},
+            )
+            assert left.status_code == 201
+        await expect(desk.locator("#staff-log")).to_contain_text(f"Laptops {word}?")
+        await desk.click("#tickets-open")
+        await expect(desk.locator("#tickets li", has_text=f"Laptops {word}?")).to_be_visible()
+
+        # Alerts off: no count in the title however many wait.
+        await desk.uncheck("#alerts")
+        await start(pat, f"Third {word}")
+        await expect(desk.locator("#waiting li", has_text=f"Third {word}")).to_be_visible()
+        await expect(desk).to_have_title("refdesk — operator")
+    finally:
+        await context.close()
+        await pat.close()
+
+
+@pytest.fixture(scope="module")
+def restartable(
+    servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalSystem]:
+    """A system of its own, whose gateway the test kills."""
+    system = start_system(
+        servers, Path(tmp_path_factory.mktemp("desk")), db="refdesk_desk", own_nats=True
+    )
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+async def test_the_desk_reconnects_after_its_gateway_restarts(
+    restartable: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = restartable.gateway_url
+    context = await browser.new_context()
+    pat = await patron(base, "hill")
+    try:
+        desk = await context.new_page()
+        await at_the_desk(desk, base, "demo-hill-ann", "demo-hill")
+        await expect(desk.locator("#connection")).to_have_text("Connected")
+        guest = next(f for f in pat.frames if f["type"] == "welcome")["token"]
+        chat_id = await start(pat, "Still there after a restart?")
+        await claim_on(desk, "Still there after a restart?")
+
+        restartable.services["gateway"].kill()
+        await expect(desk.locator("#connection")).to_have_text("Reconnecting…")
+        said = await asyncio.to_thread(restartable.recover, "gateway")
+        assert any("gateway restarted" in line for line in said)
+        await expect(desk.locator("#connection")).to_have_text("Connected", timeout=15000)
+        await expect(desk.locator("#mine")).to_contain_text("Pat (active)")
+        pat = await patron(base, "hill", guest)
+        await pat.expect(about(chat_id, "chat.resumed"))
+        await pat.ok({"type": "message", "chat_id": chat_id, "body": "Back again"})
+        await desk.locator("#mine li", has_text="Pat").click()
+        await expect(desk.locator("#log")).to_contain_text("Back again")
+    finally:
+        await context.close()
+        await pat.close()
