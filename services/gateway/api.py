@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: FastAPI reads the dependency annot
 these closures at definition time.
 """
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -63,6 +64,8 @@ from shared.schemas.requests import (
     MissedChats,
     MissedQuery,
     SearchTranscripts,
+    Staffing,
+    StaffingQuery,
     Stats,
     StatsGrouping,
     StatsQuery,
@@ -155,6 +158,23 @@ class TicketRequest(Model):
     name: str | None = Field(default=None, max_length=80)
     subject: str | None = Field(default=None, max_length=200)
     body: str | None = None
+
+
+class TransferTarget(Model):
+    """Somewhere a chat can be transferred: an operator online, or a queue (online when
+    someone monitors it). `relation`: the caller's own library, the patron's, a partner's
+    or a backup service's; anything but `own` needs the explicit cross-library choice."""
+
+    kind: Literal["operator", "queue"]
+    name: str
+    display_name: str
+    institution: str
+    relation: domain.Relation
+    online: bool
+
+
+class TransferTargets(Model):
+    targets: list[TransferTarget]
 
 
 class TicketPatch(Model):
@@ -723,6 +743,70 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             ),
             TranscriptPage,
         )
+
+    @router.get("/transfer-targets", response_model=TransferTargets)
+    async def transfer_targets(
+        claims: Staff, chat_id: Annotated[str, Query(pattern=r"^[a-f0-9]{32}$")]
+    ) -> TransferTargets:
+        """Who and where a chat can go now: operators online (not the caller) and queues,
+        own library first."""
+        found = await get().bus.last_chat_record(chat_id)
+        if found is None or not found[0].state.chat.visible_to(claims.institution):
+            raise Refusal("not_found", f"no chat {chat_id}")
+        view = get().view
+        reach = domain.reachable_institutions(
+            claims.institution,
+            found[0].state.chat.institution,
+            view.partners_of(claims.institution),
+            view.backups(),
+        )
+        queues = sorted(
+            (q for q in view.queues.values() if q.institution in reach),
+            key=lambda q: (list(reach).index(q.institution), q.name),
+        )
+        staffed = await asyncio.gather(
+            *(
+                get().bus.request(
+                    subjects.presence(q.institution, "staffing"),
+                    StaffingQuery(institution=q.institution, queue=q.name),
+                    Staffing,
+                )
+                for q in queues
+            )
+        )
+        targets: list[TransferTarget] = []
+        people: dict[str, TransferTarget] = {}
+        for queue, staffing in zip(queues, staffed, strict=True):
+            relation = reach[queue.institution]
+            targets.append(
+                TransferTarget(
+                    kind="queue",
+                    name=queue.name,
+                    display_name=queue.display_name,
+                    institution=queue.institution,
+                    relation=relation,
+                    online=bool(staffing.operators),
+                )
+            )
+            for name in staffing.operators:
+                account = view.account(name)
+                if name == claims.username or account is None or name in people:
+                    continue
+                if account.institution not in reach:
+                    continue  # a consortium admin monitoring the queue, say
+                people[name] = TransferTarget(
+                    kind="operator",
+                    name=name,
+                    display_name=account.display_name,
+                    institution=account.institution,
+                    relation=reach[account.institution],
+                    online=True,
+                )
+        order = list(reach)
+        colleagues = sorted(
+            people.values(), key=lambda t: (order.index(t.institution), t.display_name)
+        )
+        return TransferTargets(targets=[*colleagues, *targets])
 
     @router.get("/guests/{guest_id}/chats", response_model=GuestChats)
     async def guest_chats(

@@ -402,3 +402,22 @@ def stats_csv(stats: Stats) -> str:
             [key, *(("" if figures[f] is None else figures[f]) for f in STATS_COLUMNS[1:])]
         )
     return out.getvalue()
+
+
+Relation = Literal["own", "home", "partner", "backup"]
+
+
+def reachable_institutions(
+    mine: str, home: str, partners: frozenset[str], backups: frozenset[str]
+) -> dict[str, Relation]:
+    """Where an operator of `mine` may transfer a chat of `home`'s patron, and what each
+    is to them: their own library first, then the patron's, partners and backup services
+    (the same reach routing enforces: outside their own library only on purpose)."""
+    reach: dict[str, Relation] = {mine: "own"}
+    if home not in reach:
+        reach[home] = "home"
+    for name in sorted(partners):
+        reach.setdefault(name, "partner")
+    for name in sorted(backups):
+        reach.setdefault(name, "backup")
+    return reach

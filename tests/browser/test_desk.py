@@ -167,3 +167,95 @@ async def test_the_desk_reconnects_after_its_gateway_restarts(
     finally:
         await context.close()
         await pat.close()
+
+
+async def test_a_transfer_to_a_colleague_chosen_from_who_is_online(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    word = uuid.uuid4().hex[:6]
+    ann_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    bob_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    pat = await patron(base, "hill")
+    try:
+        bob = await bob_ctx.new_page()
+        await at_the_desk(bob, base, "demo-hill-bob", "demo-hill")
+        ann = await ann_ctx.new_page()
+        await at_the_desk(ann, base, "demo-hill-ann", "demo-hill")
+        await widget_online(ann, base, "hill")
+        chat_id = await start(pat, f"Who knows theses {word}?")
+        await claim_on(ann, f"Who knows theses {word}?")
+        # Bob was claimed from too: both desks see the chat leave the queue.
+        choice = ann.locator("#transfer-choice")
+        await expect(choice.locator("option", has_text="Bob (hill)")).to_be_attached()
+        # Other libraries only on purpose: the backup service's queue appears when asked.
+        await expect(choice.locator("optgroup[label='Backup service']")).to_have_count(0)
+        await ann.check("#transfer-cross")
+        await expect(choice.locator("optgroup[label='Backup service']")).to_have_count(1)
+        await ann.uncheck("#transfer-cross")
+        await choice.select_option(label="Bob (hill)")
+        await ann.fill("#transfer-note", "Bob knows theses")
+        assert await serious_violations(ann) == []
+        await shot(ann, "operator-transfer")
+        await ann.click("#transfer")
+        offer = bob.locator("#offers li", has_text="Bob knows theses")
+        await expect(offer).to_be_visible()
+        await offer.locator("[data-accept]").click()
+        assert (await pat.expect(about(chat_id, "chat.transferred")))["operator"] == "Bob"
+        await expect(bob.locator("#chat-title")).to_contain_text("active")
+        await bob.click("#close")
+    finally:
+        await ann_ctx.close()
+        await bob_ctx.close()
+        await pat.close()
+
+
+async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_strip(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    queue = f"demo-hill-x{uuid.uuid4().hex[:6]}"
+    async with await signed_in(base, "demo-hill-admin") as admin:
+        made = await admin.post(
+            "/api/queues",
+            json={
+                "name": queue,
+                "institution": "hill",
+                "display_name": "Evening desk",
+                "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+            },
+        )
+        assert made.status_code == 201, made.text
+    context = await browser.new_context(viewport={"width": 1280, "height": 1100})
+    try:
+        page = await context.new_page()
+        await page.goto(f"{base}/operator")
+        await page.fill("#username", "demo-hill-admin")
+        await page.fill("#password", "refdesk-demo")
+        await page.click("button[type=submit]")
+        await page.click("#reports-toggle")
+        await expect(page.locator("#figures")).to_contain_text("chats")
+        # Earlier tests' chats of today are in the figures and the charts.
+        await expect(page.locator("#chart-days svg rect").first).to_be_attached()
+        await expect(page.locator("#chart-hours svg rect")).to_have_count(7 * 24)
+        await expect(page.locator("#chart-answered svg rect")).to_have_count(4)
+        await page.select_option("#coverage-queue", queue)
+        await page.click("#coverage-form button")
+        strip = page.locator("#coverage-strip")
+        await expect(strip).to_have_attribute("data-revision", "2")
+        mine = strip.locator(f"rect[data-queue='{queue}']")
+        before = await mine.count()
+        await page.select_option("#hours-day", "wed")
+        await page.fill("#hours-open", "10:00")
+        await page.fill("#hours-close", "14:00")
+        await page.click("#hours-form button")
+        await expect(strip).to_have_attribute("data-revision", "3")
+        assert await mine.count() == before + 1  # Wednesday 10-14 is covered now
+        assert await serious_violations(page) == []
+        await shot(page, "operator-reports")
+    finally:
+        await context.close()
+        async with await signed_in(base, "demo-hill-admin") as admin:
+            await admin.delete(f"/api/queues/{queue}")

@@ -240,6 +240,8 @@ def requests(schema: dict[str, Any], river: River) -> list[tuple[str, str, str, 
                 path = path.replace("{name}", quote(named(route, river), safe=""))
             assert "{" not in path, f"{method} {route}: which of River's things is it about?"
             query = dict(QUERIES.get(route, {}))
+            if route == "/api/transfer-targets":
+                query["chat_id"] = river.chat_id
             if "{chat_id}" in route or "{ticket_id}" in route:
                 query["institution"] = "river"
             made.append((method, route, path, body_for(method, route, river), query))

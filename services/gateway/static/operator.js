@@ -2,6 +2,7 @@
 // (and answer transfer offers), take over a disconnected colleague's chat, close, and talk
 // to other staff.
 import { messageSender, refusal } from "./messages.js";
+import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -123,7 +124,7 @@ import { messageSender, refusal } from "./messages.js";
     const entry = state.chats.get(state.current);
     const open = entry && ["active", "transferring"].includes(entry.chat.state);
     $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
-    for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer", "snippet"]) $(id).disabled = !open;
+    for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer", "snippet", "transfer-choice", "transfer-cross"]) $(id).disabled = !open;
     // Tags and a ticket: during the chat and after it closed.
     for (const id of ["tag", "tag-add", "ticket"]) $(id).disabled = !entry;
     if (!entry) { $("patron").textContent = ""; return; }
@@ -154,7 +155,33 @@ import { messageSender, refusal } from "./messages.js";
   function select(chatId) {
     state.current = chatId; $("typing").textContent = ""; renderLog();
     const entry = state.chats.get(chatId);
-    if (entry) earlierToday(entry.chat);
+    if (entry) { earlierToday(entry.chat); loadTargets(entry.chat); }
+  }
+  // Who is online to transfer to: own library first; the patron's library, partners and
+  // backup services only when "other libraries" is ticked (the explicit cross-library choice).
+  const RELATIONS = { own: "Your library", home: "The patron's library", partner: "Partners", backup: "Backup service" };
+  async function loadTargets(chat) {
+    state.targets = [];
+    if (!["active", "transferring"].includes(chat.state)) return renderTargets();
+    try { state.targets = (await api(`/api/transfer-targets?chat_id=${chat.id}`)).targets; }
+    catch (err) { state.targets = []; }
+    if (state.current === chat.id) renderTargets();
+  }
+  function renderTargets() {
+    const select = $("transfer-choice");
+    select.replaceChildren(el("option", { value: "" }, "Transfer to…"));
+    const wide = $("transfer-cross").checked;
+    for (const [relation, title] of Object.entries(RELATIONS)) {
+      if (relation !== "own" && !wide) continue;
+      const here = (state.targets || []).filter((t) => t.relation === relation && (t.kind === "queue" || t.online));
+      if (!here.length) continue;
+      const group = el("optgroup", { label: title });
+      for (const t of here) {
+        const label = t.kind === "operator" ? `${t.display_name} (${t.institution})` : `Queue ${t.display_name}${t.online ? "" : " (nobody online)"}`;
+        group.append(el("option", { value: `${t.kind}:${t.name}`, "data-relation": t.relation }, label));
+      }
+      select.append(group);
+    }
   }
   // A returning patron: the guest's other chats of the day, beside this one.
   async function earlierToday(chat) {
@@ -345,6 +372,7 @@ import { messageSender, refusal } from "./messages.js";
     if (!response.ok) { $("login-error").textContent = body.message || "Sign-in failed"; return; }
     state.token = body.token; state.user = body.user;
     $("whoami").textContent = `— ${body.user.display_name} (${body.user.username})`;
+    $("reports-toggle").classList.toggle("hidden", body.user.role === "operator");
     $("login").classList.add("hidden"); $("desk").classList.remove("hidden");
     $("alerts").checked = localStorage.getItem("refdesk-alerts") !== "off";
     await loadQueues();
@@ -372,13 +400,18 @@ import { messageSender, refusal } from "./messages.js";
       $("body").value = ""; renderLog();
     } catch (err) { showError(err.message); }
   });
+  $("transfer-cross").addEventListener("change", renderTargets);
   $("transfer-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const name = $("transfer-to").value.trim();
+    const chosen = $("transfer-choice").value;
+    const name = chosen ? chosen.split(":").slice(1).join(":") : $("transfer-to").value.trim();
     if (!name || !state.current) return;
-    const to = transferTarget(name, state.chats.get(state.current).chat);
+    const to = chosen ? { [chosen.split(":")[0]]: name } : transferTarget(name, state.chats.get(state.current).chat);
     const note = $("transfer-note").value.trim() || null;
     const transfer = { type: "chat.transfer", chat_id: state.current, to, note };
+    // Chosen from another library's list: that was the explicit choice.
+    const option = $("transfer-choice").selectedOptions[0];
+    if (chosen && option && option.dataset.relation !== "own") transfer.cross_institution = true;
     try {
       let ack;
       try {
@@ -389,7 +422,7 @@ import { messageSender, refusal } from "./messages.js";
         if (!window.confirm(`${name} is outside your library. Transfer the chat there?`)) return;
         ack = await send({ ...transfer, cross_institution: true });
       }
-      state.chats.get(state.current).chat = ack.chat; $("transfer-to").value = ""; $("transfer-note").value = "";
+      state.chats.get(state.current).chat = ack.chat; $("transfer-to").value = ""; $("transfer-note").value = ""; $("transfer-choice").value = "";
       renderMine(); renderLog(); showError("");
     } catch (err) { showError(err.message); }
   });
@@ -449,6 +482,60 @@ import { messageSender, refusal } from "./messages.js";
         ticket = await make({ email });
       }
       staffLine(`Ticket [${ticket.ref}] made from this chat.`); showError(""); loadTickets();
+    } catch (err) { showError(err.message); }
+  });
+  // --- reports (admins): statistics, coverage, opening hours -------------------------------
+  function monday(date) {
+    const d = new Date(date); d.setHours(0, 0, 0, 0);
+    d.setDate(d.getDate() - ((d.getDay() + 6) % 7));
+    return d;
+  }
+  async function showStatistics() {
+    const to = new Date(), from = new Date(to.getTime() - 30 * 86400000);
+    const span = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
+    const [days, hours] = await Promise.all([api(`/api/stats?${span}&group_by=day`), api(`/api/stats?${span}&group_by=hour`)]);
+    const p = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)} s`);
+    $("figures").textContent = `${days.chats} chats, ${days.missed} missed; wait p50 ${p(days.wait_p50_s)}, p90 ${p(days.wait_p90_s)}; duration p50 ${p(days.duration_p50_s)}.`;
+    $("chart-days").replaceChildren(bars(days.groups.map((g) => ({ label: g.key.slice(5), value: g.chats })),
+      { label: `Chats per day: ${days.groups.map((g) => `${g.key} ${g.chats}`).join(", ")}`, every: 5 }));
+    $("chart-hours").replaceChildren(heatmap(hours.groups, { label: "Chats by hour of the week" }));
+    $("chart-answered").replaceChildren(figuresBars([
+      { label: "at home", value: days.answered_at_home },
+      { label: "by the backup", value: days.answered_by_backup, colour: "#2e8b57" },
+      { label: "by partners", value: days.answered_by_partners, colour: "#b8860b" },
+      { label: "missed", value: days.missed, colour: "#a33" },
+    ], { label: `Answered at home ${days.answered_at_home}, by the backup service ${days.answered_by_backup}, by partners ${days.answered_by_partners}, missed ${days.missed}` }));
+  }
+  async function showCoverage() {
+    const queue = $("coverage-queue").value;
+    if (!queue) return;
+    const from = $("coverage-from").value ? new Date(`${$("coverage-from").value}T00:00:00`) : monday(new Date());
+    const to = new Date(from.getTime() + 7 * 86400000);
+    const found = await api(`/api/coverage?queue=${encodeURIComponent(queue)}&from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`);
+    $("coverage-strip").replaceChildren(coverageStrip(found.intervals, from, { label: `Who answers ${queue} in the week from ${from.toDateString()}` }));
+    $("coverage-strip").dataset.revision = String(Number($("coverage-strip").dataset.revision || 0) + 1);
+  }
+  async function openReports() {
+    const open = $("reports").classList.toggle("hidden") === false;
+    $("reports-toggle").setAttribute("aria-expanded", String(open));
+    if (!open) return;
+    try {
+      $("coverage-queue").replaceChildren(...[...state.queueNames].map((q) => el("option", { value: q }, q)));
+      $("coverage-from").value = monday(new Date()).toISOString().slice(0, 10);
+      await Promise.all([showStatistics(), showCoverage()]);
+      showError("");
+    } catch (err) { showError(err.message); }
+  }
+  $("reports-toggle").addEventListener("click", openReports);
+  $("coverage-form").addEventListener("submit", (event) => { event.preventDefault(); showCoverage().catch((err) => showError(err.message)); });
+  $("hours-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = $("coverage-queue").value;
+    try {
+      const queue = await api(`/api/queues/${encodeURIComponent(name)}`);
+      queue.hours = [...queue.hours, { day: $("hours-day").value, open: $("hours-open").value, close: $("hours-close").value }];
+      await api(`/api/queues/${encodeURIComponent(name)}`, { method: "PUT", body: JSON.stringify(queue) });
+      await showCoverage(); showError("");
     } catch (err) { showError(err.message); }
   });
   $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
