@@ -434,6 +434,9 @@ class Bus:
                 )
             )
         self._services.append(svc)
+        # The server has every subscription before this returns: a request sent right after
+        # (a readiness probe, a test) finds its responder.
+        await self.nc.flush()
         return svc
 
     def _wrap(
