@@ -259,3 +259,58 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         await context.close()
         async with await signed_in(base, "demo-hill-admin") as admin:
             await admin.delete(f"/api/queues/{queue}")
+
+
+async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    word = uuid.uuid4().hex[:6]
+    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+    first, second, gone = [await patron(base, "hill") for _ in range(3)]
+    try:
+        page = await context.new_page()
+        await page.goto(f"{base}/operator")
+        assert await serious_violations(page) == []  # the sign-in screen
+        await at_the_desk(page, base, "demo-hill-ann", "demo-hill")
+        await widget_online(page, base, "hill")
+        # A patron who left before anyone answered: a missed chat of today.
+        missed = await start(gone, f"Anyone there {word}?", email="gone@example.org")
+        await gone.ok({"type": "chat.end", "chat_id": missed})
+        # Two chats at once: new messages in the one not shown are counted.
+        one = await start(first, f"First of two {word}")
+        await claim_on(page, f"First of two {word}")
+        await start(second, f"Second of two {word}")
+        await claim_on(page, f"Second of two {word}")
+        await first.ok({"type": "message", "chat_id": one, "body": "Hello?"})
+        unread = page.locator(f"#mine li[data-chat='{one}'] .unread")
+        await expect(unread).to_have_text("1")
+        await shot(page, "operator-two-chats")
+        await page.locator(f"#mine li[data-chat='{one}']").click()
+        await expect(page.locator("#log")).to_contain_text("Hello?")
+        await expect(unread).to_have_count(0)
+
+        # Missed today: a ticket in one step, then worked: a reply, an assignee, closed.
+        await page.click("#tickets-missed")
+        row = page.locator(f"#tickets li[data-missed='{missed}']")
+        await expect(row).to_contain_text(f"Anyone there {word}?")
+        await row.locator("button").click()
+        await expect(page.locator("#staff-log")).to_contain_text("made from a missed chat")
+        await page.click("#tickets-open")
+        ticket = page.locator("#tickets li", has_text=f"Anyone there {word}?")
+        await ticket.locator("[data-open-ticket]").click()
+        await expect(page.locator("#ticket-title")).to_contain_text(f"Anyone there {word}?")
+        await page.fill("#ticket-reply", "Sorry we missed you: yes, until nine.")
+        await page.click("#ticket-reply-form button[type=submit]")
+        await expect(page.locator("#ticket-log")).to_contain_text("Sorry we missed you")
+        await expect(page.locator("#ticket-title")).to_contain_text("pending")
+        await page.select_option("#ticket-assignee", "demo-hill-bob")
+        await expect(page.locator("#ticket-assignee")).to_have_value("demo-hill-bob")
+        await page.click("#ticket-close")
+        await expect(page.locator("#ticket-title")).to_contain_text("closed")
+        assert await serious_violations(page) == []
+    finally:
+        await context.close()
+        for client in (first, second, gone):
+            await client.close()

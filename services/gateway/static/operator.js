@@ -109,12 +109,17 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     const line = el("div", { class: "msg operator" }, text);
     $("staff-log").append(line); $("staff-log").scrollTop = $("staff-log").scrollHeight;
   }
+  // Every chat of this operator, the one shown marked; new patron messages in the others
+  // counted until they are looked at.
   function renderMine() {
     const list = $("mine");
     list.replaceChildren();
     for (const chat of state.chats.values()) {
-      const item = el("li", {}, `${chat.chat.patron.name || "Patron"} (${chat.chat.state})`);
+      const item = el("li", { "data-chat": chat.chat.id, tabindex: "0" }, `${chat.chat.patron.name || "Patron"} (${chat.chat.state})`);
+      if (chat.chat.id === state.current) item.classList.add("current");
+      if (chat.unread) item.append(el("span", { class: "unread", "aria-label": `${chat.unread} new` }, String(chat.unread)));
       item.addEventListener("click", () => select(chat.chat.id));
+      item.addEventListener("keydown", (e) => { if (e.key === "Enter") select(chat.chat.id); });
       list.append(item);
     }
   }
@@ -155,6 +160,8 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
   function select(chatId) {
     state.current = chatId; $("typing").textContent = ""; renderLog();
     const entry = state.chats.get(chatId);
+    if (entry) entry.unread = 0;
+    renderMine();
     if (entry) { earlierToday(entry.chat); loadTargets(entry.chat); }
   }
   // Who is online to transfer to: own library first; the patron's library, partners and
@@ -204,7 +211,65 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       }
     } catch (err) { /* none to offer */ }
   }
+  // The library's missed chats of today: follow up one with a ticket in one step.
+  async function loadMissed() {
+    const asked = state.ticketsAsked = (state.ticketsAsked || 0) + 1;
+    const since = new Date(); since.setHours(0, 0, 0, 0);
+    try {
+      const found = await api(`/api/chats/missed?since=${encodeURIComponent(since.toISOString())}`);
+      if (asked !== state.ticketsAsked) return;
+      const list = $("tickets");
+      list.replaceChildren();
+      if (!found.chats.length) { list.append(el("li", { class: "muted" }, "No missed chats today.")); return; }
+      for (const chat of found.chats) {
+        const item = el("li", { "data-missed": chat.id });
+        item.append(el("span", {}, `${chat.created_at.slice(11, 16)} ${chat.patron.name || "Patron"}: ${chat.question || ""}${chat.patron.email ? "" : " (no email)"}`));
+        const ticket = el("button", { class: "secondary", "data-missed-ticket": chat.id }, "Ticket");
+        ticket.addEventListener("click", async () => {
+          try {
+            const email = chat.patron.email || window.prompt("The patron's email address, for the follow-up:");
+            if (!email) return;
+            const made = await api("/api/tickets", { method: "POST", body: JSON.stringify({ chat_id: chat.id, email }) });
+            staffLine(`Ticket [${made.ref}] made from a missed chat.`); showError("");
+          } catch (err) { showError(err.message); }
+        });
+        item.append(ticket);
+        list.append(item);
+      }
+    } catch (err) { showError(err.message); }
+  }
+  // One ticket: its conversation, a reply or note, its assignee, closing it.
+  async function showTicket(ticketId) {
+    try {
+      const t = await api(`/api/tickets/${ticketId}`);
+      state.ticket = t;
+      $("ticket-title").textContent = `[${t.ref}] ${t.subject} — ${t.status}`;
+      const entries = [{ by: t.name || t.email, body: t.question, at: t.created_at, kind: "patron" }, ...t.replies, ...t.notes]
+        .sort((a, b) => a.at.localeCompare(b.at));
+      $("ticket-log").replaceChildren(...entries.map((e) => {
+        const line = el("div", { class: `msg ${e.kind === "patron" ? "patron" : "operator"}` });
+        const mail = e.mail && e.mail !== "sent" ? ` (mail ${e.mail})` : "";
+        line.append(el("span", { class: "who" }, `${e.kind === "note" ? "Note, " : ""}${e.by}${mail}:`), document.createTextNode(e.body));
+        return line;
+      }));
+      const staff = await api("/api/users").catch(() => []);
+      const choices = [el("option", { value: "" }, "Unassigned")];
+      for (const u of staff.filter((u) => u.institution === t.institution && !u.disabled)) {
+        choices.push(el("option", { value: u.username }, u.display_name));
+      }
+      $("ticket-assignee").replaceChildren(...choices);
+      $("ticket-assignee").value = t.assignee || "";
+      $("ticket-detail").classList.remove("hidden");
+    } catch (err) { showError(err.message); }
+  }
+  async function changeTicket(change) {
+    try {
+      await api(`/api/tickets/${state.ticket.id}`, { method: "PATCH", body: JSON.stringify(change) });
+      await showTicket(state.ticket.id); loadTickets(); showError("");
+    } catch (err) { showError(err.message); }
+  }
   async function loadTickets() {
+    if (state.tickets === "missed") return loadMissed();
     const query = state.tickets === "mine" ? "assignee=me" : "assignee=none&status=open";
     const asked = state.ticketsAsked = (state.ticketsAsked || 0) + 1;
     try {
@@ -215,7 +280,9 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       if (!page.tickets.length) { list.append(el("li", { class: "muted" }, "No tickets.")); return; }
       for (const t of page.tickets) {
         const item = el("li", { "data-ticket": t.id });
-        item.append(el("span", {}, `[${t.ref}] ${t.subject} — ${t.status}${t.mail_failed ? " (mail failed)" : ""}`));
+        const open = el("button", { class: "link", "data-open-ticket": t.id }, `[${t.ref}] ${t.subject} — ${t.status}${t.mail_failed ? " (mail failed)" : ""}`);
+        open.addEventListener("click", () => showTicket(t.id));
+        item.append(open);
         if (!t.assignee) {
           const take = el("button", { class: "secondary", "data-take-ticket": t.id }, "Take");
           take.addEventListener("click", async () => {
@@ -281,7 +348,11 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       case "message": {
         if (frame.chat_id === state.current && frame.from.kind === "patron") $("typing").textContent = "";
         const entry = state.chats.get(frame.chat_id);
-        if (entry) { entry.messages.push(frame); if (state.current === frame.chat_id) renderLog(); }
+        if (entry) {
+          entry.messages.push(frame);
+          if (state.current === frame.chat_id) renderLog();
+          else if (frame.from.kind === "patron") { entry.unread = (entry.unread || 0) + 1; renderMine(); }
+        }
         break;
       }
       case "chat.closed":
@@ -539,5 +610,17 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     } catch (err) { showError(err.message); }
   });
   $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
+  $("tickets-missed").addEventListener("click", () => { state.tickets = "missed"; loadTickets(); });
+  $("ticket-assignee").addEventListener("change", () => changeTicket({ assignee: $("ticket-assignee").value || null }));
+  $("ticket-close").addEventListener("click", () => changeTicket({ status: "closed" }));
+  $("ticket-reply-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = $("ticket-reply").value.trim();
+    if (!body || !state.ticket) return;
+    try {
+      await api(`/api/tickets/${state.ticket.id}/replies`, { method: "POST", body: JSON.stringify({ body, internal: $("ticket-internal").checked }) });
+      $("ticket-reply").value = ""; await showTicket(state.ticket.id); loadTickets(); showError("");
+    } catch (err) { showError(err.message); }
+  });
   $("tickets-open").addEventListener("click", () => { state.tickets = "open"; loadTickets(); });
 })();
