@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, expect
 from deploy.local.system import LocalSystem
 from tests.browser.test_web_client import at_the_desk, browser, widget_online  # noqa: F401
 from tests.browser.test_widget import serious_violations, shot
-from tests.client import ProtocolClient, patron, signed_in
+from tests.client import ProtocolClient, eventually, operator, patron, signed_in
 from tests.conftest import start_system
 from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
@@ -217,7 +217,24 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
 ):
     base = system.gateway_url
     queue = f"demo-hill-x{uuid.uuid4().hex[:6]}"
+    word = f"zr{uuid.uuid4().hex[:8]}"
+    # A chat of today with a word of its own, answered and closed, for the search.
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    pat = await patron(base, "hill")
+    asked = await start(pat, f"Where is the {word} collection?")
+    await ann.expect(about(asked, "queue.chat_added"))
+    await ann.ok({"type": "chat.claim", "chat_id": asked})
+    await ann.ok({"type": "message", "chat_id": asked, "body": "On the third floor."})
+    await ann.ok({"type": "chat.close", "chat_id": asked})
+    await ann.close()
+    await pat.close()
     async with await signed_in(base, "demo-hill-admin") as admin:
+
+        async def indexed() -> bool | None:
+            found = (await admin.get("/api/transcripts", params={"q": word})).json()
+            return True if found["chats"] else None
+
+        await eventually(indexed, "the chat in the transcripts")
         made = await admin.post(
             "/api/queues",
             json={
@@ -253,6 +270,16 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         await page.click("#hours-form button")
         await expect(strip).to_have_attribute("data-revision", "3")
         assert await mine.count() == before + 1  # Wednesday 10-14 is covered now
+        # Transcript search, and the widget's line to paste.
+        await page.fill("#search-q", word)
+        await page.click("#search-form button")
+        result = page.locator(f"#search-results li[data-found='{asked}']")
+        await expect(result).to_contain_text(f"Where is the {word} collection?")
+        await result.locator("button").click()
+        await expect(page.locator("#transcript")).to_contain_text("On the third floor.")
+        await expect(page.locator("#widgets li[data-widget='hill'] code")).to_contain_text(
+            'data-widget="hill"'
+        )
         assert await serious_violations(page) == []
         await shot(page, "operator-reports")
     finally:

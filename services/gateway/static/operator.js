@@ -105,6 +105,13 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       list.append(item);
     }
   }
+  // The institution's staff conversation so far (the last 50), before what arrives live.
+  async function staffHistory() {
+    try {
+      const found = await api("/api/internal/all?limit=50");
+      for (const m of found.messages) staffLine(`${m.from.name} → all: ${m.body}`);
+    } catch (err) { /* live messages still arrive */ }
+  }
   function staffLine(text) {
     const line = el("div", { class: "msg operator" }, text);
     $("staff-log").append(line); $("staff-log").scrollTop = $("staff-log").scrollHeight;
@@ -448,6 +455,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     $("alerts").checked = localStorage.getItem("refdesk-alerts") !== "off";
     await loadQueues();
     await loadSnippets();
+    staffHistory();
     connect();
     loadTickets();
   });
@@ -586,6 +594,39 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     $("coverage-strip").replaceChildren(coverageStrip(found.intervals, from, { label: `Who answers ${queue} in the week from ${from.toDateString()}` }));
     $("coverage-strip").dataset.revision = String(Number($("coverage-strip").dataset.revision || 0) + 1);
   }
+  async function searchTranscripts() {
+    const q = $("search-q").value.trim();
+    const found = await api(`/api/transcripts?limit=20${q ? `&q=${encodeURIComponent(q)}` : ""}`);
+    $("search-results").replaceChildren(...found.chats.map((c) => {
+      const item = el("li", { "data-found": c.id });
+      const open = el("button", { class: "link" }, `${c.created_at.slice(0, 16).replace("T", " ")} ${c.patron.name || "Patron"}: ${c.question || ""} (${c.state}${c.tags.length ? `; ${c.tags.join(", ")}` : ""})`);
+      open.addEventListener("click", async () => {
+        try {
+          const t = await api(`/api/transcripts/${c.id}`);
+          $("transcript").replaceChildren(...t.messages.map((m) => {
+            const line = el("div", { class: `msg ${m.from.kind}` });
+            line.append(el("span", { class: "who" }, `${m.from.name}:`), document.createTextNode(m.body));
+            return line;
+          }));
+          $("transcript").classList.remove("hidden");
+        } catch (err) { showError(err.message); }
+      });
+      item.append(open);
+      return item;
+    }));
+    if (!found.chats.length) $("search-results").append(el("li", { class: "muted" }, "Nothing found."));
+  }
+  // Each widget of the library with the line its web pages need.
+  async function showWidgets() {
+    const widgets = await api("/api/widgets");
+    $("widgets").replaceChildren(...widgets.map((w) => {
+      const item = el("li", { "data-widget": w.id });
+      const code = el("code", {}, `<script src="${location.origin}/widget.js" data-widget="${w.id}" async></script>`);
+      item.append(el("span", {}, `${w.title} (${w.queue}): `), code);
+      return item;
+    }));
+  }
+  $("search-form").addEventListener("submit", (event) => { event.preventDefault(); searchTranscripts().catch((err) => showError(err.message)); });
   async function openReports() {
     const open = $("reports").classList.toggle("hidden") === false;
     $("reports-toggle").setAttribute("aria-expanded", String(open));
@@ -593,7 +634,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     try {
       $("coverage-queue").replaceChildren(...[...state.queueNames].map((q) => el("option", { value: q }, q)));
       $("coverage-from").value = monday(new Date()).toISOString().slice(0, 10);
-      await Promise.all([showStatistics(), showCoverage()]);
+      await Promise.all([showStatistics(), showCoverage(), showWidgets()]);
       showError("");
     } catch (err) { showError(err.message); }
   }
