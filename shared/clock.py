@@ -105,6 +105,18 @@ class FixedClock:
                 woken.set_result(None)
 
 
+async def until_or_woken(clock: Clock, instant: datetime, woken: asyncio.Event) -> None:
+    """Return at `instant` by `clock`, or as soon as `woken` is set, whichever comes first:
+    how a loop on the injected clock sleeps until its next deadline unless poked sooner."""
+    timer = asyncio.ensure_future(clock.sleep_until(instant))
+    told = asyncio.ensure_future(woken.wait())
+    try:
+        await asyncio.wait({timer, told}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        told.cancel()
+
+
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with millisecond precision and a Z suffix, as the protocol asks."""
     # isoformat is about 40% cheaper than strftime, and this runs for every event.

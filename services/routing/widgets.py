@@ -21,7 +21,7 @@ from services.routing.handlers import RoutingHandlers
 from services.routing.store import QueueDirectory
 from shared import subjects
 from shared.bus import Bus
-from shared.clock import Clock
+from shared.clock import Clock, until_or_woken
 from shared.schemas.records import Queue
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,7 @@ class WidgetWatch:
         return min(wake, edge) if edge is not None else wake
 
     async def _wait(self, until: datetime) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
-        poked = asyncio.ensure_future(self._poked.wait())
-        try:
-            await asyncio.wait({sleeper, poked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            poked.cancel()
+        await until_or_woken(self.clock, until, self._poked)
         self._poked.clear()
 
     async def tick(self) -> int:

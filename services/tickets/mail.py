@@ -22,7 +22,7 @@ import aiosmtplib
 
 from services.tickets import domain, metrics
 from services.tickets.store import TicketStore
-from shared.clock import Clock
+from shared.clock import Clock, until_or_woken
 from shared.schemas.tickets import MailState
 from shared.store import Document
 
@@ -191,13 +191,7 @@ class MailSender:
         due_ms = await self.store.next_due_ms()
         if due_ms is not None:
             wake_at = min(wake_at, datetime.fromtimestamp(due_ms / 1000, tz=now.tzinfo))
-        timer = asyncio.ensure_future(self.clock.sleep_until(wake_at))
-        told = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({timer, told}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in (timer, told):
-                waiting.cancel()
+        await until_or_woken(self.clock, wake_at, self._wake)
 
     async def stop(self) -> None:
         if self._task is not None:
