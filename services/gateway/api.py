@@ -177,6 +177,16 @@ class TransferTargets(Model):
     targets: list[TransferTarget]
 
 
+class GuestSeen(Model):
+    guest_id: str
+    widget: str
+    last_seen: str
+
+
+class GuestsSeen(Model):
+    guests: list[GuestSeen]
+
+
 class TicketPatch(Model):
     """`assignee` null takes the ticket off whoever had it; absent leaves it."""
 
@@ -807,6 +817,21 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             people.values(), key=lambda t: (order.index(t.institution), t.display_name)
         )
         return TransferTargets(targets=[*colleagues, *targets])
+
+    @router.get("/guests", response_model=GuestsSeen)
+    async def recent_guests(
+        claims: Staff, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> GuestsSeen:
+        """Patrons on the library's pages lately (the proactive window), the latest first:
+        whom staff may start a chat with."""
+        since = get().clock.now() - timedelta(seconds=get().settings.proactive_window_s)
+        seen = await get().guests.recent(claims.institution, since, limit)
+        return GuestsSeen(
+            guests=[
+                GuestSeen(guest_id=guest, widget=widget, last_seen=iso(at))
+                for guest, widget, at in seen
+            ]
+        )
 
     @router.get("/guests/{guest_id}/chats", response_model=GuestChats)
     async def guest_chats(

@@ -5,13 +5,21 @@ directory service."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.bus import BucketFollower
 from shared.store import Document
+
+
+def _instant(value: datetime | str) -> datetime:
+    """A stored time as a datetime: the embedded server sometimes hands one back as text."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class GuestStore:
@@ -37,6 +45,18 @@ class GuestStore:
             {"institution": institution, "guest_id": guest_id, "last_seen": {"$gte": since}}
         )
         return None if doc is None else str(doc["widget"])
+
+    async def recent(
+        self, institution: str, since: datetime, limit: int
+    ) -> list[tuple[str, str, datetime]]:
+        """(guest id, widget, last seen) of guests seen on the institution's widgets since
+        `since`, the latest first."""
+        found = self.db.guests.find(
+            {"institution": institution, "last_seen": {"$gte": since}},
+            {"_id": 0, "guest_id": 1, "widget": 1, "last_seen": 1},
+        )
+        docs = await found.sort("last_seen", -1).limit(limit).to_list()
+        return [(str(d["guest_id"]), str(d["widget"]), _instant(d["last_seen"])) for d in docs]
 
     async def forget(self, institution: str | None, guest_ids: list[str]) -> int:
         """Erase guests' sightings (a patron's erasure): of one institution, or of every

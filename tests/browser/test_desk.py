@@ -341,3 +341,31 @@ async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
         await context.close()
         for client in (first, second, gone):
             await client.close()
+
+
+async def test_a_chat_started_with_a_guest_on_the_library_s_pages(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    guest = await patron(base, "hill")  # on the page, not asking anything
+    guest_id = next(f for f in guest.frames if f["type"] == "welcome")["guest_id"]
+    try:
+        page = await context.new_page()
+        await at_the_desk(page, base, "demo-hill-ann", "demo-hill")
+        await page.click("#guests-refresh")
+        row = page.locator(f"#guests li[data-guest='{guest_id}']")
+        await expect(row).to_contain_text("on hill")
+        page.once("dialog", lambda dialog: dialog.accept("Hello! Looking for the archives?"))
+        await row.locator("[data-start-chat]").click()
+        started = await guest.expect("chat.started")
+        opening = await guest.expect("message")
+        assert opening["body"] == "Hello! Looking for the archives?"
+        await expect(page.locator("#chat-title")).to_contain_text("active")
+        await guest.ok({"type": "message", "chat_id": started["chat"]["id"], "body": "Yes!"})
+        await expect(page.locator("#log")).to_contain_text("Yes!")
+        await page.click("#close")
+    finally:
+        await context.close()
+        await guest.close()

@@ -52,6 +52,7 @@ LISTS = {
     "/api/transcripts",
     "/api/guests/{guest_id}/chats",
     "/api/tickets",
+    "/api/guests",
 }
 
 

@@ -650,6 +650,30 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       await showCoverage(); showError("");
     } catch (err) { showError(err.message); }
   });
+  // Patrons on the library's pages lately: start a chat with one (a proactive chat).
+  async function loadGuests() {
+    try {
+      const found = await api("/api/guests?limit=20");
+      $("guests").replaceChildren(...found.guests.map((g) => {
+        const item = el("li", { "data-guest": g.guest_id });
+        item.append(el("span", {}, `Guest …${g.guest_id.slice(-4)} on ${g.widget}, ${g.last_seen.slice(11, 16)}`));
+        const start = el("button", { class: "secondary", "data-start-chat": g.guest_id }, "Start chat");
+        start.addEventListener("click", async () => {
+          const body = window.prompt("Your opening message to this guest:", "Hello! Can I help you find something?");
+          if (!body) return;
+          try {
+            const ack = await send({ type: "chat.start_proactive", guest_id: g.guest_id, body });
+            state.chats.set(ack.chat_id, { chat: ack.chat, messages: [{ body, from: { kind: "operator", name: state.user.display_name } }] });
+            select(ack.chat_id); showError("");
+          } catch (err) { showError(err.message); }
+        });
+        item.append(start);
+        return item;
+      }));
+      if (!found.guests.length) $("guests").append(el("li", { class: "muted" }, "Nobody lately."));
+    } catch (err) { showError(err.message); }
+  }
+  $("guests-refresh").addEventListener("click", loadGuests);
   $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
   $("tickets-missed").addEventListener("click", () => { state.tickets = "missed"; loadTickets(); });
   $("ticket-assignee").addEventListener("change", () => changeTicket({ assignee: $("ticket-assignee").value || null }));
