@@ -112,8 +112,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         """422 naming the fields (`fields`, and the message), without the input: a body
         is never sent back, however large or whatever it holds."""
+        # Only the first part says where (body, query, path): a field may be named `body`.
         errors = [
-            {**e, "loc": [p for p in e["loc"] if p not in ("body", "query", "path")]}
+            {
+                **e,
+                "loc": list(
+                    e["loc"][1:] if e["loc"][:1] in (("body",), ("query",), ("path",)) else e["loc"]
+                ),
+            }
             for e in exc.errors()
         ]
         fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})

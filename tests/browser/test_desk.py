@@ -6,6 +6,7 @@ desk reconnects by itself after its gateway restarts, with its chat."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,6 +281,22 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         await expect(page.locator("#widgets li[data-widget='hill'] code")).to_contain_text(
             'data-widget="hill"'
         )
+        # Records: a snippet made, refused while a field is wrong, and deleted.
+        await page.select_option("#records-kind", "snippets")
+        await page.click("#records-new")
+        name = f"hill (records {word})"
+        snippet = {"name": name, "institution": "hill", "body": "See the desk."}
+        await page.fill("#record-json", json.dumps(snippet))
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_have_text("Saved.")
+        await expect(page.locator("#records-name")).to_have_value(name)
+        await page.fill("#record-json", json.dumps({**snippet, "body": ""}))
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_contain_text("Not saved")
+        await expect(page.locator("#record-said")).to_contain_text("body")
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("#record-delete")
+        await expect(page.locator("#record-said")).to_have_text("Deleted.")
         assert await serious_violations(page) == []
         await shot(page, "operator-reports")
     finally:

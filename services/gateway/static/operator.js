@@ -626,6 +626,56 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       return item;
     }));
   }
+  // Records: queues, widgets, snippets and users of the library, edited as the API takes
+  // them; the server checks every field (and says which) and the scope of every change.
+  const KEYS = { queues: "name", widgets: "id", snippets: "name", users: "username" };
+  const TEMPLATES = {
+    queues: (inst) => ({ name: `${state.user.username.split("-")[0]}-${inst}-`, institution: inst, display_name: "", hours: [] }),
+    widgets: (inst) => ({ id: "", institution: inst, queue: "", title: "Ask a librarian", allowed_origins: [] }),
+    snippets: (inst) => ({ name: `${inst} ()`, institution: inst, body: "" }),
+    users: (inst) => ({ role: "operator", username: `${state.user.username.split("-")[0]}-${inst}-`, institution: inst, display_name: "", password: "" }),
+  };
+  let editing = null;  // the name of the record in the editor; null for a new one
+  async function listRecords(select) {
+    const kind = $("records-kind").value;
+    const records = await api(`/api/${kind}`);
+    $("records-name").replaceChildren(...records.map((r) => el("option", { value: r[KEYS[kind]] }, r[KEYS[kind]])));
+    if (select) $("records-name").value = select;
+    await showRecord();
+  }
+  async function showRecord() {
+    const kind = $("records-kind").value, name = $("records-name").value;
+    $("record-said").textContent = "";
+    if (!name) { editing = null; $("record-json").value = ""; return; }
+    const record = await api(`/api/${kind}/${encodeURIComponent(name)}`);
+    editing = name; $("record-json").value = JSON.stringify(record, null, 2);
+  }
+  $("records-kind").addEventListener("change", () => listRecords().catch((err) => showError(err.message)));
+  $("records-name").addEventListener("change", () => showRecord().catch((err) => showError(err.message)));
+  $("records-new").addEventListener("click", () => {
+    editing = null; $("record-said").textContent = "A new record: fill it in and save.";
+    $("record-json").value = JSON.stringify(TEMPLATES[$("records-kind").value](state.user.institution), null, 2);
+  });
+  $("record-editor").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const kind = $("records-kind").value;
+    let record;
+    try { record = JSON.parse($("record-json").value); } catch (err) { $("record-said").textContent = `Not JSON: ${err.message}`; return; }
+    try {
+      const path = editing === null ? `/api/${kind}` : `/api/${kind}/${encodeURIComponent(editing)}`;
+      const saved = await api(path, { method: editing === null ? "POST" : "PUT", body: JSON.stringify(record) });
+      await listRecords(saved[KEYS[kind]]);
+      $("record-said").textContent = "Saved.";
+    } catch (err) { $("record-said").textContent = `Not saved: ${err.message}`; }
+  });
+  $("record-delete").addEventListener("click", async () => {
+    const kind = $("records-kind").value;
+    if (editing === null || !window.confirm(`Delete ${editing}?`)) return;
+    try {
+      await api(`/api/${kind}/${encodeURIComponent(editing)}`, { method: "DELETE" });
+      await listRecords(); $("record-said").textContent = "Deleted.";
+    } catch (err) { $("record-said").textContent = `Not deleted: ${err.message}`; }
+  });
   $("search-form").addEventListener("submit", (event) => { event.preventDefault(); searchTranscripts().catch((err) => showError(err.message)); });
   async function openReports() {
     const open = $("reports").classList.toggle("hidden") === false;
@@ -634,7 +684,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     try {
       $("coverage-queue").replaceChildren(...[...state.queueNames].map((q) => el("option", { value: q }, q)));
       $("coverage-from").value = monday(new Date()).toISOString().slice(0, 10);
-      await Promise.all([showStatistics(), showCoverage(), showWidgets()]);
+      await Promise.all([showStatistics(), showCoverage(), showWidgets(), listRecords()]);
       showError("");
     } catch (err) { showError(err.message); }
   }
