@@ -386,3 +386,35 @@ async def test_a_chat_started_with_a_guest_on_the_library_s_pages(
     finally:
         await context.close()
         await guest.close()
+
+
+async def test_an_announcement_reaches_the_desk_which_fits_a_phone(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    base = system.gateway_url
+    text = f"The catalogue is down until noon ({uuid.uuid4().hex[:6]})."
+    phone = await browser.new_context(viewport={"width": 390, "height": 844})
+    desk = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        ann = await phone.new_page()
+        await at_the_desk(ann, base, "demo-hill-ann", "demo-hill")
+        overflow = await ann.evaluate(
+            "() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+        )
+        assert overflow <= 0, f"{overflow} px of horizontal scroll at 390 px"
+        coordinator = await desk.new_page()
+        await coordinator.goto(f"{base}/operator")
+        await coordinator.fill("#username", "demo-admin")
+        await coordinator.fill("#password", "refdesk-demo")
+        await coordinator.click("button[type=submit]")
+        await expect(coordinator.locator("#announce-form")).to_be_visible()
+        await coordinator.fill("#announce-body", text)
+        await coordinator.click("#announce-form button")
+        await expect(coordinator.locator("#staff-log")).to_contain_text(f"You announced: {text}")
+        await expect(ann.locator("#staff-log")).to_contain_text(text)
+        await expect(ann.locator("#desk-error")).to_contain_text("Announcement from")
+        await shot(ann, "operator-phone")
+    finally:
+        await phone.close()
+        await desk.close()

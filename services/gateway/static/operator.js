@@ -391,6 +391,9 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
         break;
       case "chat.rolled_over":
         staffLine(`A waiting chat moved from ${frame.from_queue} to ${frame.queue} (${frame.reason}).`); break;
+      case "announcement":
+        staffLine(`Announcement from ${frame.from.name}: ${frame.body}`);
+        showError(`Announcement from ${frame.from.name}: ${frame.body}`); break;
       case "internal.message":
         staffLine(`${frame.from.name} → ${frame.to.operator || frame.to.queue || "all"}: ${frame.body}`); break;
       case "session.ended":
@@ -451,6 +454,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     state.token = body.token; state.user = body.user;
     $("whoami").textContent = `— ${body.user.display_name} (${body.user.username})`;
     $("reports-toggle").classList.toggle("hidden", body.user.role === "operator");
+    $("announce-form").classList.toggle("hidden", body.user.role !== "consortium_admin");
     $("login").classList.add("hidden"); $("desk").classList.remove("hidden");
     $("alerts").checked = localStorage.getItem("refdesk-alerts") !== "off";
     await loadQueues();
@@ -724,6 +728,15 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     } catch (err) { showError(err.message); }
   }
   $("guests-refresh").addEventListener("click", loadGuests);
+  $("announce-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = $("announce-body").value.trim();
+    if (!body) return;
+    try {
+      await api("/api/announcements", { method: "POST", body: JSON.stringify({ body }) });
+      staffLine(`You announced: ${body}`); $("announce-body").value = ""; showError("");
+    } catch (err) { showError(err.message); }
+  });
   $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
   $("tickets-missed").addEventListener("click", () => { state.tickets = "missed"; loadTickets(); });
   $("ticket-assignee").addEventListener("change", () => changeTicket({ assignee: $("ticket-assignee").value || null }));
