@@ -34,6 +34,7 @@ RoutingAction = Literal[
     "transfer",
     "accept",
     "decline",
+    "cancel",
     "take",
     "patron_left",
     "resume",

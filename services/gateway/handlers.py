@@ -87,6 +87,7 @@ from shared.schemas.protocol import (
     StatusSet,
     TransferAccept,
     TransferAck,
+    TransferCancel,
     TransferDecline,
     Typing,
     TypingFrame,
@@ -929,6 +930,7 @@ class OperatorSocket(FrameLoop):
             "chat.transfer": self.transfer,
             "transfer.accept": self.accept,
             "transfer.decline": self.decline,
+            "transfer.cancel": self.cancel_transfer,
             "chat.take": self.take,
             "chat.start_proactive": self.start_proactive,
             "internal.send": self.internal_send,
@@ -1073,6 +1075,20 @@ class OperatorSocket(FrameLoop):
         link = self._link
         result = await self.gw.bus.request(
             subjects.routing(link.institution, "decline"),
+            AnswerOffer(
+                institution=link.institution,
+                chat_id=frame.chat_id,
+                operator=link.username,
+                operator_name=link.name,
+            ),
+            ChatResult,
+        )
+        return Reply(ack=StateAck(state=result.chat.state))
+
+    async def cancel_transfer(self, frame: TransferCancel) -> Reply:
+        link = self._link
+        result = await self.gw.bus.request(
+            subjects.routing(link.institution, "cancel"),
             AnswerOffer(
                 institution=link.institution,
                 chat_id=frame.chat_id,

@@ -582,6 +582,14 @@ def decline_transfer(state: ChatState, operator: str, now: datetime) -> Transiti
     return Transition(_evolve(state, state.chat, events=n, offer=declined), [event])
 
 
+def cancel_transfer(state: ChatState, operator: str, now: datetime) -> Transition:
+    """The owner takes back an offer nobody has answered yet: the targets hear it was
+    withdrawn and the chat is the owner's again. No offer open: nothing to do."""
+    if state.chat.owner != operator:
+        raise Refusal("forbidden", "only the chat's owner cancels its transfer")
+    return _end_open_offer(state, "reclaimed", now)
+
+
 def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transition:
     """The offer made at `offered_at` ran out unanswered. A no-op if that offer is no
     longer open (accepted, withdrawn, or replaced by a newer one)."""
@@ -594,7 +602,7 @@ def expire_transfer(state: ChatState, offered_at: str, now: datetime) -> Transit
 
 
 def _end_open_offer(
-    state: ChatState, reason: Literal["patron_left", "owner_left"], now: datetime
+    state: ChatState, reason: Literal["patron_left", "owner_left", "reclaimed"], now: datetime
 ) -> Transition:
     """Ends the offer if one is open (the chat goes back to its owner first); else nothing."""
     return Transition(state) if state.offer is None else _close_offer(state, reason, now)

@@ -98,6 +98,7 @@ class RoutingHandlers:
             bind("transfer", TransferChat, self.transfer),
             bind("accept", AnswerOffer, self.accept),
             bind("decline", AnswerOffer, self.decline),
+            bind("cancel", AnswerOffer, self.cancel),
             bind("take", ClaimChat, self.take),
             bind("patron_left", PatronPresence, self.patron_left),
             bind("resume", ResumeChat, self.resume),
@@ -582,6 +583,15 @@ class RoutingHandlers:
             req.institution,
             req.chat_id,
             lambda state: domain.decline_transfer(state, req.operator, now),
+        )
+        return ChatResult(chat=transition.state.chat, changed=transition.changed)
+
+    async def cancel(self, req: AnswerOffer) -> ChatResult:
+        now = self.clock.now()
+        transition = await self._apply(
+            req.institution,
+            req.chat_id,
+            lambda state: domain.cancel_transfer(state, req.operator, now),
         )
         return ChatResult(chat=transition.state.chat, changed=transition.changed)
 

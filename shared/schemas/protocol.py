@@ -170,6 +170,14 @@ class TransferDecline(Model):
     ref: Ref | None = None
 
 
+class TransferCancel(Model):
+    """The owner withdraws an offer nobody has accepted yet."""
+
+    type: Literal["transfer.cancel"]
+    chat_id: Id
+    ref: Ref | None = None
+
+
 class ChatTake(Model):
     type: Literal["chat.take"]
     chat_id: Id
@@ -217,6 +225,7 @@ OperatorFrame = Annotated[
     | ChatTransfer
     | TransferAccept
     | TransferDecline
+    | TransferCancel
     | ChatTake
     | ChatStartProactive
     | InternalSend,
@@ -312,6 +321,7 @@ ACK_OF: dict[str, type[Ack]] = {
     "chat.take": OwnedAck,
     "transfer.accept": OwnedAck,
     "transfer.decline": StateAck,
+    "transfer.cancel": StateAck,
     "chat.transfer": TransferAck,
     "chat.start_proactive": ProactiveAck,
     "internal.send": InternalSendAck,

@@ -202,6 +202,14 @@ async def test_a_transfer_to_a_colleague_chosen_from_who_is_online(
         await ann.click("#transfer")
         offer = bob.locator("#offers li", has_text="Bob knows theses")
         await expect(offer).to_be_visible()
+        # Taken back before Bob answers: his offer goes, the chat is Ann's again.
+        await ann.click("#transfer-cancel")
+        await expect(offer).to_have_count(0)
+        await expect(ann.locator("#chat-title")).to_contain_text("active")
+        await choice.select_option(label="Bob (hill)")
+        await ann.fill("#transfer-note", "Bob knows theses")
+        await ann.click("#transfer")
+        await expect(offer).to_be_visible()
         await offer.locator("[data-accept]").click()
         assert (await pat.expect(about(chat_id, "chat.transferred")))["operator"] == "Bob"
         await expect(bob.locator("#chat-title")).to_contain_text("active")

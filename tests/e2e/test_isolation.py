@@ -336,6 +336,7 @@ def frame_types(union: Any) -> set[str]:
 
 
 OPERATOR_TRIES = {
+    "transfer.cancel": {"chat_id": "{chat}"},
     "chat.claim": {"chat_id": "{chat}"},
     "message": {"chat_id": "{chat}", "body": "hi"},
     "typing": {"chat_id": "{chat}"},

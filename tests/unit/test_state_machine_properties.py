@@ -120,6 +120,11 @@ class ChatLifecycle(RuleBasedStateMachine):
         self.apply(lambda: domain.post_message(self.state, staff(owner), "mine", self.now))
 
     @rule(op=operators)
+    def cancel(self, op: str) -> None:
+        """Anyone tries to cancel an offer: only the owner can, and only an open one ends."""
+        self.apply(lambda: domain.cancel_transfer(self.state, op, self.now))
+
+    @rule(op=operators)
     def accept(self, op: str) -> None:
         self.apply(lambda: domain.accept_transfer(self.state, op, op, self.now))
 

@@ -85,6 +85,19 @@ def test_owner_typing_during_offer_reclaims_and_late_accept_conflicts():
     assert late.value.code == "conflict" and late.value.owner == "demo-hill-ann"
 
 
+def test_the_owner_cancels_an_offer_and_a_late_accept_conflicts():
+    cancelled = domain.cancel_transfer(offered([CAT]), "demo-hill-ann", T0)
+    assert [e.type for e in cancelled.events] == ["reclaimed"]
+    assert cancelled.state.chat.state == "active" and cancelled.state.offer is None
+    assert not domain.cancel_transfer(cancelled.state, "demo-hill-ann", T0).changed  # again
+    with pytest.raises(Refusal) as late:
+        domain.accept_transfer(cancelled.state, CAT, "Cat", T0)
+    assert late.value.code == "conflict"
+    with pytest.raises(Refusal) as refused:
+        domain.cancel_transfer(offered([CAT]), CAT, T0)  # a target cannot cancel it
+    assert refused.value.code == "forbidden"
+
+
 def test_patron_message_during_offer_keeps_it_open():
     kept = domain.post_message(offered(), PATRON, "hello?", T0)
     assert kept.state.offer is not None and [e.type for e in kept.events] == ["message"]

@@ -137,6 +137,8 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     const open = entry && ["active", "transferring"].includes(entry.chat.state);
     $("chat-title").textContent = entry ? `Chat with ${entry.chat.patron.name || "Patron"} — ${entry.chat.state}` : "No chat selected";
     for (const id of ["body", "send", "tags", "close", "transfer-to", "transfer-note", "transfer", "snippet", "transfer-choice", "transfer-cross"]) $(id).disabled = !open;
+    // An offer of this chat is open: it can be taken back until someone accepts.
+    $("transfer-cancel").classList.toggle("hidden", !(entry && entry.chat.state === "transferring"));
     // Tags and a ticket: during the chat and after it closed.
     for (const id of ["tag", "tag-add", "ticket"]) $(id).disabled = !entry;
     if (!entry) { $("patron").textContent = ""; return; }
@@ -484,6 +486,13 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     } catch (err) { showError(err.message); }
   });
   $("transfer-cross").addEventListener("change", renderTargets);
+  $("transfer-cancel").addEventListener("click", async () => {
+    if (!state.current) return;
+    try {
+      const ack = await send({ type: "transfer.cancel", chat_id: state.current });
+      setChatState(state.current, ack.state); showError("");
+    } catch (err) { showError(err.message); }
+  });
   $("transfer-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const chosen = $("transfer-choice").value;
