@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from nats.aio.msg import Msg
 from opentelemetry import context as otel_context
@@ -1072,26 +1072,19 @@ class OperatorSocket(FrameLoop):
         return await self._own("accept", frame.chat_id)
 
     async def decline(self, frame: TransferDecline) -> Reply:
-        link = self._link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "decline"),
-            AnswerOffer(
-                institution=link.institution,
-                chat_id=frame.chat_id,
-                operator=link.username,
-                operator_name=link.name,
-            ),
-            ChatResult,
-        )
-        return Reply(ack=StateAck(state=result.chat.state))
+        return await self._end_offer("decline", frame.chat_id)
 
     async def cancel_transfer(self, frame: TransferCancel) -> Reply:
+        return await self._end_offer("cancel", frame.chat_id)
+
+    async def _end_offer(self, action: Literal["decline", "cancel"], chat_id: str) -> Reply:
+        """A target's no, or the owner's taking an offer back: the chat's state after."""
         link = self._link
         result = await self.gw.bus.request(
-            subjects.routing(link.institution, "cancel"),
+            subjects.routing(link.institution, action),
             AnswerOffer(
                 institution=link.institution,
-                chat_id=frame.chat_id,
+                chat_id=chat_id,
                 operator=link.username,
                 operator_name=link.name,
             ),

@@ -16,7 +16,12 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from deploy.local.system import LocalSystem
-from tests.browser.test_web_client import at_the_desk, browser, widget_online  # noqa: F401
+from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fixture
+    at_the_desk,
+    browser,
+    sign_in,
+    widget_online,
+)
 from tests.browser.test_widget import serious_violations, shot
 from tests.client import ProtocolClient, eventually, operator, patron, signed_in
 from tests.conftest import start_system
@@ -257,10 +262,7 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
     context = await browser.new_context(viewport={"width": 1280, "height": 1100})
     try:
         page = await context.new_page()
-        await page.goto(f"{base}/operator")
-        await page.fill("#username", "demo-hill-admin")
-        await page.fill("#password", "refdesk-demo")
-        await page.click("button[type=submit]")
+        await sign_in(page, base, "demo-hill-admin")
         await page.click("#reports-toggle")
         await expect(page.locator("#figures")).to_contain_text("chats")
         # Earlier tests' chats of today are in the figures and the charts.
@@ -412,10 +414,7 @@ async def test_an_announcement_reaches_the_desk_which_fits_a_phone(
         )
         assert overflow <= 0, f"{overflow} px of horizontal scroll at 390 px"
         coordinator = await desk.new_page()
-        await coordinator.goto(f"{base}/operator")
-        await coordinator.fill("#username", "demo-admin")
-        await coordinator.fill("#password", "refdesk-demo")
-        await coordinator.click("button[type=submit]")
+        await sign_in(coordinator, base, "demo-admin")
         await expect(coordinator.locator("#announce-form")).to_be_visible()
         await coordinator.fill("#announce-body", text)
         await coordinator.click("#announce-form button")
