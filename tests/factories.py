@@ -23,6 +23,7 @@ def started(
     chain: tuple[str, ...] = (),
     rollover_after_s: int | None = None,
     email: str | None = None,
+    page: str | None = None,
     at: datetime = T0,
 ) -> domain.Transition:
     """A patron's new chat in the institution's demo queue (the first of `chain`, if
@@ -37,6 +38,7 @@ def started(
             question=question,
             name="Pat",
             email=email,
+            page=page,
             reason="staffed",
             chain=chain,
             rollover_after_s=rollover_after_s,

@@ -48,6 +48,7 @@ from shared.schemas.privacy import (
 )
 from shared.schemas.records import Account, Institution, Partnership, Queue, Snippet, Widget
 from shared.schemas.requests import (
+    ANNOUNCEMENTS,
     SEARCH_PAGE_MAX,
     Announcement,
     AuditLog,
@@ -60,6 +61,7 @@ from shared.schemas.requests import (
     GuestChats,
     GuestChatsQuery,
     InternalHistory,
+    InternalMessage,
     InternalMessages,
     MissedChats,
     MissedQuery,
@@ -409,14 +411,26 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         message of a shared service), delivered by every gateway to its own operators."""
         if claims.role != "consortium_admin":
             raise Refusal("forbidden", "only a consortium admin sends announcements")
+        consortium = get().settings.consortium
         announcement = Announcement(
             id=uuid.uuid4().hex,
-            institution=get().settings.consortium,
+            institution=consortium,
             from_=Sender(kind="operator", name=claims.name, id=claims.username),
             body=body.body,
             ts=iso(get().clock.now()),
         )
-        await get().bus.publish(subjects.announcements(get().settings.consortium), announcement)
+        # Kept before it is sent, as staff messages are: the desk shows the history.
+        kept = InternalMessage(
+            id=announcement.id,
+            institution=consortium,
+            conversation=ANNOUNCEMENTS,
+            from_=announcement.from_,
+            to_all=True,
+            body=announcement.body,
+            ts=announcement.ts,
+        )
+        await get().bus.request(subjects.transcripts(consortium, "internal_save"), kept, Done)
+        await get().bus.publish(subjects.announcements(consortium), announcement)
         return AnnouncementSent(id=announcement.id)
 
     @router.get("/me", response_model=UserView)
@@ -927,7 +941,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         conversation: str, claims: Staff, limit: Annotated[int, Query(ge=1, le=1000)] = 200
     ) -> InternalMessages:
         """Staff-only internal messages of one conversation: `dm:<a>:<b>` (its two
-        operators and admins), `queue:<name>` or `all` (staff of the institution)."""
+        operators and admins), `queue:<name>` or `all` (staff of the institution), or the
+        consortium's `announcements` (all staff)."""
         if conversation.startswith("dm:"):
             people = conversation.split(":")[1:]
             if claims.username not in people and claims.role == "operator":

@@ -798,6 +798,7 @@ class PatronSocket(FrameLoop):
                     question=frame.question,
                     name=frame.name,
                     email=frame.email,
+                    page=frame.page,
                 ),
                 StartChatResult,
             )

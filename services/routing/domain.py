@@ -90,6 +90,7 @@ class NewChat:
     name: str | None
     email: str | None
     reason: str
+    page: str | None = None
     queue_institution: str = ""
     chain: tuple[str, ...] = ()
     rollover_after_s: int | None = None
@@ -175,7 +176,7 @@ def start_chat(cmd: NewChat, now: datetime) -> Transition:
         institution=cmd.institution,
         state="queued",
         created_at=ts,
-        patron=Patron(guest_id=cmd.guest_id, name=cmd.name, email=cmd.email),
+        patron=Patron(guest_id=cmd.guest_id, name=cmd.name, email=cmd.email, page=cmd.page),
         widget=cmd.widget,
         question=cmd.question,
         queue_institution=cmd.queue_institution or cmd.institution,

@@ -339,6 +339,7 @@ class RoutingHandlers:
                 question=req.question,
                 name=req.name,
                 email=req.email,
+                page=req.page,
                 reason=choice.reason,
                 queue_institution=target.institution,
                 chain=tuple(chain),

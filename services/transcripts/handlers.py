@@ -25,6 +25,7 @@ from shared.schemas.events import ChatEvent, parse_record_events
 from shared.schemas.privacy import ErasePatron, TranscriptsErased
 from shared.schemas.records import Principal
 from shared.schemas.requests import (
+    ANNOUNCEMENTS,
     AuditEntry,
     AuditLog,
     AuditQuery,
@@ -107,9 +108,9 @@ class TranscriptHandlers:
         return Done()
 
     async def internal_list(self, req: InternalHistory) -> InternalMessages:
-        messages = await self.store.internal_conversation(
-            req.institution, req.conversation, req.limit
-        )
+        # The consortium's announcements are every institution's to read.
+        owner = self.consortium if req.conversation == ANNOUNCEMENTS else req.institution
+        messages = await self.store.internal_conversation(owner, req.conversation, req.limit)
         return InternalMessages(messages=messages)
 
     async def missed(self, req: MissedQuery) -> MissedChats:

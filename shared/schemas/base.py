@@ -12,6 +12,10 @@ Email = Annotated[
     str, Field(min_length=3, max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+$")
 ]
 
+# The page of the library's site a patron opened the widget on: scheme, host and path (the
+# loader leaves out the query and fragment, which may hold what they searched for).
+PageUrl = Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s<>\"'`]+$")]
+
 
 class Model(BaseModel):
     model_config = ConfigDict(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shared.schemas.base import Email, Model
+from shared.schemas.base import Email, Model, PageUrl
 
 ChatStateName = Literal["queued", "active", "transferring", "closed", "missed"]
 Origin = Literal["patron", "proactive"]
@@ -25,6 +25,7 @@ class Patron(Model):
     guest_id: str
     name: str | None = Field(default=None, max_length=80)
     email: Email | None = None
+    page: PageUrl | None = None
 
 
 class Chat(Model):

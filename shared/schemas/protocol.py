@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.errors import ErrorCode
-from shared.schemas.base import Email, Model
+from shared.schemas.base import Email, Model, PageUrl
 from shared.schemas.chat import MAX_TAGS, Chat, ChatStateName, ClientId, Message, Sender
 from shared.schemas.requests import EndReason, OperatorStatus
 from shared.schemas.tickets import TicketSummary
@@ -37,6 +37,7 @@ class PatronChatStart(Model):
     question: str = Field(min_length=1)
     name: str | None = Field(default=None, max_length=80)
     email: Email | None = None
+    page: PageUrl | None = None
     ref: Ref | None = None
 
 

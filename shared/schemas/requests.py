@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from shared.errors import ErrorCode
-from shared.schemas.base import Model
+from shared.schemas.base import Model, PageUrl
 from shared.schemas.chat import Chat, ChatStateName, ClientId, Message, Sender, SkippedQueue
 from shared.schemas.records import Principal
 
@@ -43,6 +43,7 @@ class StartChat(Model):
     question: str
     name: str | None = None
     email: str | None = None
+    page: PageUrl | None = None
 
 
 class StartChatResult(Model):
@@ -394,6 +395,11 @@ class Transcript(Model):
     chat: Chat
     messages: list[Message]
     routing: list[RoutingDecision]
+
+
+# The consortium's announcements: one conversation of the consortium's own, which staff of
+# every institution read (through their own institution's `internal_list`).
+ANNOUNCEMENTS = "announcements"
 
 
 class InternalMessage(Model):

@@ -6,7 +6,7 @@ desk reconnects by itself after its gateway restarts, with its chat."""
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +29,12 @@ from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
 
-async def start(pat: ProtocolClient, question: str, email: str | None = None) -> str:
+async def start(
+    pat: ProtocolClient, question: str, email: str | None = None, page: str | None = None
+) -> str:
     frame = {"type": "chat.start", "question": question, "name": "Pat", "email": email}
+    if page:
+        frame["page"] = page
     chat_id: str = (await pat.ok(frame))["chat_id"]
     return chat_id
 
@@ -65,7 +69,8 @@ async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
         await expect(desk.locator("#chat-title")).to_contain_text("closed")
 
         question = f"Can I renew {word}?"
-        chat_id = await start(pat, question, email="pat@example.org")
+        came_from = "https://library.example.org/renewals"
+        chat_id = await start(pat, question, email="pat@example.org", page=came_from)
         row = desk.locator("#waiting li", has_text=question)
         await expect(row.locator(".wait")).to_have_text("0:01", timeout=4000)  # it ticks
         await expect(desk).to_have_title("(1) waiting — refdesk")
@@ -75,6 +80,7 @@ async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
         await claim_on(desk, question)
         await expect(desk).to_have_title("refdesk — operator")
         await expect(desk.locator("#patron")).to_contain_text("pat@example.org")
+        await expect(desk.locator("#patron a[data-page]")).to_have_attribute("href", came_from)
         # The guest came back today: their first chat is beside this one.
         await expect(desk.locator("#earlier")).to_be_visible()
         await expect(desk.locator("#earlier-list")).to_contain_text(f"First question {word}")
@@ -96,7 +102,7 @@ async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
         await desk.click("#tag-add")
         await expect(desk.locator("#patron")).to_contain_text("tags: renewals")
         await desk.click("#ticket")
-        await expect(desk.locator("#staff-log")).to_contain_text("made from this chat")
+        await expect(desk.locator("#notices")).to_contain_text("made from this chat")
         await desk.click("#tickets-open")
         made = desk.locator("#tickets li", has_text=question)
         await expect(made).to_be_visible()
@@ -116,7 +122,7 @@ async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
                 json={"email": "pat@example.org", "question": f"Laptops {word}?"},
             )
             assert left.status_code == 201
-        await expect(desk.locator("#staff-log")).to_contain_text(f"Laptops {word}?")
+        await expect(desk.locator("#notices")).to_contain_text(f"Laptops {word}?")
         await desk.click("#tickets-open")
         await expect(desk.locator("#tickets li", has_text=f"Laptops {word}?")).to_be_visible()
 
@@ -264,12 +270,16 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         page = await context.new_page()
         await sign_in(page, base, "demo-hill-admin")
         await page.click("#reports-toggle")
-        await expect(page.locator("#figures")).to_contain_text("chats")
+        await expect(page.locator("#figures")).to_have_text(re.compile(r"^\d+ chats?, \d+ missed"))
         # Earlier tests' chats of today are in the figures and the charts.
         await expect(page.locator("#chart-days svg rect").first).to_be_attached()
         await expect(page.locator("#chart-hours svg rect")).to_have_count(7 * 24)
         await expect(page.locator("#chart-answered svg rect")).to_have_count(4)
+        # Waits per day: the median and the 90th percentile of today's answered chats.
+        await expect(page.locator("#chart-waits svg rect[data-series='1']").first).to_be_attached()
         await page.select_option("#coverage-queue", queue)
+        # A week with no holiday in the calendars the test uses (US, US-TX).
+        await page.fill("#coverage-from", "2027-03-08")
         await page.click("#coverage-form button")
         strip = page.locator("#coverage-strip")
         await expect(strip).to_have_attribute("data-revision", "2")
@@ -281,6 +291,8 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         await page.click("#hours-form button")
         await expect(strip).to_have_attribute("data-revision", "3")
         assert await mine.count() == before + 1  # Wednesday 10-14 is covered now
+        await page.evaluate("document.getElementById('reports').scrollIntoView()")
+        await shot(page, "operator-reports")
         # Transcript search, and the widget's line to paste.
         await page.fill("#search-q", word)
         await page.click("#search-form button")
@@ -291,24 +303,71 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         await expect(page.locator("#widgets li[data-widget='hill'] code")).to_contain_text(
             'data-widget="hill"'
         )
-        # Records: a snippet made, refused while a field is wrong, and deleted.
+        # Records in forms: a snippet made, refused while a field is wrong, and deleted.
         await page.select_option("#records-kind", "snippets")
         await page.click("#records-new")
         name = f"hill (records {word})"
-        snippet = {"name": name, "institution": "hill", "body": "See the desk."}
-        await page.fill("#record-json", json.dumps(snippet))
+        fields = page.locator("#record-fields")
+        await fields.locator("[data-field='name']").fill(name)
+        await fields.locator("[data-field='body']").fill("See the desk.")
         await page.click("#record-save")
         await expect(page.locator("#record-said")).to_have_text("Saved.")
         await expect(page.locator("#records-name")).to_have_value(name)
-        await page.fill("#record-json", json.dumps({**snippet, "body": ""}))
+        await expect(fields.locator("[data-field='name']")).to_have_attribute("readonly", "")
+        await fields.locator("[data-field='body']").fill("")
         await page.click("#record-save")
         await expect(page.locator("#record-said")).to_contain_text("Not saved")
         await expect(page.locator("#record-said")).to_contain_text("body")
+        await expect(fields.locator("[data-field='body']")).to_have_attribute(
+            "aria-invalid", "true"
+        )
         page.once("dialog", lambda dialog: dialog.accept())
         await page.click("#record-delete")
         await expect(page.locator("#record-said")).to_have_text("Deleted.")
+
+        # The queue's form: hours, a closed day, holidays, the fallback chain and rollover.
+        await page.select_option("#records-kind", "queues")
+        # A day open to midnight closes at 24:00, which the form shows as it is.
+        await page.select_option("#records-name", "demo-hill")
+        first_window = fields.locator("[data-field='hours'] li").first
+        await expect(first_window.locator("input").nth(1)).to_have_value("24:00")
+        await page.select_option("#records-name", queue)
+        await expect(fields.locator("[data-field='hours'] li")).to_have_count(2)
+        await fields.locator("[data-add='hours']").click()
+        added = fields.locator("[data-field='hours'] li").last
+        await added.locator("select").select_option("fri")
+        await added.locator("input").nth(0).fill("12:00")
+        await added.locator("input").nth(1).fill("16:00")
+        await fields.locator("[data-add='closures']").click()
+        await fields.locator("[data-field='closures'] input").last.fill("2026-12-24")
+        await fields.locator("[data-add='fallback']").click()
+        await fields.locator("[data-field='fallback'] input").last.fill("demo-hill")
+        await fields.locator("[data-field='rollover']").check()
+        await fields.locator("[data-field='rollover_after_s']").fill("90")
+        # A calendar the holidays package does not know is refused, and marked.
+        await fields.locator("[data-field='holidays.calendar']").fill("XX")
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_contain_text("holidays")
+        calendar = fields.locator("[data-field='holidays.calendar']")
+        await expect(calendar).to_have_attribute("aria-invalid", "true")
+        await calendar.fill("US-TX")
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_have_text("Saved.")
+        # The strip shows the queue's new Friday afternoon (its revision moves on).
+        await expect(strip).to_have_attribute("data-revision", "4")
+        assert await mine.count() == before + 2
+        async with await signed_in(base, "demo-hill-admin") as admin:
+            saved = (await admin.get(f"/api/queues/{queue}")).json()
+        assert saved["hours"][-1] == {"day": "fri", "open": "12:00", "close": "16:00"}
+        assert saved["holidays"] == {
+            "calendar": "US-TX",
+            "covered": False,
+            "closures": ["2026-12-24"],
+        }
+        assert saved["fallback"] == ["demo-hill"] and saved["rollover_after_s"] == 90
+        await page.evaluate("document.getElementById('records-form').scrollIntoView()")
+        await shot(page, "operator-queue-form")
         assert await serious_violations(page) == []
-        await shot(page, "operator-reports")
     finally:
         await context.close()
         async with await signed_in(base, "demo-hill-admin") as admin:
@@ -350,7 +409,7 @@ async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
         row = page.locator(f"#tickets li[data-missed='{missed}']")
         await expect(row).to_contain_text(f"Anyone there {word}?")
         await row.locator("button").click()
-        await expect(page.locator("#staff-log")).to_contain_text("made from a missed chat")
+        await expect(page.locator("#notices")).to_contain_text("made from a missed chat")
         await page.click("#tickets-open")
         ticket = page.locator("#tickets li", has_text=f"Anyone there {word}?")
         await ticket.locator("[data-open-ticket]").click()
@@ -358,6 +417,7 @@ async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
         await page.fill("#ticket-reply", "Sorry we missed you: yes, until nine.")
         await page.click("#ticket-reply-form button[type=submit]")
         await expect(page.locator("#ticket-log")).to_contain_text("Sorry we missed you")
+        assert await serious_violations(page) == []  # the follow-up and ticket screens
         await expect(page.locator("#ticket-title")).to_contain_text("pending")
         await page.select_option("#ticket-assignee", "demo-hill-bob")
         await expect(page.locator("#ticket-assignee")).to_have_value("demo-hill-bob")
@@ -415,12 +475,16 @@ async def test_an_announcement_reaches_the_desk_which_fits_a_phone(
         assert overflow <= 0, f"{overflow} px of horizontal scroll at 390 px"
         coordinator = await desk.new_page()
         await sign_in(coordinator, base, "demo-admin")
-        await expect(coordinator.locator("#announce-form")).to_be_visible()
-        await coordinator.fill("#announce-body", text)
-        await coordinator.click("#announce-form button")
-        await expect(coordinator.locator("#staff-log")).to_contain_text(f"You announced: {text}")
-        await expect(ann.locator("#staff-log")).to_contain_text(text)
+        await coordinator.select_option("#staff-conversation", "announcements")
+        await coordinator.fill("#staff-body", text)
+        await coordinator.click("#staff-send")
+        await expect(coordinator.locator("#staff-log")).to_contain_text(text)
+        await expect(ann.locator("#notices")).to_contain_text(text)
         await expect(ann.locator("#desk-error")).to_contain_text("Announcement from")
+        # The announcements are a conversation with its history, which operators read only.
+        await ann.select_option("#staff-conversation", "announcements")
+        await expect(ann.locator("#staff-log")).to_contain_text(text)
+        await expect(ann.locator("#staff-body")).to_be_disabled()
         await shot(ann, "operator-phone")
     finally:
         await phone.close()

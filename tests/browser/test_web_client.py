@@ -207,10 +207,36 @@ async def test_transfer_in_the_browser_and_staff_messages(system: LocalSystem, b
         await bob.click("#send")
         await expect(widget.locator("#log")).to_contain_text("I do! What do you need?")
 
-        await ann.fill("#staff-to", "demo-hill-bob")
+        # Staff conversations: Ann writes to Bob; Bob, reading the library-wide one, sees
+        # it counted, opens it and finds it in the history; his answer reaches Ann live.
+        direct = "dm:demo-hill-ann:demo-hill-bob"
+        await ann.select_option("#staff-conversation", direct)
         await ann.fill("#staff-body", "Thanks for taking that one")
         await ann.click("#staff-send")
-        await expect(bob.locator("#staff-log")).to_contain_text("Ann → demo-hill-bob")
+        await expect(ann.locator("#staff-log")).to_contain_text("Thanks for taking that one")
+        await expect(bob.locator(f"#staff-conversation option[value='{direct}']")).to_have_text(
+            "Ann (1 new)"
+        )
+        await expect(bob.locator("#staff-log")).not_to_contain_text("Thanks for taking")
+        await bob.select_option("#staff-conversation", direct)
+        await expect(bob.locator("#staff-log")).to_contain_text("Ann:Thanks for taking that one")
+        await bob.fill("#staff-body", "Any time")
+        await bob.click("#staff-send")
+        await expect(ann.locator("#staff-log")).to_contain_text("Bob:Any time")
+        # A queue's conversation has its own history, apart from the direct one.
+        await ann.select_option("#staff-conversation", "queue:demo-hill")
+        await expect(ann.locator("#staff-log")).to_have_attribute(
+            "data-conversation", "queue:demo-hill"
+        )
+        await expect(ann.locator("#staff-log")).not_to_contain_text("Any time")
+        await ann.fill("#staff-body", "Queue is busy today")
+        await ann.click("#staff-send")
+        await expect(
+            bob.locator("#staff-conversation option[value='queue:demo-hill']")
+        ).to_have_text("Queue demo-hill (1 new)")
+        await ann.select_option("#staff-conversation", direct)
+        await expect(ann.locator("#staff-log")).to_contain_text("Bob:Any time")
+        await expect(ann.locator("#staff-log")).not_to_contain_text("Queue is busy")
 
         await widget.reload()
         await expect(widget.locator("#log")).to_contain_text("I do! What do you need?")

@@ -39,9 +39,9 @@ async def serious_violations(page: Page) -> list[dict[str, Any]]:
     return found
 
 
-async def opened(page: Page, base: str) -> FrameLocator:
+async def opened(page: Page, base: str, query: str = "") -> FrameLocator:
     """The demo page with the snippet, the widget opened from its button."""
-    await page.goto(f"{base}/demo")
+    await page.goto(f"{base}/demo{query}")
     button = page.locator("button[data-refdesk]")
     await expect(button).to_have_text("Ask a librarian")
     await button.click()
@@ -59,7 +59,7 @@ async def test_the_snippet_starts_a_chat_that_survives_a_reload(
     try:
         page = await context.new_page()
         await widget_online(page, base, "hill")
-        chat = await opened(page, base)
+        chat = await opened(page, base, "?q=private+words#results")
         await expect(chat.locator("#start-form")).to_be_visible()
         await chat.locator("#name").fill("Pat")
         await chat.locator("#email").fill("pat@example.org")
@@ -72,6 +72,8 @@ async def test_the_snippet_starts_a_chat_that_survives_a_reload(
         added = await ann.expect(lambda f: f["type"] == "queue.chat_added")
         chat_id = added["chat"]["id"]
         assert added["chat"]["patron"]["email"] == "pat@example.org"
+        # The page the patron is on goes with the chat, without its query or fragment.
+        assert added["chat"]["patron"]["page"] == f"{base}/demo"
         await ann.ok({"type": "chat.claim", "chat_id": chat_id})
         await expect(chat.locator("#status")).to_have_text("You are chatting with Ann.")
         # Typing, both ways.

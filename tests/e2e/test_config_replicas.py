@@ -99,6 +99,13 @@ async def test_an_announcement_reaches_every_signed_in_operator_on_every_gateway
             heard = await client.expect("announcement")
             assert (heard["id"], heard["body"]) == (sent.json()["id"], body)
             assert heard["from"]["id"] == "demo-admin"
+        # Kept: any member of staff of any library reads it in the announcements' history.
+        for reader in ("demo-river-cat", "demo-hill-ann"):
+            async with await signed_in(system.gateway_url, reader) as staff:
+                answer = await staff.get("/api/internal/announcements")
+                assert answer.status_code == 200, answer.text
+                history = answer.json()["messages"]
+                assert [(m["id"], m["body"]) for m in history][-1] == (sent.json()["id"], body)
     finally:
         await on_first.close()
         await on_second.close()

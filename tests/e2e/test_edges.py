@@ -80,6 +80,28 @@ async def test_a_patron_sees_the_chat_and_who_answers_never_staff_fields(system:
             await ann.ok({"type": "chat.close", "chat_id": chat_id})
 
 
+async def test_the_page_a_patron_came_from_reaches_staff_only_as_a_web_address(
+    system: LocalSystem,
+):
+    base = system.gateway_url
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    pat = await patron(base, "hill")
+    async with clients(ann, pat):
+        for page in ("javascript:alert(1)", 'https://x.example/"><b>', "https://x.example/" * 40):
+            refused = await pat.request({"type": "chat.start", "question": "Hi?", "page": page})
+            assert refused["type"] == "error" and refused["code"] == "invalid", refused
+            assert "page" in refused["message"] and "alert" not in refused["message"]
+        page = "https://library.example.org/hours"
+        chat_id = (await pat.ok({"type": "chat.start", "question": "Open?", "page": page}))[
+            "chat_id"
+        ]
+        # The refused starts made no chat: the first one the desk hears of is this one.
+        added = await ann.expect("queue.chat_added")
+        assert added["chat"]["id"] == chat_id and added["chat"]["patron"]["page"] == page
+        await ann.ok({"type": "chat.claim", "chat_id": chat_id})
+        await ann.ok({"type": "chat.close", "chat_id": chat_id})
+
+
 ELSEWHERE = "https://evil.example"
 
 

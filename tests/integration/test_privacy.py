@@ -33,6 +33,7 @@ from tests.servers import Servers
 INSTITUTION = "privy"
 ADMIN = Principal(username="demo-privy-admin", institution=INSTITUTION, role="institution_admin")
 EMAIL = "Pat.Doe@Example.org"
+PAGE = "https://library.example.org/theses"
 
 
 def policy(days: int, action: str) -> Institution:
@@ -113,7 +114,7 @@ async def figures(s: Setting) -> dict[str, Any]:
 
 async def test_retention_anonymises_on_its_schedule_and_statistics_hold(bus: Bus, setting):
     s = setting
-    old = await s.chat(bus, email=EMAIL, question="Is my thesis on Smith overdue?")
+    old = await s.chat(bus, email=EMAIL, page=PAGE, question="Is my thesis on Smith overdue?")
     recent = await s.chat(bus, at=T0 + timedelta(days=2), question="Recent question")
     before = await figures(s)
     recent_before = await s.db.chats.find_one({"_id": recent})
@@ -124,6 +125,7 @@ async def test_retention_anonymises_on_its_schedule_and_statistics_hold(bus: Bus
         await clock.until_sleeping(1)  # the first run: nothing is a day old yet
         chat = await s.db.chats.find_one({"_id": old})
         assert chat["patron"]["email"] == EMAIL and "anonymised" not in chat
+        assert chat["patron"]["page"] == PAGE
         clock.advance(24 * 3600)
         await clock.until_sleeping(1)  # the run a day later is done
     finally:

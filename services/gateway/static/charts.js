@@ -31,6 +31,31 @@ export function bars(rows, { label, every = 1, colour = "#1f5fbf" }) {
   return root;
 }
 
+// Two bars a group side by side, e.g. the median and the 90th percentile wait of each day:
+// rows of {label, a, b} (null: no figure that day), with a legend naming both.
+export function pairedBars(rows, { label, names, every = 1, unit = "" }) {
+  const colours = ["#1f5fbf", "#b8860b"];
+  const width = Math.max(260, rows.length * 18 + 40), height = 170;
+  const top = Math.max(1, ...rows.flatMap((r) => [r.a || 0, r.b || 0]));
+  const root = svg(width, height, label);
+  rows.forEach((r, i) => {
+    [r.a, r.b].forEach((value, k) => {
+      if (value === null || value === undefined) return;
+      const h = Math.max(1, Math.round((value / top) * 110));
+      const bar = shape("rect", { x: 30 + i * 18 + k * 7, y: 130 - h, width: 6, height: h, fill: colours[k], "data-series": String(k) });
+      bar.append(shape("title", {}, `${r.label}, ${names[k]}: ${Math.round(value)}${unit}`));
+      root.append(bar);
+    });
+    if (i % every === 0) root.append(shape("text", { x: 30 + i * 18, y: 146 }, r.label));
+  });
+  root.append(shape("text", { x: 0, y: 12 }, `${Math.round(top)}${unit}`));
+  names.forEach((name, k) => {
+    root.append(shape("rect", { x: 30 + k * 110, y: 156, width: 10, height: 10, fill: colours[k] }));
+    root.append(shape("text", { x: 44 + k * 110, y: 165 }, name));
+  });
+  return root;
+}
+
 // Horizontal bars with their values: a few named figures side by side.
 export function figuresBars(rows, { label }) {
   const top = Math.max(1, ...rows.map((r) => r.value));

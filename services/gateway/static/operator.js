@@ -2,7 +2,9 @@
 // (and answer transfer offers), take over a disconnected colleague's chat, close, and talk
 // to other staff.
 import { messageSender, refusal } from "./messages.js";
-import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
+import { bars, coverageStrip, figuresBars, heatmap, pairedBars } from "./charts.js";
+import { KEYS, recordForm } from "./record-forms.js";
+import { staffTalk } from "./staff-talk.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -16,7 +18,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     const headers = { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" };
     const response = await fetch(path, { ...options, headers });
     const body = response.status === 204 ? null : await response.json();
-    if (!response.ok) throw Object.assign(new Error(body && body.message || response.statusText), { status: response.status });
+    if (!response.ok) throw Object.assign(new Error(body && body.message || response.statusText), { status: response.status, fields: body && body.fields });
     return body;
   }
 
@@ -105,16 +107,16 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       list.append(item);
     }
   }
-  // The institution's staff conversation so far (the last 50), before what arrives live.
-  async function staffHistory() {
-    try {
-      const found = await api("/api/internal/all?limit=50");
-      for (const m of found.messages) staffLine(`${m.from.name} → all: ${m.body}`);
-    } catch (err) { /* live messages still arrive */ }
+  // Notices: tickets, chats moved between queues, announcements, what this desk did.
+  function notice(text) {
+    const line = el("div", { class: "msg system" }, text);
+    $("notices").append(line); $("notices").scrollTop = $("notices").scrollHeight;
   }
-  function staffLine(text) {
-    const line = el("div", { class: "msg operator" }, text);
-    $("staff-log").append(line); $("staff-log").scrollTop = $("staff-log").scrollHeight;
+  // Staff conversations: all, each queue, each colleague; each with its history.
+  async function startStaffTalk() {
+    const colleagues = await api("/api/users").catch(() => []);
+    state.talk = staffTalk({ api, send, user: state.user, queues: [...state.queueNames], colleagues, picker: $("staff-conversation"), log: $("staff-log"), composer: $("staff-form") });
+    await state.talk.show().catch(() => {});
   }
   // Every chat of this operator, the one shown marked; new patron messages in the others
   // counted until they are looked at.
@@ -145,6 +147,11 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     const c = entry.chat;
     const details = [c.patron.name || "Patron", c.patron.email, c.widget && `widget ${c.widget}`, c.tags.length && `tags: ${c.tags.join(", ")}`];
     $("patron").textContent = details.filter(Boolean).join(" · ");
+    if (c.patron.page) {
+      // Shown as text, and a link only to a web address (the server checked its form).
+      const link = el("a", { href: c.patron.page, target: "_blank", rel: "noopener noreferrer", "data-page": "" }, c.patron.page);
+      $("patron").append(" · from ", link);
+    }
     renderTransferTargets(entry.chat);
     for (const m of entry.messages) {
       const line = el("div", { class: `msg ${m.from.kind}` });
@@ -239,7 +246,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
             const email = chat.patron.email || window.prompt("The patron's email address, for the follow-up:");
             if (!email) return;
             const made = await api("/api/tickets", { method: "POST", body: JSON.stringify({ chat_id: chat.id, email }) });
-            staffLine(`Ticket [${made.ref}] made from a missed chat.`); showError("");
+            notice(`Ticket [${made.ref}] made from a missed chat.`); showError("");
           } catch (err) { showError(err.message); }
         });
         item.append(ticket);
@@ -332,7 +339,10 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     switch (frame.type) {
       case "session":
         state.retry = 0; $("connection").textContent = "Connected"; $("status").disabled = false;
-        $("status").value = frame.status; $("status").dataset.confirmed = frame.status; break;
+        $("status").value = frame.status; $("status").dataset.confirmed = frame.status;
+        // Back after a drop: what colleagues wrote meanwhile is in the history.
+        if (state.talk && state.hadSession) state.talk.show().catch(() => {});
+        state.hadSession = true; break;
       case "queue.snapshot":
         state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat]));
         for (const w of frame.chats) state.since.set(w.chat.id, Date.now() - w.wait_s * 1000);
@@ -352,7 +362,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       case "ticket.created":
       case "ticket.assigned":
       case "ticket.answered":
-        staffLine(`Ticket [${frame.ticket.ref}] ${frame.type.slice(7)}: ${frame.ticket.subject}`);
+        notice(`Ticket [${frame.ticket.ref}] ${frame.type.slice(7)}: ${frame.ticket.subject}`);
         loadTickets(); break;
       case "message": {
         if (frame.chat_id === state.current && frame.from.kind === "patron") $("typing").textContent = "";
@@ -392,12 +402,13 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
         if (state.chats.has(frame.chat_id)) setChatState(frame.chat_id, "requeued");
         break;
       case "chat.rolled_over":
-        staffLine(`A waiting chat moved from ${frame.from_queue} to ${frame.queue} (${frame.reason}).`); break;
+        notice(`A waiting chat moved from ${frame.from_queue} to ${frame.queue} (${frame.reason}).`); break;
       case "announcement":
-        staffLine(`Announcement from ${frame.from.name}: ${frame.body}`);
+        if (state.talk) state.talk.receive(frame);
+        notice(`Announcement from ${frame.from.name}: ${frame.body}`);
         showError(`Announcement from ${frame.from.name}: ${frame.body}`); break;
       case "internal.message":
-        staffLine(`${frame.from.name} → ${frame.to.operator || frame.to.queue || "all"}: ${frame.body}`); break;
+        if (state.talk) state.talk.receive(frame); break;
       case "session.ended":
         // Signed in elsewhere, ended by an admin, expired: this tab stops (no reconnecting).
         state.stopped = true;
@@ -456,12 +467,11 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     state.token = body.token; state.user = body.user;
     $("whoami").textContent = `— ${body.user.display_name} (${body.user.username})`;
     $("reports-toggle").classList.toggle("hidden", body.user.role === "operator");
-    $("announce-form").classList.toggle("hidden", body.user.role !== "consortium_admin");
     $("login").classList.add("hidden"); $("desk").classList.remove("hidden");
     $("alerts").checked = localStorage.getItem("refdesk-alerts") !== "off";
     await loadQueues();
     await loadSnippets();
-    staffHistory();
+    await startStaffTalk();
     connect();
     loadTickets();
   });
@@ -521,12 +531,10 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
   $("staff-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = $("staff-body").value.trim();
-    const name = $("staff-to").value.trim();
-    if (!body || !name) return;
-    const to = name === "all" ? { all: true } : state.queueNames.has(name) ? { queue: name } : { operator: name };
+    if (!body || !state.talk) return;
     try {
-      await send({ type: "internal.send", to, body });
-      staffLine(`You → ${name}: ${body}`); $("staff-body").value = ""; showError("");
+      await state.talk.say(body);
+      $("staff-body").value = ""; showError("");
     } catch (err) { showError(err.message); }
   });
   $("close-form").addEventListener("submit", async (event) => {
@@ -573,7 +581,7 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
         if (!email) return;
         ticket = await make({ email });
       }
-      staffLine(`Ticket [${ticket.ref}] made from this chat.`); showError(""); loadTickets();
+      notice(`Ticket [${ticket.ref}] made from this chat.`); showError(""); loadTickets();
     } catch (err) { showError(err.message); }
   });
   // --- reports (admins): statistics, coverage, opening hours -------------------------------
@@ -587,10 +595,12 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     const span = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
     const [days, hours] = await Promise.all([api(`/api/stats?${span}&group_by=day`), api(`/api/stats?${span}&group_by=hour`)]);
     const p = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)} s`);
-    $("figures").textContent = `${days.chats} chats, ${days.missed} missed; wait p50 ${p(days.wait_p50_s)}, p90 ${p(days.wait_p90_s)}; duration p50 ${p(days.duration_p50_s)}.`;
+    $("figures").textContent = `${days.chats} chat${days.chats === 1 ? "" : "s"}, ${days.missed} missed; wait p50 ${p(days.wait_p50_s)}, p90 ${p(days.wait_p90_s)}; duration p50 ${p(days.duration_p50_s)}.`;
     $("chart-days").replaceChildren(bars(days.groups.map((g) => ({ label: g.key.slice(5), value: g.chats })),
       { label: `Chats per day: ${days.groups.map((g) => `${g.key} ${g.chats}`).join(", ")}`, every: 5 }));
     $("chart-hours").replaceChildren(heatmap(hours.groups, { label: "Chats by hour of the week" }));
+    $("chart-waits").replaceChildren(pairedBars(days.groups.map((g) => ({ label: g.key.slice(5), a: g.wait_p50_s, b: g.wait_p90_s })),
+      { label: `Wait before an answer, median and 90th percentile: ${days.groups.map((g) => `${g.key} ${p(g.wait_p50_s)} / ${p(g.wait_p90_s)}`).join(", ")}`, names: ["median", "90th percentile"], every: 5, unit: " s" }));
     $("chart-answered").replaceChildren(figuresBars([
       { label: "at home", value: days.answered_at_home },
       { label: "by the backup", value: days.answered_by_backup, colour: "#2e8b57" },
@@ -639,16 +649,16 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
       return item;
     }));
   }
-  // Records: queues, widgets, snippets and users of the library, edited as the API takes
-  // them; the server checks every field (and says which) and the scope of every change.
-  const KEYS = { queues: "name", widgets: "id", snippets: "name", users: "username" };
+  // Records: queues, widgets, snippets and users of the library, each in its own form; the
+  // server checks every field (the ones it refuses are marked) and the scope of every change.
   const TEMPLATES = {
     queues: (inst) => ({ name: `${state.user.username.split("-")[0]}-${inst}-`, institution: inst, display_name: "", hours: [] }),
     widgets: (inst) => ({ id: "", institution: inst, queue: "", title: "Ask a librarian", allowed_origins: [] }),
     snippets: (inst) => ({ name: `${inst} ()`, institution: inst, body: "" }),
-    users: (inst) => ({ role: "operator", username: `${state.user.username.split("-")[0]}-${inst}-`, institution: inst, display_name: "", password: "" }),
+    users: (inst) => ({ role: "operator", username: `${state.user.username.split("-")[0]}-${inst}-`, institution: inst, display_name: "" }),
   };
-  let editing = null;  // the name of the record in the editor; null for a new one
+  let editing = null;  // the name of the record in the form; null for a new one
+  let form = null;
   async function listRecords(select) {
     const kind = $("records-kind").value;
     const records = await api(`/api/${kind}`);
@@ -656,30 +666,45 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     if (select) $("records-name").value = select;
     await showRecord();
   }
+  function fill(kind, record, isNew) {
+    form = recordForm(kind, record, { queues: [...state.queueNames] }, isNew);
+    $("record-fields").replaceChildren(form.node);
+  }
   async function showRecord() {
     const kind = $("records-kind").value, name = $("records-name").value;
     $("record-said").textContent = "";
-    if (!name) { editing = null; $("record-json").value = ""; return; }
+    if (!name) { editing = null; form = null; $("record-fields").replaceChildren(); return; }
     const record = await api(`/api/${kind}/${encodeURIComponent(name)}`);
-    editing = name; $("record-json").value = JSON.stringify(record, null, 2);
+    editing = name; fill(kind, record, false);
   }
   $("records-kind").addEventListener("change", () => listRecords().catch((err) => showError(err.message)));
   $("records-name").addEventListener("change", () => showRecord().catch((err) => showError(err.message)));
   $("records-new").addEventListener("click", () => {
-    editing = null; $("record-said").textContent = "A new record: fill it in and save.";
-    $("record-json").value = JSON.stringify(TEMPLATES[$("records-kind").value](state.user.institution), null, 2);
+    const kind = $("records-kind").value;
+    editing = null; fill(kind, TEMPLATES[kind](state.user.institution), true);
+    $("record-said").textContent = "A new record: fill it in and save.";
+    $("record-fields").querySelector("input").focus();
   });
   $("record-editor").addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!form) return;
     const kind = $("records-kind").value;
-    let record;
-    try { record = JSON.parse($("record-json").value); } catch (err) { $("record-said").textContent = `Not JSON: ${err.message}`; return; }
+    for (const node of $("record-fields").querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
     try {
       const path = editing === null ? `/api/${kind}` : `/api/${kind}/${encodeURIComponent(editing)}`;
-      const saved = await api(path, { method: editing === null ? "POST" : "PUT", body: JSON.stringify(record) });
+      const saved = await api(path, { method: editing === null ? "POST" : "PUT", body: JSON.stringify(form.read()) });
       await listRecords(saved[KEYS[kind]]);
       $("record-said").textContent = "Saved.";
-    } catch (err) { $("record-said").textContent = `Not saved: ${err.message}`; }
+      if (kind === "queues" && saved.name === $("coverage-queue").value) await showCoverage();
+      if (kind === "widgets") await showWidgets();
+    } catch (err) {
+      $("record-said").textContent = `Not saved: ${err.message}`;
+      for (const field of err.fields || []) {
+        for (const node of $("record-fields").querySelectorAll("[data-field]")) {
+          if (node.dataset.field === field || node.dataset.field.startsWith(`${field}.`)) node.setAttribute("aria-invalid", "true");
+        }
+      }
+    }
   });
   $("record-delete").addEventListener("click", async () => {
     const kind = $("records-kind").value;
@@ -737,15 +762,6 @@ import { bars, coverageStrip, figuresBars, heatmap } from "./charts.js";
     } catch (err) { showError(err.message); }
   }
   $("guests-refresh").addEventListener("click", loadGuests);
-  $("announce-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = $("announce-body").value.trim();
-    if (!body) return;
-    try {
-      await api("/api/announcements", { method: "POST", body: JSON.stringify({ body }) });
-      staffLine(`You announced: ${body}`); $("announce-body").value = ""; showError("");
-    } catch (err) { showError(err.message); }
-  });
   $("tickets-mine").addEventListener("click", () => { state.tickets = "mine"; loadTickets(); });
   $("tickets-missed").addEventListener("click", () => { state.tickets = "missed"; loadTickets(); });
   $("ticket-assignee").addEventListener("change", () => changeTicket({ assignee: $("ticket-assignee").value || null }));

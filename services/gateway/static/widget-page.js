@@ -4,7 +4,10 @@ import { messageSender, refusal } from "./messages.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const widget = new URLSearchParams(location.search).get("widget") || "";
+  const params = new URLSearchParams(location.search);
+  const widget = params.get("widget") || "";
+  // The host page, as the loader passed it; only a web address goes with the chat.
+  const page = /^https?:\/\//.test(params.get("page") || "") ? params.get("page").slice(0, 500) : null;
   const tokenKey = `refdesk-guest-${widget}`;
   const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
   const refs = new Map();
@@ -139,7 +142,7 @@ import { messageSender, refusal } from "./messages.js";
     try {
       const name = $("name").value.trim() || null;
       const email = $("email").value.trim() || null;
-      const ack = await send({ type: "chat.start", question, name, email });
+      const ack = await send({ type: "chat.start", question, name, email, page });
       chatId = ack.chat_id; show(["chat"]); $("log").replaceChildren();
       $("send-form").classList.remove("hidden"); $("end").classList.remove("hidden");
       line(name || "You", question, "patron");

@@ -24,7 +24,10 @@
   const frame = document.createElement("iframe");
   frame.id = "refdesk-frame";
   frame.title = "Chat with a librarian";
-  frame.src = `${origin}/widget?widget=${encodeURIComponent(widget)}`;
+  // The page the patron is on goes with the chat (the desk shows it), without its query or
+  // fragment, which may hold what they searched for.
+  const page = `${location.origin}${location.pathname}`.slice(0, 500);
+  frame.src = `${origin}/widget?widget=${encodeURIComponent(widget)}&page=${encodeURIComponent(page)}`;
   // At most 24 by 34 rem, and never wider or taller than the screen leaves (phones).
   Object.assign(frame.style, {
     position: "fixed", right: ".5rem", bottom: "3.6rem", width: "min(24rem, calc(100vw - 1rem))",
