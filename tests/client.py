@@ -87,14 +87,6 @@ class ProtocolClient:
                 return frame
             self._pending.append(frame)
 
-    async def silent(self, match: Any, wait: float = 0.3) -> bool:
-        """True when no frame matching `match` arrives within `wait` seconds."""
-        try:
-            await self.expect(match, wait)
-        except TimeoutError:
-            return True
-        return False
-
 
 T = TypeVar("T")
 

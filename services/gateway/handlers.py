@@ -937,10 +937,11 @@ class OperatorSocket(FrameLoop):
             "internal.send": self.internal_send,
         }
         session = await self._restore_desk(session)
-        then: list[Model] = [_session_frame(session)]
+        owned = await self._owned_chats()
+        then: list[Model] = [_session_frame(session, [f.chat.id for f in owned])]
         if session.monitoring:
             then.append(await self.snapshot())
-        then += await self._owned_chats()
+        then += owned
         return Reply(ack=AuthAck(session_id=session.session_id), then=then)
 
     async def _restore_desk(self, session: Session) -> Session:
@@ -956,7 +957,7 @@ class OperatorSocket(FrameLoop):
         await self.gw.set_monitoring(self._link, frozenset(session.monitoring))
         return session
 
-    async def _owned_chats(self) -> list[Model]:
+    async def _owned_chats(self) -> list[ChatResumed]:
         """Chats this operator still owns (a reconnect within the grace period), with their
         history, so the client can carry on where it was."""
         link = self._link
@@ -965,7 +966,7 @@ class OperatorSocket(FrameLoop):
             OwnedChats(institution=link.institution, operator=link.username),
             OwnedChatsResult,
         )
-        frames: list[Model] = []
+        frames: list[ChatResumed] = []
         for chat in owned.chats:
             messages = await self.gw.own_chat(link, chat.institution, chat.id)
             frames.append(ChatResumed(chat=chat, messages=messages))
@@ -1249,10 +1250,11 @@ def _session_ref(link: OperatorLink) -> SessionRef:
     )
 
 
-def _session_frame(session: Session) -> SessionFrame:
+def _session_frame(session: Session, chats: list[str]) -> SessionFrame:
     return SessionFrame(
         operator=session.operator,
         session_id=session.session_id,
         status=session.status,
         monitoring=session.monitoring,
+        chats=chats,
     )

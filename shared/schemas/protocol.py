@@ -424,11 +424,16 @@ class ChatClosedFrame(Model):
 
 
 class SessionFrame(Model):
+    """`chats`: the chats this operator owns now (their `chat.resumed` frames follow), so
+    that a desk back from a drop knows which of its chats went to a colleague, back to
+    the queue or ended while it was away."""
+
     type: Literal["session"] = "session"
     operator: str
     session_id: str
     status: OperatorStatus
     monitoring: list[str]
+    chats: list[str] = Field(default_factory=list)
 
 
 class SessionEndedFrame(Model):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from deploy.local.system import LocalSystem
 from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fixture
@@ -178,6 +178,50 @@ async def test_the_desk_reconnects_after_its_gateway_restarts(
         await expect(desk.locator("#log")).to_contain_text("Back again")
     finally:
         await context.close()
+        await pat.close()
+
+
+async def test_a_chat_taken_over_while_the_desk_was_cut_off_is_marked_on_its_return(
+    system: LocalSystem,
+    browser: Browser,  # noqa: F811 - the fixture
+):
+    """The desk's connection drops (the test cuts it); Bob takes the chat over; when the
+    desk is back, the chat is marked as no longer Ann's, with a notice, not left open."""
+    base = system.gateway_url
+    question = f"Who has it now {uuid.uuid4().hex[:6]}?"
+    context = await browser.new_context()
+    bob = await operator(base, "demo-hill-bob", ["demo-hill"])
+    pat = await patron(base, "hill")
+    cut = asyncio.Event()
+    routes: list[WebSocketRoute] = []
+
+    async def through(route: WebSocketRoute) -> None:
+        if cut.is_set():
+            await route.close(code=1000)
+            return
+        routes.extend((route, route.connect_to_server()))
+
+    try:
+        desk = await context.new_page()
+        await desk.route_web_socket(re.compile(r".*/ws/operator$"), through)
+        await at_the_desk(desk, base, "demo-hill-ann", "demo-hill")
+        chat_id = await start(pat, question)
+        await claim_on(desk, question)
+        cut.set()
+        for side in routes:  # both the desk's side and the gateway's
+            await side.close(code=1000)
+        await expect(desk.locator("#connection")).to_have_text("Reconnecting…")
+        await bob.expect(about(chat_id, "chat.owner_left"))
+        await bob.ok({"type": "chat.take", "chat_id": chat_id})
+        cut.clear()
+        await expect(desk.locator("#connection")).to_have_text("Connected", timeout=15000)
+        await expect(desk.locator("#notices")).to_contain_text("While you were away")
+        await expect(desk.locator("#mine")).to_contain_text("no longer yours")
+        await expect(desk.locator("#body")).to_be_disabled()
+        await bob.ok({"type": "chat.close", "chat_id": chat_id})
+    finally:
+        await context.close()
+        await bob.close()
         await pat.close()
 
 

@@ -340,8 +340,18 @@ import { staffTalk } from "./staff-talk.js";
       case "session":
         state.retry = 0; $("connection").textContent = "Connected"; $("status").disabled = false;
         $("status").value = frame.status; $("status").dataset.confirmed = frame.status;
-        // Back after a drop: what colleagues wrote meanwhile is in the history.
-        if (state.talk && state.hadSession) state.talk.show().catch(() => {});
+        if (state.hadSession) {
+          // Back after a drop: what colleagues wrote meanwhile is in the history, and a
+          // chat this desk was answering that is no longer ours is marked as such.
+          if (state.talk) state.talk.show().catch(() => {});
+          for (const [id, entry] of state.chats) {
+            const mine = ["active", "transferring"].includes(entry.chat.state) && entry.chat.owner === state.user.username;
+            if (mine && !frame.chats.includes(id)) {
+              setChatState(id, "no longer yours");
+              notice(`While you were away, your chat with ${entry.chat.patron.name || "a patron"} went to a colleague, back to the queue, or ended.`);
+            }
+          }
+        }
         state.hadSession = true; break;
       case "queue.snapshot":
         state.waiting = new Map(frame.chats.map((w) => [w.chat.id, w.chat]));
