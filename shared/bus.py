@@ -38,10 +38,11 @@ from nats.micro import ServiceConfig, add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
-from shared import subjects
+from shared import subjects, telemetry
 from shared.audience import audience
 from shared.errors import Refusal, StaleRevision
 from shared.load import LoopLag
@@ -49,7 +50,7 @@ from shared.schemas.base import Model
 from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
 from shared.schemas.records import Principal
 from shared.schemas.requests import ErrorBody
-from shared.telemetry import extract_context, inject_headers
+from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("refdesk.bus")
@@ -475,8 +476,7 @@ class Bus:
         async def handle(request: Request) -> None:
             started = time.perf_counter()
             code: str | None = None
-            ctx = extract_context(request.headers)
-            with tracer.start_as_current_span(endpoint.name, context=ctx):
+            with telemetry.span(tracer, endpoint.name, request.headers, SpanKind.SERVER):
                 try:
                     payload = endpoint.request.model_validate_json(request.data)
                     scope = subjects.institution_of(request.subject)

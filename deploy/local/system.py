@@ -4,6 +4,7 @@ this, so what the tests start is what an operator runs."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -72,6 +73,11 @@ def start_nats(data: Path, port: int, logs: Path) -> Child:
             str(store_dir),
         ],
         logs,
+        # One machine runs everything here: with a scheduler thread per core, the Go
+        # runtime's spinning for work competes with the services for the same cores. On
+        # the 2-core bench machine one thread cut nats-server's CPU per message by about
+        # 10-20% (docs/benchmarks.md). GOMAXPROCS in the environment overrides it.
+        env={"GOMAXPROCS": os.environ.get("GOMAXPROCS", "1")},
     )
     wait_listening(child, port)
     return child

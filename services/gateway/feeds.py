@@ -23,10 +23,9 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from services.gateway import metrics
-from shared import subjects
+from shared import subjects, telemetry
 from shared.bus import Bus
 from shared.schemas.events import ChatEvent, RecordEvents, parse_record_events
-from shared.telemetry import extract_context
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("refdesk.gateway")
@@ -128,9 +127,7 @@ class ChatFeeds:
             feed.held.append(record)
             return
         # The record's trace (the frame that caused it) goes on through its delivery here.
-        with tracer.start_as_current_span(
-            "deliver", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
-        ):
+        with telemetry.span(tracer, "deliver", msg.headers, SpanKind.CONSUMER):
             await self._take(chat_id, feed, record)
 
     async def _take(self, chat_id: str, feed: Feed, record: RecordEvents) -> None:

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from typing import Any, Literal
 from nats.aio.msg import Msg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Link, SpanKind
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -30,7 +30,7 @@ from services.gateway.hub import Hub, OperatorLink, Outbox, PatronLink
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import Counters, counter_key
-from shared import subjects
+from shared import subjects, telemetry
 from shared.audience import by_subject_of_operator
 from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
 from shared.clock import Clock, iso
@@ -547,10 +547,12 @@ class FrameLoop:
         self.handlers: dict[str, FrameHandler] = {}
 
     @staticmethod
-    def _span(frame: Any) -> AbstractContextManager[Span]:
+    def _span(frame: Any) -> AbstractContextManager[object]:
         """Each frame starts a trace of its own (not the socket's, which lasts hours): it
         follows the frame through the services it asks, and on to the gateways and
         transcripts that receive what it caused. Linked to the socket's span, if any."""
+        if not telemetry.recording():
+            return nullcontext()
         socket = trace.get_current_span().get_span_context()
         chat_id = getattr(frame, "chat_id", None)
         return tracer.start_as_current_span(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.transcripts import domain, metrics, privacy
 from services.transcripts.store import TranscriptStore
-from shared import subjects
+from shared import subjects, telemetry
 from shared.bus import Bus, Endpoint, describe_validation
 from shared.clock import Clock, iso
 from shared.configuration import ConfigView
@@ -239,11 +239,13 @@ class TranscriptHandlers:
     async def _record(self, msgs: list[Msg]) -> None:
         """Record one fetched batch, with a span per record in the trace of whatever
         caused it, ended once the batch is stored."""
+        recording = telemetry.recording()
         spans = [
             tracer.start_span(
                 "transcribe", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
             )
             for msg in msgs
+            if recording
         ]
         try:
             await self._store(msgs)
