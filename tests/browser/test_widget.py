@@ -5,13 +5,18 @@ state go to docs/screenshots/."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, FrameLocator, Page, expect
 
 from deploy.local.system import LocalSystem
-from tests.browser.test_web_client import browser, widget_online  # noqa: F401 - the fixture
+from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fixture
+    browser,
+    sign_in,
+    widget_online,
+)
 from tests.client import ProtocolClient, operator
 from tests.e2e.test_lifecycle import about
 
@@ -125,7 +130,14 @@ async def test_on_a_phone_offline_and_accessible(
     phone = await browser.new_context(
         viewport={"width": 360, "height": 740}, device_scale_factor=2, has_touch=True
     )
+    office = await browser.new_context(viewport={"width": 1280, "height": 900})
+    question = f"Can I renew a laptop loan ({uuid.uuid4().hex[:6]})?"
     try:
+        # River's operator at the desk (offline: nobody answers chats) sees the ticket come.
+        desk = await office.new_page()
+        await sign_in(desk, base, "demo-river-cat")
+        await desk.select_option("#status", "offline")
+        await expect(desk.locator("#status")).to_have_attribute("data-confirmed", "offline")
         page = await phone.new_page()
         # Nobody staffs River or the backup service here: its widget offers the message form.
         await page.goto(f"{base}/widget?widget=river")
@@ -137,9 +149,12 @@ async def test_on_a_phone_offline_and_accessible(
         assert await serious_violations(page) == []
         await shot(page, "widget-offline-phone")
         await page.fill("#off-email", "pat@example.org")
-        await page.fill("#off-question", "Can I renew a laptop loan?")
+        await page.fill("#off-question", question)
         await page.click("#offline-form button")
         await expect(page.locator("#offline-sent")).to_contain_text("ticket T")
+        await expect(desk.locator("#notices")).to_contain_text(question)
+        await desk.click("#tickets-open")
+        await expect(desk.locator("#tickets li", has_text=question)).to_be_visible()
 
         # The loader on a host page: the frame fits the phone, the button says what is on.
         await page.goto(f"{base}/demo")
@@ -151,6 +166,7 @@ async def test_on_a_phone_offline_and_accessible(
         assert await serious_violations(page) == []
     finally:
         await phone.close()
+        await office.close()
 
 
 async def test_the_chat_states_pass_axe(
