@@ -411,6 +411,38 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
         assert saved["fallback"] == ["demo-hill"] and saved["rollover_after_s"] == 90
         await page.evaluate("document.getElementById('records-form').scrollIntoView()")
         await shot(page, "operator-queue-form")
+
+        # A widget's form shows the line to paste; a user made in the form can sign in.
+        await page.select_option("#records-kind", "widgets")
+        await page.select_option("#records-name", "hill")
+        await expect(fields.locator("code.paste")).to_contain_text('data-widget="hill"')
+        await page.select_option("#records-kind", "users")
+        await page.click("#records-new")
+        colleague = f"demo-hill-{word}"
+        await fields.locator("[data-field='username']").fill(colleague)
+        await fields.locator("[data-field='display_name']").fill("Flo")
+        await fields.locator("[data-field='max_chats']").fill("2")
+        await fields.locator("[data-field='password']").fill("a long enough passphrase")
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_have_text("Saved.")
+        async with httpx.AsyncClient(base_url=base) as public:
+            signed = await public.post(
+                "/api/auth/login",
+                json={"username": colleague, "password": "a long enough passphrase"},
+            )
+            assert signed.status_code == 200, signed.text
+            assert signed.json()["user"]["display_name"] == "Flo"
+        # Accounts are disabled rather than deleted (their names stay on transcripts).
+        await expect(page.locator("#record-delete")).to_be_hidden()
+        await fields.locator("[data-field='disabled']").check()
+        await page.click("#record-save")
+        await expect(page.locator("#record-said")).to_have_text("Saved.")
+        async with httpx.AsyncClient(base_url=base) as public:
+            refused = await public.post(
+                "/api/auth/login",
+                json={"username": colleague, "password": "a long enough passphrase"},
+            )
+            assert refused.status_code == 401, refused.text
         assert await serious_violations(page) == []
     finally:
         await context.close()

@@ -679,6 +679,8 @@ import { staffTalk } from "./staff-talk.js";
   function fill(kind, record, isNew) {
     form = recordForm(kind, record, { queues: [...state.queueNames] }, isNew);
     $("record-fields").replaceChildren(form.node);
+    // Accounts are disabled, never deleted: their names stay on the transcripts.
+    $("record-delete").classList.toggle("hidden", kind === "users");
   }
   async function showRecord() {
     const kind = $("records-kind").value, name = $("records-name").value;
@@ -705,6 +707,11 @@ import { staffTalk } from "./staff-talk.js";
       const saved = await api(path, { method: editing === null ? "POST" : "PUT", body: JSON.stringify(form.read()) });
       await listRecords(saved[KEYS[kind]]);
       $("record-said").textContent = "Saved.";
+      if (kind === "queues" && !state.queueNames.has(saved.name)) {
+        // A new queue: offered for coverage and fallback chains now, for monitoring after a reload.
+        state.queueNames.add(saved.name);
+        $("coverage-queue").append(el("option", { value: saved.name }, saved.name));
+      }
       if (kind === "queues" && saved.name === $("coverage-queue").value) await showCoverage();
       if (kind === "widgets") await showWidgets();
     } catch (err) {
