@@ -239,14 +239,16 @@ class TranscriptHandlers:
     async def _record(self, msgs: list[Msg]) -> None:
         """Record one fetched batch, with a span per record in the trace of whatever
         caused it, ended once the batch is stored."""
-        recording = telemetry.recording()
-        spans = [
-            tracer.start_span(
-                "transcribe", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
-            )
-            for msg in msgs
-            if recording
-        ]
+        spans = (
+            [
+                tracer.start_span(
+                    "transcribe", context=extract_context(msg.headers), kind=SpanKind.CONSUMER
+                )
+                for msg in msgs
+            ]
+            if telemetry.recording()
+            else []
+        )
         try:
             await self._store(msgs)
         finally:
