@@ -10,6 +10,7 @@ from pathlib import Path
 from services.tickets import inbound
 from services.tickets.handlers import TicketHandlers
 from services.tickets.mail import Backoff, FolderTransport, MailSender, SmtpTransport, Transport
+from services.tickets.retention import TicketRetention
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import subjects
@@ -57,6 +58,13 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     mailer = MailSender(store, transport(settings), runtime.clock, handlers.mail_reported, backoff)
     handlers.mailer = mailer
     mailer.start()
+    retention = TicketRetention(
+        store,
+        lambda: view.institutions,
+        runtime.clock,
+        every=timedelta(seconds=settings.retention_every_s),
+    )
+    retention.start()
     listening = None
     if settings.inbound_smtp_port:
         listening = await inbound.serve(
@@ -71,6 +79,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     finally:
         if listening is not None:
             listening.close()
+        await retention.stop()
         await mailer.stop()
         await view.stop()
 

@@ -20,3 +20,7 @@ MAIL_WAITING = Gauge("refdesk_mail_queue_depth", "Mails waiting in the outbox to
 INBOUND_MAIL = Counter(
     "refdesk_inbound_mail_total", "Patron mails received, by outcome", ["outcome"]
 )
+RETAINED = Counter(
+    "refdesk_tickets_retained_total",
+    "Closed tickets deleted by the retention job (past their library's retention_days)",
+)

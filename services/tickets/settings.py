@@ -23,3 +23,5 @@ class TicketsSettings(CommonSettings):
     inbound_smtp_host: str = "127.0.0.1"
     inbound_smtp_port: int = 0
     inbound_max_bytes: int = 1_000_000
+    # How often the retention job deletes closed tickets past their library's retention.
+    retention_every_s: float = 3600.0

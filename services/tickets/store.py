@@ -129,6 +129,21 @@ class TicketStore:
         if scope is not None:
             found["institution"] = scope
         ids = [d["_id"] for d in await self.tickets.raw.find(found, {"_id": 1}).to_list()]
+        return await self.delete(ids)
+
+    async def closed_before(self, institution: str, cutoff: datetime, limit: int) -> list[str]:
+        """Ids of the institution's closed tickets created before `cutoff` (retention).
+        Open and pending ones stay, however old: someone is still working them."""
+        found = await self.tickets.find(
+            institution,
+            {"status": "closed", "created_ms": {"$lt": _epoch_ms(cutoff)}},
+            limit=limit,
+            projection={"_id": 1},
+        )
+        return [d["_id"] for d in found]
+
+    async def delete(self, ids: list[str]) -> int:
+        """Delete tickets and whatever of their mail is still queued."""
         if not ids:
             return 0
         await self.outbox.raw.delete_many({"ticket_id": {"$in": ids}})

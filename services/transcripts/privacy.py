@@ -8,17 +8,11 @@ from typing import Any
 
 from services.transcripts.domain import ENDED
 from shared.schemas.privacy import ErasePatron, email_key
-from shared.schemas.records import Institution
 
 # What an anonymised chat says of its patron: nothing that leads back to them. Statistics
 # read other fields (times, queue, who answered, tags, message count), which stay.
 ANONYMOUS_PATRON = {"guest_id": "", "name": None, "email": None}
 PATRON_NAME = "patron"
-
-
-def retention_cutoff(policy: Institution, now: datetime) -> datetime:
-    """Chats of the library created before this instant are due."""
-    return now - timedelta(days=policy.retention_days)
 
 
 def anonymised_chat() -> dict[str, Any]:

@@ -8,8 +8,6 @@ run it, and a crash part-way costs nothing but a repeat.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from datetime import timedelta
 from services.transcripts import metrics, privacy
 from services.transcripts.store import TranscriptStore
 from shared.clock import Clock
+from shared.periodic import Periodic
 from shared.schemas.records import Institution
 
 log = logging.getLogger(__name__)
@@ -52,14 +51,14 @@ class RetentionJob:
         self.every = every
         self.stream_max_age = stream_max_age
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self._runs = Periodic("transcript retention", clock, every, self.run_once)
 
     async def run_once(self) -> RetentionRun:
         """Apply every library's retention as of now, a batch at a time until done."""
         run = RetentionRun()
         now = self.clock.now()
         for name, policy in sorted(self.policies().items()):
-            cutoff = privacy.retention_cutoff(policy, now)
+            cutoff = policy.retention_cutoff(now)
             deleting = policy.retention_action == "delete"
             while True:
                 due = await self.store.due(name, cutoff, deleting, self.batch)
@@ -93,18 +92,7 @@ class RetentionJob:
         return run
 
     def start(self) -> None:
-        async def every_so_often() -> None:
-            while True:
-                try:
-                    await self.run_once()
-                except Exception:
-                    log.exception("retention run failed; it runs again at the next interval")
-                await self.clock.sleep_until(self.clock.now() + self.every)
-
-        self._task = asyncio.create_task(every_so_often())
+        self._runs.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._runs.stop()

@@ -78,6 +78,11 @@ class Institution(Model):
     def _known_zone(cls, value: str) -> str:
         return check_zone(value)
 
+    def retention_cutoff(self, now: dt.datetime) -> dt.datetime:
+        """The library's patron records (chats, closed tickets) created before this
+        instant are due for its retention action."""
+        return now - dt.timedelta(days=self.retention_days)
+
     @field_validator("tags")
     @classmethod
     def _plain_tags(cls, value: list[str]) -> list[str]:

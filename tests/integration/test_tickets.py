@@ -24,13 +24,14 @@ from deploy.local.processes import free_port
 from services.tickets import inbound
 from services.tickets.handlers import TicketHandlers
 from services.tickets.mail import Backoff, MailSender, SmtpTransport
+from services.tickets.retention import TicketRetention
 from services.tickets.store import TicketStore
 from shared import store, subjects
 from shared.bus import Bus
 from shared.clock import FixedClock
 from shared.configuration import ConfigView
-from shared.schemas.records import Principal
-from shared.schemas.tickets import CreateTicket, GetTicket, ReplyToTicket, Ticket
+from shared.schemas.records import Institution, Principal
+from shared.schemas.tickets import CreateTicket, GetTicket, ReplyToTicket, Ticket, UpdateTicket
 from tests.client import eventually
 from tests.factories import T0
 from tests.servers import Servers
@@ -223,3 +224,42 @@ async def test_an_smtp_outage_is_retried_and_survives_a_restart(setting):
     finally:
         await s.stop(service)
         server.close()
+
+
+async def test_retention_deletes_closed_tickets_past_the_librarys_days_with_their_mail(setting):
+    """Hill keeps a day: a closed ticket from two days ago goes with its queued mail, an
+    open one as old stays (someone is working it), a newer closed one goes a day later."""
+    s = setting
+    tickets = TicketStore(s.db)
+    hill = Institution(
+        name="hill", institution="hill", display_name="Hill", timezone="UTC", retention_days=1
+    )
+    service = await s.start()  # nothing listens on the SMTP port: acknowledgements wait
+    closing = UpdateTicket(institution="hill", principal=ANN, ticket_id="", status="closed")
+    try:
+        old_closed = await service.handlers.create(offline())
+        old_open = await service.handlers.create(offline(subject="Still open"))
+        await service.handlers.update(closing.model_copy(update={"ticket_id": old_closed.id}))
+        s.clock.advance(2 * 86_400)
+        newer = await service.handlers.create(offline(subject="Later", acknowledge=False))
+        await service.handlers.update(closing.model_copy(update={"ticket_id": newer.id}))
+        assert await tickets.outbox.raw.count_documents({"ticket_id": old_closed.id}) == 1
+
+        clock = FixedClock(T0 + timedelta(days=2, hours=1))
+        retention = TicketRetention(tickets, lambda: {"hill": hill}, clock, timedelta(hours=1))
+        retention.start()
+        try:
+            await clock.until_sleeping(1)  # the first run is done
+            assert await tickets.get("hill", old_closed.id) is None
+            assert await tickets.outbox.raw.count_documents({"ticket_id": old_closed.id}) == 0
+            assert await tickets.get("hill", old_open.id) is not None
+            assert await tickets.get("hill", newer.id) is not None
+            clock.advance(86_400)
+            await clock.until_sleeping(1)  # the run a day later is done
+            assert await tickets.get("hill", newer.id) is None
+            assert await tickets.get("hill", old_open.id) is not None
+        finally:
+            await retention.stop()
+        assert await retention.run_once() == 0  # nothing left that is due
+    finally:
+        await s.stop(service)

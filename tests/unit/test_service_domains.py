@@ -208,7 +208,7 @@ def test_retention_due_dates_and_what_the_stream_may_still_hold():
     hill = Institution(
         name="hill", institution="hill", display_name="Hill", timezone="UTC", retention_days=30
     )
-    assert privacy.retention_cutoff(hill, T0) == T0 - timedelta(days=30)
+    assert hill.retention_cutoff(T0) == T0 - timedelta(days=30)
     max_age = timedelta(hours=72)
     closed = (T0 - timedelta(hours=71)).isoformat()
     assert privacy.may_be_in_stream(closed, T0, max_age)
