@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from services.gateway import metrics
 from shared import subjects, telemetry
 from shared.bus import Bus
+from shared.meters import child
 from shared.schemas.events import ChatEvent, RecordEvents, parse_record_events
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class ChatFeeds:
         if kind != "evt":
             await self.on_ephemeral(kind, msg.data)
             return
-        metrics.RECORDS_IN.labels("chat").inc()
+        child(metrics.RECORDS_IN, "chat").inc()
         try:
             record = parse_record_events(msg.data)
         except ValidationError:

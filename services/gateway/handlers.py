@@ -36,6 +36,7 @@ from shared.bus import BUSY_RETRY_MS, Bus, InFlight, describe_validation
 from shared.clock import Clock, iso
 from shared.configuration import ConfigView
 from shared.errors import Refusal
+from shared.meters import child
 from shared.schemas.base import Model
 from shared.schemas.chat import Message, Sender
 from shared.schemas.events import (
@@ -393,7 +394,7 @@ class Gateway:
                 sent = datetime.fromisoformat(event.message.ts)
                 way = "patron_to_operator" if event.message.from_.kind == "patron" else "to_patron"
                 latency = (self.clock.now() - sent).total_seconds()
-                metrics.DELIVERY_SECONDS.labels(way).observe(max(0.0, latency))
+                child(metrics.DELIVERY_SECONDS, way).observe(max(0.0, latency))
             if chat.state in ("closed", "missed"):
                 self.hub.end_chat(chat.id)
             await self.refresh_interest(chat.id)
@@ -643,7 +644,7 @@ class FrameLoop:
             if not isinstance(kind, str) or kind not in self.handlers:
                 raise Refusal("invalid", f"unknown frame type {kind!r}")
             frame = self.adapter.validate_python(data)
-            metrics.FRAMES_IN.labels(self.kind, frame.type).inc()
+            child(metrics.FRAMES_IN, self.kind, frame.type).inc()
             if self.gw.bus.lag.behind or not self.gw.in_flight.take():
                 raise Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS)
             try:
@@ -663,10 +664,10 @@ class FrameLoop:
             log.exception("frame failed")
             self._refuse(Refusal("internal", "internal error"), ref)
         finally:
-            metrics.FRAME_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
+            child(metrics.FRAME_SECONDS, self.kind).observe(time.perf_counter() - started)
 
     def _refuse(self, refusal: Refusal, ref: str | None) -> None:
-        metrics.FRAME_ERRORS.labels(self.kind, refusal.code).inc()
+        child(metrics.FRAME_ERRORS, self.kind, refusal.code).inc()
         self.outbox.send(
             Error(
                 ref=ref,
@@ -679,7 +680,7 @@ class FrameLoop:
 
 
 def _readable(msg: Msg) -> RecordEvents | None:
-    metrics.RECORDS_IN.labels(msg.subject.split(".", 1)[0]).inc()
+    child(metrics.RECORDS_IN, msg.subject.split(".", 1)[0]).inc()
     try:
         return parse_record_events(msg.data)
     except ValidationError:

@@ -15,6 +15,7 @@ from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock, iso
 from shared.errors import Refusal, StaleRevision
+from shared.meters import child
 from shared.retries import KeyedLocks, until_written
 from shared.schemas.chat import Chat, ChatState, SkippedQueue
 from shared.schemas.records import Queue
@@ -427,7 +428,7 @@ class RoutingHandlers:
             return MessageResult(
                 id=domain.message_id(req.chat_id, sent.seq), seq=sent.seq, repeated=True
             )
-        metrics.MESSAGES.labels(req.sender.kind).inc()
+        child(metrics.MESSAGES, req.sender.kind).inc()
         event = transition.events[-1]
         assert event.type == "message"
         return MessageResult(id=event.message.id, seq=event.message.seq)

@@ -6,6 +6,7 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.routing.coverage import cause
+from shared.meters import child
 from shared.schemas.events import (
     ChatClaimed,
     ChatClosed,
@@ -72,7 +73,7 @@ CLAIM_CONFLICTS = Counter(
 def count(event: ChatEvent) -> None:
     """The counters and histograms a published event moves."""
     chat = event.chat
-    TRANSITIONS.labels(event.type).inc()
+    child(TRANSITIONS, event.type).inc()
     match event:
         case ChatClaimed():
             CHATS_CLAIMED.labels(chat.institution, chat.queue).inc()
