@@ -52,6 +52,7 @@ lint: install
 bench: install
 	$(PY) -m bench.nats_baseline
 	$(PY) -m bench.e2e_latency --rate 500 --table 250 750 1000 1500
+	$(PY) -m bench.routing_message
 	$(PY) -m bench.claim_race
 
 clean:
