@@ -52,6 +52,7 @@ from shared.schemas.base import Model
 from shared.schemas.events import ChatEvent, ChatRecord, parse_chat_record
 from shared.schemas.records import Principal
 from shared.schemas.requests import ErrorBody
+from shared.tasks import cancel_and_wait
 from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
@@ -603,10 +604,7 @@ class BucketFollower:
             await asyncio.wait_for(caught_up.wait(), timeout=initial_timeout)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
 
 # This process's writes are told apart by a number; other processes' by this random part.

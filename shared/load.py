@@ -10,7 +10,8 @@ the CPU, not about the time of day.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from shared.tasks import cancel_and_wait
 
 
 class LoopLag:
@@ -40,7 +41,4 @@ class LoopLag:
         self._task = asyncio.create_task(watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

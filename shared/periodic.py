@@ -5,12 +5,12 @@ interval rather than ending the loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from shared.clock import Clock
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,4 @@ class Periodic:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

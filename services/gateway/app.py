@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_server
 from shared.runtime import open_runtime
 from shared.schemas.protocol import Error
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -89,9 +89,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 async with ops_server(checks, settings.ops_host, settings.ops_port):
                     yield
             finally:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+                await cancel_and_wait(beat)
                 await view.stop()
                 await revoked.stop()
 

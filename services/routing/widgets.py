@@ -12,7 +12,6 @@ nothing. All waiting is on the injected clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.clock import Clock, until_or_woken
 from shared.schemas.records import Queue
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,4 @@ class WidgetWatch:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

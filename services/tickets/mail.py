@@ -5,7 +5,6 @@ outbox with back-off, on the injected clock."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -25,6 +24,7 @@ from services.tickets.store import TicketStore
 from shared.clock import Clock, until_or_woken
 from shared.schemas.tickets import MailState
 from shared.store import Document
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,4 @@ class MailSender:
         await until_or_woken(self.clock, wake_at, self._wake)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

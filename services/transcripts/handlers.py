@@ -45,6 +45,7 @@ from shared.schemas.requests import (
     Transcript,
     TranscriptPage,
 )
+from shared.tasks import cancel_and_wait
 from shared.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -305,10 +306,7 @@ class TranscriptHandlers:
         await msg.term()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._sub is not None:
             # A pending fetch would otherwise hold the connection's drain open.
             with contextlib.suppress(Exception):
