@@ -7,7 +7,8 @@ bench/e2e_latency.py measures every process together on two shared cores, where 
 process's CPU per message also pays for the others (cache and scheduler contention). This
 one measures the routing replica alone, with the same requests the gateway sends: a chat
 per simulated patron, claimed first, then messages with client ids. It prints the CPU
-microseconds per message of routing, nats-server and the MongoDB server.
+microseconds per message of routing, nats-server and the MongoDB server, and the request
+latency as the gateway would see it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uvloop
 
 from bench.claim_race import INSTITUTION, race_claims, seed_queued_chat, start_cluster
 from bench.e2e_latency import TICKS, sample_cpu
+from bench.report import percentile
 from shared import subjects
 from shared.bus import Bus
 from shared.schemas.chat import Sender
@@ -51,7 +53,12 @@ async def measure(rate: float, duration: float, chats: int) -> None:
         }
         subject = subjects.routing(INSTITUTION, "message")
 
-        async def patron(chat_id: str, sender: Sender, every: float) -> int:
+        latencies: list[float] = []
+
+        async def patron(n: int, chat_id: str, sender: Sender, every: float) -> int:
+            # Spread over the interval: patrons starting together would send in bursts of
+            # `chats` requests at once, and the figure would be their queueing.
+            await asyncio.sleep(every * n / chats)
             start, sent = time.perf_counter(), 0
             while time.perf_counter() - start < duration:
                 request = PostMessage(
@@ -61,20 +68,29 @@ async def measure(rate: float, duration: float, chats: int) -> None:
                     body=BODY,
                     client_id=uuid.uuid4().hex,
                 )
+                began = time.perf_counter()
                 await bus.request(subject, request, MessageResult)
+                latencies.append((time.perf_counter() - began) * 1000)
                 sent += 1
                 await asyncio.sleep(max(0.0, start + sent * every - time.perf_counter()))
             return sent
 
         before = sample_cpu(roots)
-        count = sum(await asyncio.gather(*(patron(c, s, chats / rate) for c, s in patrons)))
+        every = chats / rate
+        count = sum(
+            await asyncio.gather(*(patron(n, c, s, every) for n, (c, s) in enumerate(patrons)))
+        )
         after = sample_cpu(roots)
         await bus.close()
         per_message = {
             name: (after.ticks[name] - before.ticks[name]) / TICKS * 1e6 / count for name in roots
         }
         cpu = ", ".join(f"{name} {us:.0f} µs" for name, us in per_message.items())
-        print(f"routing alone, {rate:.0f} msg/s for {duration:.0f} s: {count} messages")
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        print(
+            f"routing alone, {rate:.0f} msg/s for {duration:.0f} s: {count} messages; "
+            f"request p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        )
         print(f"  CPU per message: {cpu}")
     finally:
         system.stop()
