@@ -56,15 +56,19 @@ class CommandTimer(monitoring.CommandListener):
 
 def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
     """A client whose writes are acknowledged by a majority of a replica set (a standalone
-    server: by itself) and journaled, so that nothing acknowledged is lost when a member
-    fails over."""
+    server: by itself), so that nothing acknowledged is lost when a member fails over.
+
+    Journaling is left to the deployment: a replica set journals majority-acknowledged
+    writes by default (`writeConcernMajorityJournalDefault`), and a standalone server's
+    operator who wants each write on disk before it is acknowledged adds `journal=true` to
+    the URI. Asking for it here made the embedded local server sync its file once per
+    document (a disk flush per transcript message)."""
     return AsyncMongoClient(
         uri,
         appname=f"refdesk-{app_name}",
         serverSelectionTimeoutMS=5000,
         tz_aware=True,
         w="majority",
-        journal=True,
         event_listeners=[CommandTimer()],
     )
 
