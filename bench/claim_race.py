@@ -6,7 +6,10 @@ two routing replicas, and exactly one may win.
 Starts its own nats-server, nx-27017 and routing replicas on free loopback ports. Each
 round writes a fresh queued chat, fires every operator's claim at once and times each
 request until its answer (the winner's ack or a loser's `conflict`). Prints p50/p99 of
-the winner's latency, of all answers, and of the round (the last answer). The same
+the winner's latency, of all answers, and of the round (the last answer); then the
+driver's own share: how long it takes to start sending all the claims (it prepares them
+one after another, so the clock of an early claim runs while the others are prepared),
+and the winner's latency counted from the last claim it started to send. The same
 driver backs tests/integration/test_routing_race.py.
 """
 
@@ -89,6 +92,9 @@ class Answer:
     code: str | None
     owner: str | None
     seconds: float
+    # When this request began to be sent (perf_counter): the driver prepares the claims one
+    # after another on the same cores, and `seconds` of an early one includes the others'.
+    started: float = 0.0
 
 
 async def _timed(operator: str, call: Awaitable[object]) -> Answer:
@@ -96,8 +102,9 @@ async def _timed(operator: str, call: Awaitable[object]) -> Answer:
     try:
         await call
     except Refusal as refusal:
-        return Answer(operator, False, refusal.code, refusal.owner, time.perf_counter() - started)
-    return Answer(operator, True, None, None, time.perf_counter() - started)
+        taken = time.perf_counter() - started
+        return Answer(operator, False, refusal.code, refusal.owner, taken, started)
+    return Answer(operator, True, None, None, time.perf_counter() - started, started)
 
 
 async def race_claims(bus: Bus, chat_id: str, names: list[str]) -> list[Answer]:
@@ -172,6 +179,8 @@ async def run(operator_count: int, rounds: int, replicas: int) -> None:
         bus = await Bus.connect(system.nats_url, "bench-claim-race", request_timeout=10)
         names = operators(operator_count)
         winners: list[float] = []
+        after_last: list[float] = []
+        handing: list[float] = []
         everyone: list[float] = []
         rounds_s: list[float] = []
         for _ in range(rounds):
@@ -183,6 +192,9 @@ async def run(operator_count: int, rounds: int, replicas: int) -> None:
             if len(won) != 1:
                 raise SystemExit(f"round had {len(won)} winners")
             winners.append(won[0].seconds)
+            last_sent = max(a.started for a in answers)
+            after_last.append(won[0].started + won[0].seconds - last_sent)
+            handing.append(last_sent - min(a.started for a in answers))
             everyone += [a.seconds for a in answers]
         await bus.close()
         print(
@@ -192,6 +204,10 @@ async def run(operator_count: int, rounds: int, replicas: int) -> None:
             ("winner's claim", winners),
             ("every answer", everyone),
             ("whole round", rounds_s),
+            # The driver's own share: how long it took to start sending every claim, and
+            # the winner's answer counted from the last of them.
+            ("driver sending", handing),
+            ("winner after", after_last),
         ):
             ms = [s * 1000 for s in samples]
             print(
