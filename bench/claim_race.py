@@ -99,12 +99,12 @@ class Answer:
 
 async def _timed(operator: str, call: Awaitable[object]) -> Answer:
     started = time.perf_counter()
+    won, code, owner = True, None, None
     try:
         await call
     except Refusal as refusal:
-        taken = time.perf_counter() - started
-        return Answer(operator, False, refusal.code, refusal.owner, taken, started)
-    return Answer(operator, True, None, None, time.perf_counter() - started, started)
+        won, code, owner = False, refusal.code, refusal.owner
+    return Answer(operator, won, code, owner, time.perf_counter() - started, started)
 
 
 async def race_claims(bus: Bus, chat_id: str, names: list[str]) -> list[Answer]:
