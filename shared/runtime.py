@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
 
-from shared import store, telemetry
+from shared import heap, store, telemetry
 from shared.bus import Bus
 from shared.clock import Clock, clock_for
 from shared.ops import ReadinessCheck, ops_app
@@ -82,6 +82,7 @@ def run_service(
         async with open_runtime(service, settings, chat_stream=chat_stream) as runtime:
             checks.update(runtime.checks)
             async with starter(runtime):
+                heap.settle()
                 yield
 
     serve(ops_app(checks, lifespan), settings.ops_host, settings.ops_port)

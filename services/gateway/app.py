@@ -23,7 +23,7 @@ from services.gateway.limits import BodyLimit
 from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
-from shared import subjects
+from shared import heap, subjects
 from shared.bus import describe_errors
 from shared.configuration import ConfigView
 from shared.errors import Refusal
@@ -85,6 +85,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             holder["gw"] = gw
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
+            heap.settle()
             try:
                 async with ops_server(checks, settings.ops_host, settings.ops_port):
                     yield
