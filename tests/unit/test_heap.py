@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared import heap
 
@@ -48,3 +49,23 @@ def test_settle_exempts_what_survives_and_later_objects_are_collected(unfrozen: 
     del a, b
     gc.collect()
     assert gone() is None
+
+
+def pauses(generation: int) -> float:
+    return (
+        REGISTRY.get_sample_value("refdesk_gc_pause_seconds_count", {"generation": str(generation)})
+        or 0.0
+    )
+
+
+def test_every_collection_after_settling_is_timed_once(unfrozen: None) -> None:
+    heap.settle()
+    heap.settle()  # a second call adds no second timer
+    gc.disable()  # only the collections below, none of the interpreter's own
+    try:
+        before, before_young = pauses(2), pauses(0)
+        gc.collect()
+        gc.collect(0)
+        assert (pauses(2), pauses(0)) == (before + 1, before_young + 1)
+    finally:
+        gc.enable()
