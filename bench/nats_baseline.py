@@ -22,6 +22,7 @@ import uvloop
 from bench.report import summary
 from deploy.local.processes import free_port
 from deploy.local.system import start_nats
+from shared.bus import flushed
 
 
 async def measure(url: str, pairs: int, rate: float, duration: float) -> dict[str, float]:
@@ -38,7 +39,7 @@ async def measure(url: str, pairs: int, rate: float, duration: float) -> dict[st
 
     for pair in range(pairs):
         await subscriber.subscribe(f"bench.pair.{pair}", cb=on_message)
-    await subscriber.flush()
+    await flushed(subscriber)
     interval = pairs / rate
     padding = b"x" * 100
 

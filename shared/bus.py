@@ -440,7 +440,7 @@ class Bus:
         self._services.append(svc)
         # The server has every subscription before this returns: a request sent right after
         # (a readiness probe, a test) finds its responder.
-        await self.nc.flush()
+        await flushed(self.nc)
         return svc
 
     def _wrap(
@@ -561,6 +561,15 @@ class _EndpointStats:
 
     def shed(self, why: str) -> None:
         child(REQUESTS, self.service, self.endpoint, why).inc()
+
+
+async def flushed(nc: Client) -> None:
+    """Return once the server has taken in everything this connection sent before.
+    nats-py writes `flush()`'s PING straight to the socket, ahead of commands still in its
+    write buffer (a subscription just made), so the first round trip can come back before
+    the server has them; they are written while it waits, and a second PING follows them."""
+    await nc.flush()
+    await nc.flush()
 
 
 async def delete_if_last(kv: KeyValue, key: str, last: int) -> None:

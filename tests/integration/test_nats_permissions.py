@@ -18,6 +18,7 @@ import pytest_asyncio
 from nats.aio.client import Client
 
 from deploy.local import nats_auth
+from shared.bus import flushed
 from tests.client import eventually
 from tests.servers import Servers
 
@@ -103,7 +104,7 @@ async def test_each_service_publishes_only_what_it_must(
     try:
         for subject in ALLOWED[service]:
             sub = await admin.subscribe(subject)
-            await admin.flush()
+            await flushed(admin)
             await user.nc.publish(subject, b"permtest")
             await user.nc.flush()
             heard = await sub.next_msg(timeout=5)
