@@ -7,8 +7,8 @@ every few seconds: most of the message path's p99 at 2,000-2,500 msg/s
 (docs/benchmarks.md). Moving what exists once the service has started out of the
 collector's sight leaves later collections only what was made since.
 
-What is made since still counts: an open socket holds about 200 objects in a gateway, so
-its full collections grow with its sockets (about 120 ms per 1,000 on the bench machine,
+What is made since still counts: an open socket holds about 150 objects in a gateway, so
+its full collections grow with its sockets (about 70 ms per 1,000 on the bench machine,
 docs/operations.md). Every collection's pause is a metric, and long ones raise an alert.
 """
 

@@ -1,4 +1,5 @@
-"""The gateway's FastAPI application: REST, WebSockets, the web client, and ops endpoints."""
+"""The gateway's application: REST and the web client through FastAPI, its two WebSockets
+ahead of it (sockets_first), and ops endpoints."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from services.gateway import domain, metrics
 from services.gateway.api import build_router, refusal_response
@@ -21,6 +23,7 @@ from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
 from services.gateway.hub import Outbox
 from services.gateway.limits import BodyLimit
 from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
+from services.gateway.sockets_first import SocketsFirst
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
 from shared import heap, subjects
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings) -> ASGIApp:
     checks: dict[str, ReadinessCheck] = {}
     holder: dict[str, Gateway] = {}
 
@@ -128,9 +131,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     own_origin = domain.origin_of(settings.public_url)
     patron_sockets: Counter[str] = Counter()
 
-    @app.websocket("/ws/patron")
-    async def patron_socket(ws: WebSocket, widget: str = "") -> None:
+    async def patron_socket(ws: WebSocket) -> None:
         await ws.accept()
+        widget = ws.query_params.get("widget", "")
         gw = gateway()
         outbox = Outbox(ws, "patron", settings.outbox_limit)
         config = gw.view.widget(widget)
@@ -161,7 +164,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await socket.closed()
             await outbox.stop()
 
-    @app.websocket("/ws/operator")
     async def operator_socket(ws: WebSocket) -> None:
         await ws.accept()
         gw = gateway()
@@ -204,7 +206,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return FileResponse(STATIC / "demo.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+    return SocketsFirst(app, {"/ws/patron": patron_socket, "/ws/operator": operator_socket})
 
 
 async def _heartbeats(gw: Gateway) -> None:
