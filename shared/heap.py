@@ -18,13 +18,17 @@ import gc
 import time
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 PAUSES = Histogram(
     "refdesk_gc_pause_seconds",
     "Time the garbage collector stopped this process, by generation (2: a full collection)",
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+FROZEN = Gauge(
+    "refdesk_heap_frozen_objects",
+    "Objects exempted from garbage collection once this process had started",
 )
 # Made up front: every generation is exported from the start, and a collection's callback
 # does no label lookup.
@@ -49,4 +53,6 @@ def settle() -> int:
     gc.freeze()
     if _timed not in gc.callbacks:
         gc.callbacks.append(_timed)
-    return gc.get_freeze_count()
+    frozen = gc.get_freeze_count()
+    FROZEN.set(frozen)
+    return frozen

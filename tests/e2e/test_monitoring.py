@@ -97,6 +97,15 @@ async def test_alerts_and_dashboard_use_only_exposed_metrics(system: LocalSystem
         assert needed in names, needed
 
 
+async def test_every_service_settled_its_heap(system: LocalSystem):
+    """Once started, each service has exempted what it holds from garbage collection (the
+    gauge is 0 in a process that never settled)."""
+    frozen = re.compile(r"^refdesk_heap_frozen_objects (\S+)$", re.M)
+    for service, text in (await exposition(system)).items():
+        found = frozen.search(text)
+        assert found is not None and float(found.group(1)) > 10_000, service
+
+
 def test_alert_rules_check_and_pass_their_unit_tests():
     checked = promtool("check", "rules", "alerts.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr

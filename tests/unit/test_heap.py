@@ -41,6 +41,7 @@ def test_settle_exempts_what_survives_and_later_objects_are_collected(unfrozen: 
     kept = Node()
     frozen = heap.settle()
     assert frozen >= 1 and frozen == gc.get_freeze_count()
+    assert REGISTRY.get_sample_value("refdesk_heap_frozen_objects") == frozen
     assert not any(obj is kept for obj in gc.get_objects())  # out of every generation
 
     a, b = Node(), Node()
