@@ -52,6 +52,16 @@ class ProtocolClient:
         self.frames.append(frame)
         return frame
 
+    async def drain(self) -> None:
+        """Take in every frame already received, kept for `expect`: a client that sits
+        idle while frames arrive stops reading its connection once its buffer is full,
+        and then misses the pongs that keep it open."""
+        while True:
+            try:
+                self._pending.append(await self._next(0.01))
+            except TimeoutError:
+                return
+
     async def send_raw(self, text: str) -> None:
         await self.ws.send(text)
 

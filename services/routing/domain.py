@@ -246,6 +246,7 @@ def start_proactive(cmd: NewProactiveChat, now: datetime) -> Transition:
         queue_institution=cmd.institution,
         answered_institution=cmd.institution,
         answered_queue=cmd.queue,
+        handled_by=[cmd.institution],
     )
     sender = Sender(kind="operator", name=cmd.operator_name, id=cmd.operator)
     opening = Message(
@@ -292,9 +293,8 @@ def claim(
     claimed = chat.model_copy(
         update={
             "state": "active",
-            **_owned_by(chat, operator, operator_name),
+            **_handed_to(chat, operator, operator_name, by_institution),
             "claimed_at": ts,
-            **_answered_here(chat, by_institution),
         }
     )
     wait_s = max(0.0, (now - datetime.fromisoformat(chat.created_at)).total_seconds())
@@ -310,17 +310,45 @@ def claim(
 
 
 def _answered_here(chat: Chat, by_institution: str | None = None) -> dict[str, str | None]:
-    """Whoever first takes the chat answers it for the institution of the queue it is in,
-    or for their own when they cover it as a partner of that institution. The first to
-    answer keeps it: a backup service that answered and handed the chat back keeps sight of
-    it, even when the library re-claims it after a requeue."""
-    if chat.answered_institution is not None:
-        return {}
+    """Who answers the chat, for statistics: whoever first takes it answers for the
+    institution of the queue it is in, or for their own when they cover it as a partner
+    of that institution. Another institution that takes it over from the patron's own
+    library (a transfer to the backup service or a partner) answers it from then on; after
+    that the first other institution keeps it: a backup service that answered and handed
+    the chat back is still the one that answered, even when the library re-claims it after
+    a requeue."""
     held_by = chat.queue_institution or chat.institution
+    if chat.answered_institution is not None:
+        taken_from_home = (
+            chat.answered_institution == chat.institution
+            and by_institution is not None
+            and by_institution != chat.institution
+        )
+        if not taken_from_home:
+            return {}
+        return {"answered_institution": by_institution, "answered_queue": chat.queue}
     covering = by_institution is not None and by_institution not in (held_by, chat.institution)
     return {
         "answered_institution": by_institution if covering else held_by,
         "answered_queue": chat.queue,
+    }
+
+
+def _handed_to(
+    chat: Chat, operator: str, operator_name: str, institution: str | None
+) -> dict[str, Any]:
+    """The fields of a chat that changes hands to `operator` of `institution` (None: of
+    the institution whose queue holds the chat): its owner, everyone and every institution
+    that held it, and who answers it."""
+    held = chat.operators if operator in chat.operators else [*chat.operators, operator]
+    where = institution or chat.queue_institution or chat.institution
+    handled = chat.handled_by if where in chat.handled_by else [*chat.handled_by, where]
+    return {
+        "owner": operator,
+        "owner_name": operator_name,
+        "operators": held,
+        "handled_by": handled,
+        **_answered_here(chat, institution),
     }
 
 
@@ -415,12 +443,6 @@ def answered_by(chat: Chat, operator: str | None) -> bool:
     return operator is not None and (operator == chat.owner or operator in chat.operators)
 
 
-def _owned_by(chat: Chat, operator: str, operator_name: str) -> dict[str, Any]:
-    """The fields of a chat that changes hands to `operator`."""
-    held = chat.operators if operator in chat.operators else [*chat.operators, operator]
-    return {"owner": operator, "owner_name": operator_name, "operators": held}
-
-
 def tag(
     state: ChatState,
     by: Sender,
@@ -492,10 +514,12 @@ def offer_transfer(
     to_operator: str | None = None,
     to_queue: str | None = None,
     to_queue_institution: str | None = None,
+    to_institution: str | None = None,
     note: str | None = None,
 ) -> Transition:
     """The owner offers the chat to an operator, or to everyone `targets` lists for a queue
-    (of `to_queue_institution`, which the chat moves into when accepted).
+    (of `to_queue_institution`, which the chat moves into when accepted). `to_institution`
+    is the operator's or the queue's institution, whose staff may then act on the chat.
 
     `targets` are the operators who may accept, resolved by the caller from presence.
     """
@@ -520,6 +544,7 @@ def offer_transfer(
         to_operator=to_operator,
         to_queue=to_queue,
         to_queue_institution=to_queue_institution if to_queue else None,
+        to_institution=to_institution or (to_queue_institution if to_queue else None),
         targets=offered,
         note=note,
         offered_at=ts,
@@ -528,7 +553,13 @@ def offer_transfer(
     transferring = chat.model_copy(update={"state": "transferring"})
     n, stamp = _next(state, now)
     event = TransferOffered(**stamp, chat=transferring, offer=offer)
-    return Transition(_evolve(state, transferring, events=n, offer=offer), [event])
+    told = state.offered_to
+    if offer.to_institution is not None and offer.to_institution not in told:
+        told = [*told, offer.to_institution]
+    return Transition(
+        _evolve(state, transferring, events=n, offer=offer).model_copy(update={"offered_to": told}),
+        [event],
+    )
 
 
 def _require_offer(state: ChatState) -> TransferOffer:
@@ -540,19 +571,28 @@ def _require_offer(state: ChatState) -> TransferOffer:
 
 
 def accept_transfer(
-    state: ChatState, operator: str, operator_name: str, now: datetime
+    state: ChatState,
+    operator: str,
+    operator_name: str,
+    now: datetime,
+    institution: str | None = None,
 ) -> Transition:
-    """The first target to accept becomes the owner; everyone after them gets `conflict`."""
+    """The first target to accept becomes the owner; everyone after them gets `conflict`.
+    `institution`: the accepting operator's (by default the one the offer went to)."""
     offer = _require_offer(state)
     if operator not in offer.targets or operator in offer.declined:
         raise Refusal("forbidden", "this chat was not offered to you")
     chat = state.chat
-    moved = chat.model_copy(
+    into = chat.model_copy(
         update={
-            "state": "active",
-            **_owned_by(chat, operator, operator_name),
             "queue": offer.to_queue or chat.queue,
             "queue_institution": offer.to_queue_institution or chat.queue_institution,
+        }
+    )
+    moved = into.model_copy(
+        update={
+            "state": "active",
+            **_handed_to(into, operator, operator_name, institution or offer.to_institution),
         }
     )
     n, stamp = _next(state, now)
@@ -721,9 +761,15 @@ def _requeue(
 
 
 def take(
-    state: ChatState, operator: str, operator_name: str, monitoring: list[str], now: datetime
+    state: ChatState,
+    operator: str,
+    operator_name: str,
+    monitoring: list[str],
+    now: datetime,
+    institution: str | None = None,
 ) -> Transition:
-    """A colleague who monitors the queue takes over a chat whose owner is disconnected."""
+    """A colleague who monitors the queue takes over a chat whose owner is disconnected.
+    `institution`: the colleague's (by default the queue's)."""
     chat = state.chat
     _require_open(chat)
     if chat.state == "queued":
@@ -742,8 +788,7 @@ def take(
     taken = state.chat.model_copy(
         update={
             "state": "active",
-            **_owned_by(state.chat, operator, operator_name),
-            **_answered_here(state.chat),
+            **_handed_to(state.chat, operator, operator_name, institution),
         }
     )
     n, stamp = _next(state, now)

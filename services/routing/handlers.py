@@ -17,7 +17,7 @@ from shared.clock import Clock, iso
 from shared.errors import Refusal, StaleRevision
 from shared.meters import child
 from shared.retries import KeyedLocks, until_written
-from shared.schemas.chat import Chat, ChatState, SkippedQueue
+from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
     MAX_COVERAGE_DAYS,
@@ -112,7 +112,11 @@ class RoutingHandlers:
     # --- the one way a chat changes ----------------------------------------------------------
 
     async def _apply(
-        self, institution: str, chat_id: str, decide: Callable[[ChatState], domain.Transition]
+        self,
+        institution: str,
+        chat_id: str,
+        decide: Callable[[ChatState], domain.Transition],
+        answering_offer: bool = False,
     ) -> domain.Transition:
         """Decide on the freshest state we can see and write the result as one record; on
         a lost race, re-read and decide again.
@@ -123,7 +127,8 @@ class RoutingHandlers:
         a fresh read.
 
         `institution` is the asker's: a chat is found by id and answered only to an
-        institution it is visible to (see `Chat.visible_to`).
+        institution it is visible to (see `Chat.visible_to`), or, `answering_offer`, one
+        it has been offered to.
         """
 
         async def attempt(n: int) -> domain.Transition:
@@ -135,7 +140,8 @@ class RoutingHandlers:
         async def decide_and_write(fresh: bool) -> domain.Transition:
             cached = not fresh and self.chats.is_cached(chat_id)
             state, seq = await self.chats.load(chat_id, fresh=fresh)
-            if not self._may_act(state.chat, institution):
+            told = answering_offer and institution in state.offered_to
+            if not (told or self._may_act(state, institution)):
                 raise Refusal("not_found", f"no chat {chat_id}")
             try:
                 transition = decide(state)
@@ -159,10 +165,11 @@ class RoutingHandlers:
             attempt, self.cas_attempts, "the chat is changing too fast; try again"
         )
 
-    def _may_act(self, chat: Chat, institution: str) -> bool:
+    def _may_act(self, state: ChatState, institution: str) -> bool:
         """Who may see and act on a chat: its home, the institution whose queue holds it,
-        the one that answered it (`Chat.visible_to`), and partners of the queue's
-        institution, which cover its queues."""
+        those whose staff answered or held it (`Chat.visible_to`), and partners of the
+        queue's institution, which cover its queues."""
+        chat = state.chat
         held_by = chat.queue_institution or chat.institution
         return chat.visible_to(institution) or institution in self.queues.partners_of(held_by)
 
@@ -410,7 +417,9 @@ class RoutingHandlers:
         transition = await self._apply(
             req.institution,
             req.chat_id,
-            lambda state: domain.take(state, req.operator, req.operator_name, req.monitoring, now),
+            lambda state: domain.take(
+                state, req.operator, req.operator_name, req.monitoring, now, req.institution
+            ),
         )
         return ChatResult(chat=transition.state.chat)
 
@@ -545,7 +554,7 @@ class RoutingHandlers:
     async def transfer(self, req: TransferChat) -> TransferResult:
         state, _ = await self.chats.load(req.chat_id)
         # Another library's chat: say nothing of its queues to anyone it is hidden from.
-        if not self._may_act(state.chat, req.institution):
+        if not self._may_act(state, req.institution):
             raise Refusal("not_found", f"no chat {req.chat_id}")
         home = state.chat.institution
         into, targets = await self._transfer_targets(req, home)
@@ -562,6 +571,7 @@ class RoutingHandlers:
                 to_operator=req.to_operator,
                 to_queue=req.to_queue,
                 to_queue_institution=into,
+                to_institution=into,
                 note=req.note,
             ),
         )
@@ -575,7 +585,10 @@ class RoutingHandlers:
         transition = await self._apply(
             req.institution,
             req.chat_id,
-            lambda state: domain.accept_transfer(state, req.operator, req.operator_name, now),
+            lambda state: domain.accept_transfer(
+                state, req.operator, req.operator_name, now, req.institution
+            ),
+            answering_offer=True,
         )
         return ChatResult(chat=transition.state.chat)
 
@@ -585,6 +598,7 @@ class RoutingHandlers:
             req.institution,
             req.chat_id,
             lambda state: domain.decline_transfer(state, req.operator, now),
+            answering_offer=True,
         )
         return ChatResult(chat=transition.state.chat, changed=transition.changed)
 

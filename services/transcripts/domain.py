@@ -76,6 +76,14 @@ def answered_by(chat: Chat, backups: frozenset[str]) -> Answerer | None:
     return "backup" if answered in backups else "partner"
 
 
+def shared_with(chat: Chat) -> list[str]:
+    """The institutions besides the patron's library that see a chat's transcript: the one
+    that answered it and every one whose staff held it (a backup service a library handed
+    the chat to, a partner that covered it)."""
+    answered = [chat.answered_institution] if chat.answered_institution else []
+    return sorted({*answered, *chat.handled_by} - {chat.institution})
+
+
 def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     """The chat as of this event, with the event number it reflects and the facts that
     search and statistics filter and group on: the local day and hour of the week it
@@ -84,9 +92,7 @@ def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     doc = chat.model_dump(mode="json")
     doc["_id"] = chat.id
     doc["n"] = event.n
-    # The institution that answered a library's chat (a backup service) sees it too.
-    answered = chat.answered_institution
-    doc["shared_with"] = [answered] if answered and answered != chat.institution else []
+    doc["shared_with"] = shared_with(chat)
     created = datetime.fromisoformat(chat.created_at)
     # Milliseconds since the epoch: what ranges, sorting and page cursors compare, since
     # not every server compares ISO strings to the millisecond (the embedded one does not).

@@ -58,11 +58,18 @@ class Chat(Model):
     # Which institution and queue answered: set when an operator claims or takes it.
     answered_institution: str | None = None
     answered_queue: str | None = None
+    # Every institution whose staff has owned the chat, first first (the institutions of
+    # `operators`): a library that handed a chat to the backup service, and the backup
+    # service that took it, both keep sight of it.
+    handled_by: list[str] = Field(default_factory=list)
 
     def visible_to(self, institution: str) -> bool:
-        """The home library, the institution whose queue holds it and the one that
-        answered it may see and act on a chat; nobody else."""
-        return institution in (self.institution, self.queue_institution, self.answered_institution)
+        """The home library, the institution whose queue holds it, the one that answered
+        it and every one whose staff held it may see and act on a chat; nobody else."""
+        return (
+            institution in (self.institution, self.queue_institution, self.answered_institution)
+            or institution in self.handled_by
+        )
 
 
 class Sender(Model):
@@ -96,6 +103,9 @@ class TransferOffer(Model):
     to_operator: str | None = None
     to_queue: str | None = None
     to_queue_institution: str | None = None
+    # The institution of the operator or queue offered: its staff may act on the chat
+    # (accept, decline) while the offer is open, whoever else sees it.
+    to_institution: str | None = None
     targets: list[str]
     declined: list[str] = Field(default_factory=list)
     note: str | None = None
@@ -137,3 +147,6 @@ class ChatState(Model):
     chain: list[str] = Field(default_factory=list)
     queued_at: str | None = None
     rollover_after_s: int | None = None
+    # Institutions the chat has been offered to: their staff's answer to an offer that
+    # has ended is `conflict`, not `not_found`, since they were told of the chat.
+    offered_to: list[str] = Field(default_factory=list)

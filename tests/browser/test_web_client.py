@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from deploy.local.system import LocalSystem
-from tests.client import eventually
+from tests.client import eventually, signed_in
 from tests.conftest import tuesday_system
 from tests.servers import Servers
 
@@ -340,3 +341,72 @@ async def test_the_backup_service_hands_a_chat_back_to_the_library(
     finally:
         for context in contexts:
             await context.close()
+
+
+async def test_a_library_hands_a_chat_to_the_backup_service_at_the_desk(
+    tuesday: LocalSystem, browser: Browser
+):
+    """River's Cat claims her patron's chat and hands it to Dan at the backup service,
+    chosen from the backup service's list; Dan accepts, answers and closes; River and the
+    backup service both read the transcript, and Hill does not."""
+    base = tuesday.gateway_url
+    contexts = [await browser.new_context() for _ in range(3)]
+    question = "Can someone help with a citation tonight?"
+    try:
+        cat, dan, widget = [await c.new_page() for c in contexts]
+        await at_the_desk(cat, base, "demo-river-cat", "demo-river")
+        await at_the_desk(dan, base, "demo-backup-dan", "demo-backup")
+        await widget_online(cat, base, "river")
+
+        await widget.goto(f"{base}/widget?widget=river")
+        await widget.fill("#name", "Pat")
+        await widget.fill("#question", question)
+        await widget.click("#start-form button")
+        waiting = cat.locator("#waiting li", has_text=question)
+        await waiting.locator("button").click()
+        await expect(widget.locator("#log")).to_contain_text("Cat joined the chat.")
+
+        await cat.check("#transfer-cross")
+        backup = cat.locator("#transfer-choice optgroup[label='Backup service']")
+        await expect(backup.locator("option", has_text="Dan (backup)")).to_be_attached()
+        await cat.select_option("#transfer-choice", label="Dan (backup)")
+        await cat.fill("#transfer-note", "Citation help after our hours")
+        await cat.click("#transfer")
+        await accept_offer(dan, "Citation help after our hours")
+        await expect(dan.locator("#log")).to_contain_text(question)
+        await expect(widget.locator("#log")).to_contain_text("Dan has taken over the chat.")
+        await expect(cat.locator("#chat-title")).to_contain_text("transferred to Dan")
+        await dan.fill("#body", "Which style does your course use?")
+        await dan.click("#send")
+        await expect(widget.locator("#log")).to_contain_text("Which style does your course use?")
+        await widget.fill("#body", "APA, please.")
+        await widget.click("#send-form button")
+        await expect(dan.locator("#log")).to_contain_text("APA, please.")
+        await dan.click("#close")
+        await expect(widget.locator("#log")).to_contain_text("The chat has ended.")
+    finally:
+        for context in contexts:
+            await context.close()
+
+    async def transcript(username: str) -> httpx.Response:
+        async with await signed_in(base, username) as http:
+            return await http.get("/api/transcripts", params={"q": "citation"})
+
+    for reader in ("demo-river-cat", "demo-backup-dan"):
+
+        async def closed(reader: str = reader) -> list[str] | None:
+            found = (await transcript(reader)).json()["chats"]
+            done = [c for c in found if c["question"] == question and c["state"] == "closed"]
+            return [c["id"] for c in done] or None
+
+        ids = await eventually(closed, f"{reader} reads the closed chat")
+        async with await signed_in(base, reader) as http:
+            read = (await http.get(f"/api/transcripts/{ids[0]}")).json()
+        assert [m["body"] for m in read["messages"]][-2:] == [
+            "Which style does your course use?",
+            "APA, please.",
+        ]
+        assert read["chat"]["handled_by"] == ["river", "backup"]
+        assert read["chat"]["answered_institution"] == "backup"
+    hill = (await transcript("demo-hill-admin")).json()["chats"]
+    assert not [c for c in hill if c["question"] == question]

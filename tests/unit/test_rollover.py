@@ -118,3 +118,68 @@ def test_no_timeout_or_no_later_queue_means_no_rollover():
     assert last.state.chat.queue == "demo-overnight"
     assert domain.rollover_candidates(last.state) == []
     assert domain.deadlines(last.state, TIMING) == []
+
+
+def test_a_library_hands_a_chat_to_the_backup_service_which_answers_it_from_then_on():
+    """The other direction: River's operator offers the chat to the backup service's
+    operator (the chat stays in River's queue). The backup service may answer the offer,
+    holds the chat after it, and counts as having answered it; both keep sight of it."""
+    claimed = domain.claim(river_chat().state, "demo-river-rae", "Rae", ["demo-river"], after(5))
+    assert claimed.state.chat.handled_by == ["river"]
+    assert claimed.state.chat.answered_institution == "river"
+    offered = domain.offer_transfer(
+        claimed.state,
+        "demo-river-rae",
+        ["demo-backup-dan"],
+        after(10),
+        120,
+        to_operator="demo-backup-dan",
+        to_institution="backup",
+    )
+    assert offered.state.offer is not None and offered.state.offer.to_institution == "backup"
+    assert offered.state.offered_to == ["backup"]
+    taken = domain.accept_transfer(
+        offered.state, "demo-backup-dan", "Dan", after(20), institution="backup"
+    )
+    chat = taken.state.chat
+    assert (chat.owner, chat.queue, chat.queue_institution) == (
+        "demo-backup-dan",
+        "demo-river",
+        "river",
+    )
+    assert chat.handled_by == ["river", "backup"]
+    assert (chat.answered_institution, chat.answered_queue) == ("backup", "demo-river")
+    assert chat.visible_to("backup") and chat.visible_to("river")
+    assert not chat.visible_to("hill")
+    # Handed back home, the backup service is still the one that answered it.
+    again = domain.offer_transfer(
+        taken.state,
+        "demo-backup-dan",
+        ["demo-river-rae"],
+        after(30),
+        120,
+        to_operator="demo-river-rae",
+        to_institution="river",
+    )
+    home = domain.accept_transfer(again.state, "demo-river-rae", "Rae", after(40), "river")
+    assert home.state.chat.handled_by == ["river", "backup"]
+    assert home.state.chat.answered_institution == "backup"
+    assert home.state.offered_to == ["backup", "river"]
+
+
+def test_an_offer_to_an_operator_names_no_queue_institution():
+    """Only a queue transfer moves the chat into the target's queue; an operator transfer
+    records whose staff was offered it, and the chat stays where it was."""
+    claimed = domain.claim(river_chat().state, "demo-river-rae", "Rae", ["demo-river"], after(5))
+    offered = domain.offer_transfer(
+        claimed.state,
+        "demo-river-rae",
+        ["demo-backup-dan"],
+        after(10),
+        120,
+        to_operator="demo-backup-dan",
+        to_queue_institution="backup",
+        to_institution="backup",
+    )
+    assert offered.state.offer is not None
+    assert offered.state.offer.to_queue_institution is None

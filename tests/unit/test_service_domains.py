@@ -366,3 +366,24 @@ def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     assert limits.blocked(pair=10, address=0, name=10)  # one guesser, one name
     assert limits.blocked(pair=1, address=50, name=1)  # one address, many names
     assert limits.blocked(pair=1, address=1, name=100)  # many addresses, one name
+
+
+@pytest.mark.parametrize(
+    ("handled", "answered", "shared", "counted"),
+    [
+        ([], None, [], None),  # nobody answered: the library's alone
+        (["hill"], "hill", [], "home"),
+        (["hill", "river"], "river", ["river"], "partner"),  # handed to a partner
+        (["hill", "backup"], "backup", ["backup"], "backup"),  # handed to the backup
+        (["backup", "hill"], "backup", ["backup"], "backup"),  # the backup handed it home
+        (["hill", "river", "backup"], "river", ["backup", "river"], "partner"),
+    ],
+)
+def test_a_transcript_is_shared_with_every_institution_that_held_it(
+    handled, answered, shared, counted
+):
+    chat = started().state.chat.model_copy(
+        update={"handled_by": handled, "answered_institution": answered}
+    )
+    assert transcripts.shared_with(chat) == shared
+    assert transcripts.answered_by(chat, frozenset({"backup"})) == counted
