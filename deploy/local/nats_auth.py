@@ -87,6 +87,7 @@ PUBLISH: dict[str, list[str]] = {
         "widget.*.*.status",
         "presence.*.staffing",
         "presence.*.get",
+        "deadletter.routing",
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
     "transcripts": ["deadletter.transcripts", *PURGES["transcripts"]],
