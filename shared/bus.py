@@ -90,6 +90,8 @@ STATE_HEADER = "Refdesk-State"
 # JetStream's error code for a publish whose expected last sequence did not hold.
 WRONG_LAST_SEQUENCE = 10071
 APPEND_ATTEMPTS = 3
+# Told of a chat's last record when it does not parse: its subject, sequence, data and why.
+OnUnreadable = Callable[[str, int, bytes, ValidationError], Awaitable[None]]
 R = TypeVar("R", bound=BaseModel)
 Q = TypeVar("Q", bound=BaseModel)
 
@@ -334,22 +336,59 @@ class Bus:
         return None
 
     async def last_chat_record(
-        self, chat_id: str, institution: str | None = None
+        self,
+        chat_id: str,
+        institution: str | None = None,
+        unreadable: OnUnreadable | None = None,
     ) -> tuple[ChatRecord, int] | None:
         """A chat's current state: its last record and that record's sequence, read from
         the stream's leader. Without `institution` the chat is found by id alone (ids are
-        unique), as a backup service's operator asks about a library's chat."""
+        unique), as a backup service's operator asks about a library's chat.
+
+        A last record that does not parse (routing writes none: a fault, or a forgery with
+        routing's credentials) does not take the chat with it: the state is the chat's last
+        record that does, with the sequence of the last record of its subject, so that the
+        next conditional write follows the unreadable one and the chat goes on.
+        `unreadable` hears of it (else it is logged). A chat with no record that parses is
+        not found."""
         subject = subjects.chat_events_of(chat_id, institution)
         try:
             raw = await self.js.get_msg(subjects.CHAT_STREAM, subject=subject)
         except NotFoundError:
             return None
-        assert raw.data is not None and raw.seq is not None
-        return parse_chat_record(raw.data), raw.seq
+        assert raw.data is not None and raw.seq is not None and raw.subject is not None
+        try:
+            return parse_chat_record(raw.data), raw.seq
+        except ValidationError as error:
+            if unreadable is not None:
+                await unreadable(raw.subject, raw.seq, raw.data, error)
+            else:
+                log.warning("unreadable chat record on %s (#%d) passed over", raw.subject, raw.seq)
+        # The next write goes to the subject of the last readable record, after that
+        # subject's last record (a forgery may sit on another institution's subject).
+        readable: tuple[ChatRecord, str] | None = None
+        last_of: dict[str, int] = {}
+        for msg in await self._chat_records(subject):
+            if msg.metadata.sequence.stream > raw.seq:
+                break
+            last_of[msg.subject] = msg.metadata.sequence.stream
+            with contextlib.suppress(ValidationError):
+                readable = parse_chat_record(msg.data), msg.subject
+        return None if readable is None else (readable[0], last_of[readable[1]])
 
     async def chat_history(self, institution: str, chat_id: str) -> list[ChatEvent]:
-        """Every event of one chat, read back from the stream (the source of truth)."""
-        subject = subjects.chat_events(institution, chat_id)
+        """Every event of one chat, read back from the stream (the source of truth). A
+        record that does not parse is passed over (see `last_chat_record`)."""
+        events: list[ChatEvent] = []
+        for msg in await self._chat_records(subjects.chat_events(institution, chat_id)):
+            try:
+                events.extend(parse_chat_record(msg.data).events)
+            except ValidationError:
+                log.warning("unreadable chat record on %s passed over", msg.subject)
+        return events
+
+    async def _chat_records(self, subject: str) -> list[Msg]:
+        """Every record of one chat's subject, in order."""
         # Naming the stream saves a lookup by subject (and a permission to list streams).
         sub = await self.js.subscribe(
             subject,
@@ -357,19 +396,19 @@ class Bus:
             ordered_consumer=True,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
-        events: list[ChatEvent] = []
+        found: list[Msg] = []
         try:
             while True:
                 try:
                     msg = await sub.next_msg(timeout=self.request_timeout)
                 except NatsTimeout:
                     break
-                events.extend(parse_chat_record(msg.data).events)
+                found.append(msg)
                 if msg.metadata.num_pending == 0:
                     break
         finally:
             await sub.unsubscribe()
-        return events
+        return found
 
     async def forget_chat(self, institution: str, chat_id: str) -> int:
         """Purge one chat's records from the chat stream (patron privacy); returns how

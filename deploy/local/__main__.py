@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from deploy.local import demo_data
+from deploy.local.private import UMASK
 from deploy.local.processes import port_open
 from deploy.local.system import ROOT, SERVICES, LocalSystem, Ports
 from shared import store
@@ -39,6 +40,8 @@ async def _load_demo(uri: str) -> int:
 
 
 def main() -> None:
+    # Whatever this launcher and the processes it starts write is their user's alone.
+    os.umask(UMASK)
     data = Path(os.environ.get("REFDESK_DATA_DIR", ROOT / ".data"))
     ports = Ports(
         nats=int(os.environ.get("REFDESK_NATS_PORT", 4222)),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from deploy.local.private import write_private
 from shared import subjects
 
 SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
@@ -87,6 +88,7 @@ PUBLISH: dict[str, list[str]] = {
         "widget.*.*.status",
         "presence.*.staffing",
         "presence.*.get",
+        "deadletter.routing",
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
     "transcripts": ["deadletter.transcripts", *PURGES["transcripts"]],
@@ -131,8 +133,7 @@ def passwords(data: Path) -> dict[str, str]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         made = {user: secrets.token_urlsafe(24) for user in (*SERVICES, ADMIN)}
-        path.write_text(json.dumps(made))
-        path.chmod(0o600)
+        write_private(path, json.dumps(made))
     found: dict[str, str] = json.loads(path.read_text())
     return found
 
@@ -149,7 +150,7 @@ def write_config(data: Path) -> Path:
         for user, password in passwords(data).items()
     ]
     path = data / "nats-auth.conf"
-    path.write_text(json.dumps({"authorization": {"users": users}}, indent=1))
+    write_private(path, json.dumps({"authorization": {"users": users}}, indent=1))
     return path
 
 

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local.private import FILE_MODE, UMASK, private_dir
+
 
 def tool(name: str) -> str:
     """A console script installed beside this Python (the virtual environment) or on PATH."""
@@ -76,19 +78,22 @@ def spawn(
     cwd: Path | None = None,
 ) -> Child:
     """Start a process in its own session, so a Ctrl-C reaches only the launcher, which then
-    stops the children in order."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    stops the children in order. It runs with the umask `UMASK`, so that what it writes
+    (data, mail) is its user's alone, as is its log."""
+    private_dir(log_dir)
     log = log_dir / f"{name}.log"
-    handle = log.open("ab")
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
     popen = subprocess.Popen(
         argv,
-        stdout=handle,
+        stdout=fd,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         cwd=cwd,
         start_new_session=True,
+        umask=UMASK,
     )
-    handle.close()
+    os.close(fd)
     return Child(name, popen, log)
 
 

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local import nats_auth
+from deploy.local.private import FILE_MODE, private_dir, tighten, write_private
 from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
 from deploy.local.supervision import RestartPolicy, Watch
 
 # The directory first: it publishes the configuration the others follow.
 SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
+# What the local run keeps in its data directory: tightened at start (see keep_private).
+PRIVATE_DIRS = ("nats", "mongodb", "logs", "outbox")
+PRIVATE_FILES = ("nats-auth.conf", "nats-users.json", "jwt-secret", "mongodb.pid")
 
 
 @dataclass
@@ -55,8 +59,7 @@ class Ports:
 def start_nats(data: Path, port: int, logs: Path) -> Child:
     """nats-server with JetStream, and a user per service with its permissions
     (deploy/local/nats_auth.py): a client without credentials is refused."""
-    store_dir = data / "nats"
-    store_dir.mkdir(parents=True, exist_ok=True)
+    store_dir = private_dir(data / "nats")
     config = nats_auth.write_config(data)
     child = spawn(
         "nats-server",
@@ -90,8 +93,10 @@ def admin_nats_url(data: Path, port: int) -> str:
 
 
 def start_mongodb(data: Path, port: int, logs: Path) -> Child:
-    db_dir = data / "mongodb"
-    db_dir.mkdir(parents=True, exist_ok=True)
+    """nx-27017 on the loopback interface only, its files in a directory of their own.
+    It has no authentication (it takes any client, and answers a credentials handshake
+    with an error): only local users can reach it, and only its user read its files."""
+    db_dir = private_dir(data / "mongodb")
     child = spawn(
         "mongodb",
         [
@@ -159,13 +164,25 @@ class LocalSystem:
     def jwt_secret(self) -> str:
         path = self.data / "jwt-secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            write_private(path, secrets.token_urlsafe(48))
         return path.read_text().strip()
+
+    def keep_private(self) -> None:
+        """The data directory and what the local run keeps in it, its user's alone
+        (deploy/local/private.py), including what an earlier run left readable."""
+        private_dir(self.data)
+        for name in PRIVATE_FILES:
+            path = self.data / name
+            if path.is_file() and not path.is_symlink():
+                path.chmod(FILE_MODE)
+        for name in PRIVATE_DIRS:
+            tighten(self.data / name)
+        private_dir(self.logs)
+        private_dir(self.outbox)
 
     def start_infra(self) -> None:
         """Start the servers that were not given: NATS and MongoDB as local processes."""
+        self.keep_private()
         if self.nats_url is None:
             self.infra.append(start_nats(self.data, self.ports.nats, self.logs))
             self.nats_url = admin_nats_url(self.data, self.ports.nats)

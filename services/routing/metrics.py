@@ -68,6 +68,11 @@ TRANSFERS = Counter(
 CLAIM_CONFLICTS = Counter(
     "refdesk_claim_conflicts_total", "Claims refused because someone else was first"
 )
+DEAD_LETTERS = Counter(
+    "refdesk_routing_dead_letters_total",
+    "Chat records routing could not read, set aside on the dead-letter subject (each once); "
+    "the chat goes on from its last readable record",
+)
 
 
 def count(event: ChatEvent) -> None:

@@ -4,6 +4,11 @@ stream; queue configuration comes from MongoDB.
 Every write is one record, conditional on the chat's last one (see `Bus.append_chat_record`):
 state and events land together or not at all. A follower keeps an index of open chats (for
 queue snapshots, positions and deadlines) current with every routing replica's writes.
+
+A chat's last record that does not parse (routing writes none: a fault, or a forgery with
+routing's credentials) is set aside on the dead-letter subject, once, and the chat goes on
+from its last record that does (see `Bus.last_chat_record`): its patron and operator can
+go on, and its deadline timer finds a state to act on rather than failing every second.
 """
 
 from __future__ import annotations
@@ -15,19 +20,27 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from nats.aio.msg import Msg
+from pydantic import ValidationError
 
+from services.routing import metrics
 from services.routing.coverage import Directory
 from services.routing.domain import OPEN_STATES, Transition
-from shared.bus import STATE_HEADER, Bus, ChatFollower, record_id
+from shared import subjects
+from shared.bus import STATE_HEADER, Bus, ChatFollower, describe_validation, record_id
 from shared.configuration import ConfigView
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.chat import Chat, ChatState
 from shared.schemas.events import ChatRecord, parse_chat_record
 from shared.schemas.records import Queue
+from shared.schemas.requests import DeadLetter
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RECENT_WAITS = 20
 OWN_KEPT = 10_000
+# The name routing's dead letters go under (`deadletter.routing`).
+READER = "routing"
+SET_ASIDE_KEPT = 10_000
 PauseHook = Callable[[str, Transition], Awaitable[None]]
 ENDED = frozenset({"closed", "missed"})
 
@@ -47,6 +60,10 @@ class ChatStore:
         # Ids of records this replica is writing: the follower often hears one before the
         # publish's ack comes back, and need not decode what this replica already holds.
         self._own: OrderedDict[str, None] = OrderedDict()
+        # Stream sequences of unreadable records this replica has set aside: each goes to
+        # the dead letters once, however often it is read again.
+        self._set_aside: OrderedDict[int, None] = OrderedDict()
+        self._recovering: set[asyncio.Task[None]] = set()
 
     def is_cached(self, chat_id: str) -> bool:
         return chat_id in self._known
@@ -56,7 +73,7 @@ class ChatStore:
         stream even when this replica holds a copy (which may lag another's write)."""
         if not fresh and chat_id in self._known:
             return self._known[chat_id]
-        found = await self.bus.last_chat_record(chat_id)
+        found = await self.bus.last_chat_record(chat_id, unreadable=self._set_aside_record)
         if found is None:
             raise Refusal("not_found", f"no chat {chat_id}")
         record, seq = found
@@ -126,7 +143,44 @@ class ChatStore:
             return  # older than what this replica holds
         if known is None and headers.get(STATE_HEADER) in ENDED:
             return  # a chat that ended before this replica heard of it
-        self._observe(parse_chat_record(msg.data).state, seq)
+        try:
+            record = parse_chat_record(msg.data)
+        except ValidationError:
+            # Read again as a load does: set aside, and the chat as its last readable record.
+            task = asyncio.create_task(self._recover(chat_id))
+            self._recovering.add(task)
+            task.add_done_callback(self._recovering.discard)
+            return
+        self._observe(record.state, seq)
+
+    async def _recover(self, chat_id: str) -> None:
+        try:
+            await self.load(chat_id, fresh=True)
+        except Refusal:
+            pass  # no record of it parses: not a chat routing knows
+        except Exception:
+            log.exception("reading chat %s after an unreadable record failed", chat_id)
+
+    async def _set_aside_record(
+        self, subject: str, seq: int, data: bytes, error: ValidationError
+    ) -> None:
+        """An unreadable last record of a chat: logged, counted and published on the
+        dead-letter subject once, however often it is read."""
+        if seq in self._set_aside:
+            return
+        self._set_aside[seq] = None
+        if len(self._set_aside) > SET_ASIDE_KEPT:
+            self._set_aside.popitem(last=False)
+        log.error("unreadable chat record on %s (#%d) set aside; the chat goes on", subject, seq)
+        metrics.DEAD_LETTERS.inc()
+        letter = DeadLetter(
+            consumer=READER,
+            subject=subject,
+            stream_seq=seq,
+            error=describe_validation(error)[:500],
+            data=data.decode(errors="replace")[:65536],
+        )
+        await self.bus.publish(subjects.dead_letters(READER), letter)
 
     def open_chats(self, institution: str) -> list[ChatState]:
         return [s for s, _ in self._known.values() if s.chat.institution == institution]
@@ -162,6 +216,8 @@ class ChatStore:
 
     async def stop(self) -> None:
         await self._follower.stop()
+        for task in list(self._recovering):
+            await cancel_and_wait(task)
 
 
 class QueueDirectory:
