@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.routing import coverage, domain, metrics
+from services.routing.placement import Placement
 from services.routing.store import ChatStore, QueueDirectory
 from shared import subjects
 from shared.bus import Bus, Endpoint
-from shared.clock import Clock, iso
+from shared.clock import Clock
 from shared.errors import Refusal, StaleRevision
 from shared.meters import child
 from shared.retries import KeyedLocks, until_written
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
-    MAX_COVERAGE_DAYS,
     SESSION_EVENT,
     AnswerOffer,
     ChatResult,
     ClaimChat,
     CloseChat,
-    Coverage,
-    CoverageInterval,
     CoverageQuery,
     ListQueues,
     MessageResult,
@@ -41,10 +39,6 @@ from shared.schemas.requests import (
     ResumeResult,
     SessionChanged,
     SessionEnded,
-    SessionLookup,
-    SessionQuery,
-    Staffing,
-    StaffingQuery,
     StartChat,
     StartChatResult,
     StartProactive,
@@ -52,7 +46,6 @@ from shared.schemas.requests import (
     TransferChat,
     TransferResult,
     WaitingChat,
-    WidgetStatus,
     WidgetStatusQuery,
 )
 
@@ -81,6 +74,7 @@ class RoutingHandlers:
         self.clock = clock
         self.cas_attempts = cas_attempts
         self.timing = timing
+        self.placement = Placement(bus, chats, queues, clock)
         # Told of every sign-in, sign-out, status and monitoring change (widget availability).
         self.on_staffing_change: Callable[[], None] | None = None
         self._turns = KeyedLocks()
@@ -105,8 +99,8 @@ class RoutingHandlers:
             bind("resume", ResumeChat, self.resume),
             bind("owned", OwnedChats, self.owned),
             bind("proactive", StartProactive, self.proactive),
-            bind("coverage", CoverageQuery, self.coverage_of),
-            bind("widget", WidgetStatusQuery, self.widget),
+            bind("coverage", CoverageQuery, self.placement.coverage_of),
+            bind("widget", WidgetStatusQuery, self.placement.widget),
         ]
 
     # --- the one way a chat changes ----------------------------------------------------------
@@ -166,12 +160,9 @@ class RoutingHandlers:
         )
 
     def _may_act(self, state: ChatState, institution: str) -> bool:
-        """Who may see and act on a chat: its home, the institution whose queue holds it,
-        those whose staff answered or held it (`Chat.visible_to`), and partners of the
-        queue's institution, which cover its queues."""
         chat = state.chat
-        held_by = chat.queue_institution or chat.institution
-        return chat.visible_to(institution) or institution in self.queues.partners_of(held_by)
+        partners = self.queues.partners_of(chat.queue_institution or chat.institution)
+        return domain.may_act(chat, institution, partners)
 
     async def _opened(self, transition: domain.Transition) -> None:
         """A new chat: its first record is written only if the chat has none yet."""
@@ -206,132 +197,15 @@ class RoutingHandlers:
             )
             await self.bus.publish(subjects.chat_position(chat.institution, chat.id), update)
 
-    # --- who is there ---------------------------------------------------------------------
-
-    async def _staffing(self, institution: str, queue: str) -> list[str]:
-        """Operators who can take one more chat of the queue now."""
-        staffing = await self.bus.request(
-            subjects.presence(institution, "staffing"),
-            StaffingQuery(institution=institution, queue=queue),
-            Staffing,
-        )
-        return [op for op in staffing.operators if not self._at_limit(op, staffing.limits.get(op))]
-
-    async def _session(self, institution: str, operator: str) -> SessionLookup:
-        return await self.bus.request(
-            subjects.presence(institution, "get"),
-            SessionQuery(institution=institution, operator=operator),
-            SessionLookup,
-        )
-
-    def _at_limit(self, operator: str, max_chats: int | None) -> bool:
-        return max_chats is not None and len(self.chats.owned_by(operator)) >= max_chats
-
-    def _check_limit(self, operator: str, max_chats: int | None) -> None:
-        if self._at_limit(operator, max_chats):
-            raise Refusal("forbidden", f"you are at your limit of {max_chats} open chats")
-
-    # --- coverage: hours, calendars and who is there ------------------------------------
-
-    async def is_staffed(self, queue: Queue) -> bool:
-        return bool(await self._staffing(queue.institution, queue.name))
-
-    async def _walk(
-        self, directory: coverage.Directory, names: list[str], staffed: Staffed
-    ) -> coverage.Choice:
-        """The first queue of `names` open now and staffed takes the chat. Staffing is
-        asked only of open queues, and no further than the first that can take it."""
-        now = self.clock.now()
-        tried: list[tuple[str, str | None]] = []
-        for name in names:
-            queue = directory.queues.get(name)
-            if queue is None:
-                continue
-            why_not = directory.schedule(name).closed_reason(now)
-            if why_not is None and not await staffed(queue):
-                why_not = coverage.UNSTAFFED
-            tried.append((name, why_not))
-            if why_not is None:
-                break
-        return coverage.choose(tried)
-
-    async def _home_queue(self, institution: str, name: str) -> tuple[coverage.Directory, Queue]:
-        directory = await self.queues.directory()
-        queue = directory.queues.get(name)
-        if queue is None or queue.institution != institution:
-            raise Refusal("not_found", f"no queue {name}")
-        return directory, queue
-
-    async def widget(self, req: WidgetStatusQuery) -> WidgetStatus:
-        directory = await self.queues.directory()
-        found = directory.widgets.get(req.widget)
-        if found is None or found.institution != req.institution:
-            raise Refusal("not_found", f"no widget {req.widget}")
-        return await self.widget_status(directory, req.widget, self.is_staffed)
-
-    async def widget_status(
-        self, directory: coverage.Directory, widget_id: str, staffed: Staffed
-    ) -> WidgetStatus:
-        """A widget is online when a queue of its chain is open and staffed now."""
-        found = directory.widgets[widget_id]
-        choice = await self._walk(directory, directory.chain(found.queue), staffed)
-        return WidgetStatus(
-            institution=found.institution,
-            widget=found.id,
-            online=choice.queue is not None,
-            queue=choice.queue,
-            reason=choice.reason,
-            at=iso(self.clock.now()),
-        )
-
-    async def coverage_of(self, req: CoverageQuery) -> Coverage:
-        """Who answers a queue's chats over a span, by hours and calendars alone."""
-        directory = await self.queues.directory()
-        queue = directory.queues.get(req.queue)
-        everyone = req.principal.role == "consortium_admin"
-        if queue is None or not (everyone or queue.institution == req.institution):
-            raise Refusal("not_found", f"no queue {req.queue}")
-        zone = directory.schedule(queue.name).zone
-        try:
-            start = coverage.parse_instant(req.start, zone)
-            end = coverage.parse_instant(req.end, zone)
-        except ValueError as exc:
-            raise Refusal("invalid", f"from/to: {exc}") from exc
-        if end <= start:
-            raise Refusal("invalid", "to: must be after from")
-        if end - start > timedelta(days=MAX_COVERAGE_DAYS):
-            raise Refusal("invalid", f"to: a span may cover at most {MAX_COVERAGE_DAYS} days")
-        chain = [directory.schedule(name) for name in directory.chain(queue.name)]
-        return Coverage(
-            queue=queue.name,
-            intervals=[
-                CoverageInterval(start=iso(i.start), end=iso(i.end), queue=i.queue, reason=i.reason)
-                for i in coverage.timeline(chain, start, end)
-            ],
-        )
-
-    @staticmethod
-    def _count(trigger: str, choice: coverage.Choice, moved: bool) -> None:
-        if choice.queue is None:
-            outcome = "unavailable" if trigger == "start" else "held"
-        elif trigger == "rollover":
-            outcome = "rolled_over"
-        else:
-            outcome = "fallback" if moved else "home"
-        first = choice.skipped[0].reason if choice.skipped else ""
-        metrics.ROUTING_DECISIONS.labels(
-            trigger, outcome, coverage.cause(first) if first else "none"
-        ).inc()
-
     # --- patron side --------------------------------------------------------------------------
 
     async def start(self, req: StartChat) -> StartChatResult:
         """The chat goes to the first queue of the widget queue's chain that is open and
         staffed now; none is: `unavailable`, and the widget offers the message form."""
-        directory, home = await self._home_queue(req.institution, req.queue)
+        directory, home = await self.placement.home_queue(req.institution, req.queue)
         chain = directory.chain(home.name)
-        choice = await self._walk(directory, chain, self.is_staffed)
-        self._count("start", choice, moved=choice.queue != home.name)
+        choice = await self.placement.walk(directory, chain, self.placement.is_staffed)
+        self.placement.count("start", choice, moved=choice.queue != home.name)
         if choice.queue is None:
             raise Refusal(
                 "unavailable", f"nobody is answering {home.display_name} now ({choice.reason})"
@@ -391,7 +265,7 @@ class RoutingHandlers:
     # --- operator side ------------------------------------------------------------------------
 
     async def claim(self, req: ClaimChat) -> ChatResult:
-        self._check_limit(req.operator, req.max_chats)
+        self.placement.check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         try:
             transition = await self._apply(
@@ -412,7 +286,7 @@ class RoutingHandlers:
         return ChatResult(chat=chat)
 
     async def take(self, req: ClaimChat) -> ChatResult:
-        self._check_limit(req.operator, req.max_chats)
+        self.placement.check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -486,7 +360,7 @@ class RoutingHandlers:
         queue = await self.queues.get(req.institution, req.queue)
         if self.chats.open_chat_of_guest(req.institution, req.guest_id) is not None:
             raise Refusal("conflict", "this guest is already in a chat")
-        self._check_limit(req.operator, req.max_chats)
+        self.placement.check_limit(req.operator, req.max_chats)
         transition = domain.start_proactive(
             domain.NewProactiveChat(
                 chat_id=req.chat_id,
@@ -521,17 +395,17 @@ class RoutingHandlers:
             if queue is None:
                 raise Refusal("not_found", f"no queue {req.to_queue}")
             self._check_reach(req, home, queue.institution)
-            return queue.institution, await self._staffing(queue.institution, queue.name)
+            return queue.institution, await self.placement.staffing(queue.institution, queue.name)
         assert req.to_operator is not None
         account = view.account(req.to_operator)
         if account is None or account.disabled:
             raise Refusal("not_found", f"no operator {req.to_operator}")
         institution = account.institution
         self._check_reach(req, home, institution)
-        session = (await self._session(institution, req.to_operator)).session
+        session = (await self.placement.session(institution, req.to_operator)).session
         if session is None or session.status != "online":
             raise Refusal("unavailable", f"{req.to_operator} is not online")
-        if self._at_limit(req.to_operator, session.max_chats):
+        if self.placement.at_limit(req.to_operator, session.max_chats):
             raise Refusal("unavailable", f"{req.to_operator} is at their chat limit")
         return institution, [req.to_operator]
 
@@ -580,7 +454,7 @@ class RoutingHandlers:
         return TransferResult(chat=transition.state.chat, targets=offer.targets)
 
     async def accept(self, req: AnswerOffer) -> ChatResult:
-        self._check_limit(req.operator, req.max_chats)
+        self.placement.check_limit(req.operator, req.max_chats)
         now = self.clock.now()
         transition = await self._apply(
             req.institution,
@@ -619,7 +493,7 @@ class RoutingHandlers:
         state, _ = await self.chats.load(chat_id)
         owner = state.chat.owner
         if state.owner_left_at is not None and owner is not None:
-            if (await self._session(institution, owner)).session is not None:
+            if (await self.placement.session(institution, owner)).session is not None:
                 now = self.clock.now()
                 await self._apply(
                     institution, chat_id, lambda s: domain.owner_returned(s, owner, now)
@@ -638,8 +512,8 @@ class RoutingHandlers:
         directory = await self.queues.directory()
         chain = directory.current(state.chain)
         candidates = domain.rollover_candidates(state, chain)
-        choice = await self._walk(directory, candidates, self.is_staffed)
-        self._count("rollover", choice, moved=choice.queue is not None)
+        choice = await self.placement.walk(directory, candidates, self.placement.is_staffed)
+        self.placement.count("rollover", choice, moved=choice.queue is not None)
         chat, now, skipped = state.chat, self.clock.now(), _skipped(choice)
         if choice.queue is None:
             reason = f"rollover held: {choice.reason if candidates else ROLLOVER_OFF}"
@@ -680,7 +554,7 @@ class RoutingHandlers:
         if isinstance(event, SessionEnded):
             if event.reason == "signed_in_elsewhere":
                 return  # the operator is still here, in a newer session
-            if (await self._session(institution, operator)).session is not None:
+            if (await self.placement.session(institution, operator)).session is not None:
                 return  # already signed in again
         mark = domain.owner_left if isinstance(event, SessionEnded) else domain.owner_returned
         now = self.clock.now()

@@ -75,7 +75,7 @@ class WidgetWatch:
         async def staffed(queue: Queue) -> bool:
             # One question to presence per queue per tick, however many widgets share it.
             if queue.name not in known:
-                known[queue.name] = await self.handlers.is_staffed(queue)
+                known[queue.name] = await self.handlers.placement.is_staffed(queue)
             return known[queue.name]
 
         again = self.clock.monotonic() - self._republished >= self.republish_s
@@ -86,7 +86,7 @@ class WidgetWatch:
             del self._last[gone]  # deleted through the admin API
             metrics.forget_widget(gone)
         for widget_id in sorted(directory.widgets):
-            status = await self.handlers.widget_status(directory, widget_id, staffed)
+            status = await self.handlers.placement.widget_status(directory, widget_id, staffed)
             now = (status.online, status.queue, status.reason)
             changed = self._last.get(widget_id) != now
             if changed or again:

@@ -222,3 +222,18 @@ def test_nobody_tags_a_missed_chat():
     with pytest.raises(Refusal) as refused:
         domain.tag(missed, ANN, ["followup"], T0)
     assert refused.value.code == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("institution", "partners", "sees"),
+    [
+        ("hill", frozenset(), True),  # the patron's library
+        ("backup", frozenset(), True),  # held it
+        ("river", frozenset({"river"}), True),  # a partner of the queue's institution
+        ("river", frozenset(), False),
+        ("lake", frozenset({"river"}), False),
+    ],
+)
+def test_who_may_act_on_a_chat(institution, partners, sees):
+    chat = started().state.chat.model_copy(update={"handled_by": ["hill", "backup"]})
+    assert domain.may_act(chat, institution, partners) is sees
