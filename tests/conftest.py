@@ -45,6 +45,22 @@ E2E_ENV = {
 }
 
 
+# Each test is marked by the directory it lives in, so that `-m unit` runs the pure tests
+# in seconds and `-m "not e2e"` starts no whole system (browser tests start one too).
+MARKS_BY_DIRECTORY = {
+    "unit": ("unit",),
+    "integration": ("integration",),
+    "e2e": ("e2e",),
+    "browser": ("browser", "e2e"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in MARKS_BY_DIRECTORY.get(item.path.parent.name, ()):
+            item.add_marker(mark)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     with real_servers(tmp_path_factory.mktemp("servers")) as found:

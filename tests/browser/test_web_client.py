@@ -19,8 +19,6 @@ from tests.client import eventually, signed_in
 from tests.conftest import tuesday_system
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 CHROMIUM = os.environ.get("REFDESK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FOUND = Path(CHROMIUM).exists()
 FLAGS = [

@@ -11,8 +11,6 @@ import pytest
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, eventually, login, operator, patron
 
-pytestmark = pytest.mark.e2e
-
 
 async def transcript(
     system: LocalSystem,

@@ -17,8 +17,6 @@ import pytest
 from deploy.local.system import LocalSystem
 from tests.client import config_everywhere, operator, signed_in
 
-pytestmark = pytest.mark.e2e
-
 SCRATCH = "demo-hill-replicas"
 
 

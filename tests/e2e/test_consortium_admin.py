@@ -19,8 +19,6 @@ from deploy.local.system import LocalSystem
 from tests.client import login, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, claimed_chat, clients
 
-pytestmark = pytest.mark.e2e
-
 PASSWORD = "tall-stacks-quiet-reading-room"
 
 

@@ -11,8 +11,6 @@ import pytest
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, operator, patron
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def second_gateway(system: LocalSystem) -> Iterator[str]:

@@ -19,8 +19,6 @@ from tests.conftest import E2E_DB, start_system
 from tests.e2e.test_lifecycle import claimed_chat, clients
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 LIMIT = 64 * 1024
 
 

@@ -22,8 +22,6 @@ from tests.e2e.test_chat_path import transcript
 from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def pair(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:

@@ -20,8 +20,6 @@ from tests.conftest import start_system
 from tests.e2e.test_chat_path import transcript
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 MARKER = "fault-pause"
 FRAME_WAIT_S = 1.0
 _ids = itertools.count(1)

@@ -21,15 +21,12 @@ from urllib.parse import quote
 
 import httpx
 import jwt
-import pytest
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
 from shared.schemas.protocol import OperatorFrame, PatronFrame
 from tests.client import ProtocolClient, eventually, login, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, clients
-
-pytestmark = pytest.mark.e2e
 
 MARKER = "isolation-marker"
 REFUSED = {401, 403, 404}

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import pytest
 
 from deploy.local.system import LocalSystem
 from services.routing import domain
@@ -19,8 +18,6 @@ from shared.bus import Bus
 from tests.client import ProtocolClient, eventually, login, operator, patron, signed_in
 from tests.conftest import OFFER_TIMEOUT_S, OWNER_GRACE_S, PATRON_GRACE_S
 from tests.e2e.test_chat_path import transcript
-
-pytestmark = pytest.mark.e2e
 
 
 def about(chat_id: str, kind: str):  # type: ignore[no-untyped-def]

@@ -12,12 +12,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from deploy.local.system import SERVICES, LocalSystem
-
-pytestmark = pytest.mark.e2e
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 PROMTOOL = os.environ.get("REFDESK_PROMTOOL", "/usr/bin/promtool")

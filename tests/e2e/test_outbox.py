@@ -8,12 +8,8 @@ import stat
 import uuid
 from pathlib import Path
 
-import pytest
-
 from deploy.local.system import LocalSystem
 from tests.client import eventually, signed_in
-
-pytestmark = pytest.mark.e2e
 
 
 def mode(path: Path) -> int:

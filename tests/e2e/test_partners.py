@@ -10,14 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
 from tests.client import config_everywhere, eventually, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, claimed_chat, clients
-
-pytestmark = pytest.mark.e2e
 
 
 def replicas(system: LocalSystem) -> list[str]:

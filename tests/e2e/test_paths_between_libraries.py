@@ -37,8 +37,6 @@ from tests.conftest import TUESDAY_ROLLOVER_S, tuesday_system
 from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 DB = "refdesk_paths"
 
 

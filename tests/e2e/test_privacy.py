@@ -8,16 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from deploy.local.system import LocalSystem
 from shared import store
 from shared.bus import Bus
 from tests.client import eventually, operator, patron, signed_in
 from tests.conftest import E2E_DB
 from tests.e2e.test_lifecycle import about, clients
-
-pytestmark = pytest.mark.e2e
 
 NOTHING = {
     "chats": 0,

@@ -16,8 +16,6 @@ from deploy.local.system import LocalSystem
 from tests.conftest import start_system
 from tests.servers import Servers
 
-pytestmark = pytest.mark.e2e
-
 EXAMPLES = 25
 
 

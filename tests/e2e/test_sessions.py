@@ -9,12 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
-import pytest
 
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, login, operator, signed_in
-
-pytestmark = pytest.mark.e2e
 
 
 async def socket_of(base: str, token: str, **auth: str) -> tuple[ProtocolClient, dict]:

@@ -7,13 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from deploy.local.system import LocalSystem
 from tests.client import eventually, operator, signed_in
 from tests.e2e.test_lifecycle import about, claimed_chat, clients
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_the_previous_owner_tags_after_a_transfer_and_after_close(system: LocalSystem):

@@ -13,13 +13,10 @@ from typing import Any
 
 import aiosmtplib
 import httpx
-import pytest
 
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, eventually, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, clients
-
-pytestmark = pytest.mark.e2e
 
 
 def mail_to(outbox: Path, address: str, ref: str) -> list[EmailMessage]:

@@ -16,8 +16,6 @@ from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, eventually, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, clients
 
-pytestmark = pytest.mark.e2e
-
 
 async def answered_chat(
     ann: ProtocolClient, pat: ProtocolClient, question: str, reply: str, tags: list[str]

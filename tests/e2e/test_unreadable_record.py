@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import pytest
 from nats.aio.msg import Msg
 
 from deploy.local import nats_auth
@@ -21,8 +20,6 @@ from shared.schemas.requests import DeadLetter
 from tests.client import eventually, operator, patron, signed_in
 from tests.e2e.test_lifecycle import about, clients
 from tests.servers import Servers
-
-pytestmark = pytest.mark.e2e
 
 MALFORMED = b'{"v": 1, "state": {"chat": "not one"}, "events": "none"}'
 
