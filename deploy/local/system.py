@@ -131,6 +131,9 @@ class LocalSystem:
     nats_url: str | None = None
     nats_users: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The module each service starts from, where not `services.<name>`: a test may start a
+    # service through an entry point of its own (tests/fault_routing.py).
+    entry_points: dict[str, str] = field(default_factory=dict)
     infra: list[Child] = field(default_factory=list)
     services: dict[str, Child] = field(default_factory=dict)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
@@ -208,7 +211,8 @@ class LocalSystem:
                 env.setdefault("REFDESK_INBOUND_SMTP_PORT", str(self.ports.inbound_mail))
         self.ports.ops.setdefault(key, free_port())
         env["REFDESK_OPS_PORT"] = str(self.ports.ops[key])
-        child = spawn(key, [sys.executable, "-m", f"services.{name}"], self.logs, env, ROOT)
+        module = self.entry_points.get(name, f"services.{name}")
+        child = spawn(key, [sys.executable, "-m", module], self.logs, env, ROOT)
         self.services[key] = child
         self._started_as[key] = (name, replica)
         self.watches[key] = Watch(started_at=time.monotonic())

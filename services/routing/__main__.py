@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from services.routing.domain import Timing
 from services.routing.handlers import RoutingHandlers
 from services.routing.settings import RoutingSettings
-from services.routing.store import ChatStore, QueueDirectory, pause_on_marker
+from services.routing.store import ChatStore, PauseHook, QueueDirectory
 from services.routing.timers import DeadlineTimers
 from services.routing.widgets import WidgetWatch
 from shared import subjects
@@ -19,10 +19,11 @@ VERSION = "0.1.0"
 
 
 @asynccontextmanager
-async def start(runtime: Runtime) -> AsyncIterator[None]:
+async def start(runtime: Runtime, pause: PauseHook | None = None) -> AsyncIterator[None]:
+    """Routing's replica. `pause`: a hook around each write, for fault tests only
+    (tests/fault_routing.py starts routing with one)."""
     settings = runtime.settings
     assert isinstance(settings, RoutingSettings)
-    pause = pause_on_marker(settings.fault_pause_marker) if settings.fault_pause_marker else None
     chats = ChatStore(runtime.bus, pause)
     timing = Timing(
         offer_timeout_s=settings.offer_timeout_s,

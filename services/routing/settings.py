@@ -14,7 +14,3 @@ class RoutingSettings(CommonSettings):
     widget_tick_s: float = 1.0
     # Every widget's status is announced again this often, for gateways that started late.
     widget_republish_s: float = 30.0
-    # Fault tests only: a message whose body holds `<marker>:before` or `<marker>:after`
-    # pauses this replica just before or just after its write, so that a test can kill it
-    # there. Empty (off) in every real deployment.
-    fault_pause_marker: str = ""

@@ -252,17 +252,3 @@ class QueueDirectory:
 
     def partners_of(self, institution: str) -> frozenset[str]:
         return self.view.partners_of(institution)
-
-
-def pause_on_marker(marker: str) -> PauseHook:
-    """A fault-test hook: hold a transition whose message body holds `<marker>:<step>` at
-    that step until the process is killed."""
-
-    async def pause(step: str, transition: Transition) -> None:
-        tag = f"{marker}:{step}"
-        for event in transition.events:
-            if event.type == "message" and tag in event.message.body:
-                log.warning("fault test: paused %s the write of chat %s", step, event.chat.id)
-                await asyncio.Event().wait()
-
-    return pause

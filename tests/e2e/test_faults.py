@@ -57,6 +57,16 @@ async def kill_and_recover(system: LocalSystem, key: str, env: dict[str, str] | 
     assert any(f"{key} restarted" in line for line in said), said
 
 
+def with_fault_hook(system: LocalSystem, marker: str | None) -> dict[str, str]:
+    """Routing's next start goes through the fault tests' entry point, holding writes
+    marked `marker`; None: through its own again. Returns the environment to set."""
+    if marker is None:
+        system.entry_points.pop("routing", None)
+        return {"FAULT_PAUSE_MARKER": ""}
+    system.entry_points["routing"] = "tests.fault_routing"
+    return {"FAULT_PAUSE_MARKER": marker}
+
+
 class Talk:
     """A chat in which every message is sent with a client id and resent with the same id
     until it is acknowledged, as the web client and the widget do."""
@@ -120,7 +130,7 @@ async def test_routing_killed_at_either_side_of_its_write_loses_and_doubles_noth
     faulty: LocalSystem, step: str
 ):
     # Routing runs with the fault hook, so that it can be caught at that step of a write.
-    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": MARKER})
+    await kill_and_recover(faulty, "routing", with_fault_hook(faulty, MARKER))
     talk = await open_talk(faulty, faulty.gateway_url, faulty.gateway_url)
     await talk.exchange(talk.pat, talk.ann, "first")
     await talk.exchange(talk.ann, talk.pat, "second")
@@ -133,7 +143,7 @@ async def test_routing_killed_at_either_side_of_its_write_loses_and_doubles_noth
         heard = await talk.ann.expect(lambda f: f["type"] == "message" and f["body"] == body)
         assert heard["seq"] == 4
     # SIGKILL the paused replica; it comes back without the hook.
-    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": ""})
+    await kill_and_recover(faulty, "routing", with_fault_hook(faulty, None))
 
     resent = await talk.send(talk.pat, body, client_id)
     assert resent["type"] == "ack" and resent["seq"] == 4
@@ -190,7 +200,7 @@ async def test_a_gateway_killed_mid_chat_its_patron_resumes_on_the_other(faulty:
 
 
 async def test_frames_stuck_behind_a_held_one_are_refused_busy_not_queued(faulty: LocalSystem):
-    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": MARKER})
+    await kill_and_recover(faulty, "routing", with_fault_hook(faulty, MARKER))
     talk = await open_talk(faulty, faulty.gateway_url, faulty.gateway_url)
     held = f"{MARKER}:before stuck"
     frames = [
@@ -205,7 +215,7 @@ async def test_frames_stuck_behind_a_held_one_are_refused_busy_not_queued(faulty
         # Each waited behind it longer than FRAME_WAIT_S: refused at once, unhandled.
         refused = await talk.pat.expect(lambda f, i=i: f.get("ref") == f"t{i}")
         assert refused["code"] == "busy" and refused["retry_after_ms"] > 0
-    await kill_and_recover(faulty, "routing", {"REFDESK_FAULT_PAUSE_MARKER": ""})
+    await kill_and_recover(faulty, "routing", with_fault_hook(faulty, None))
     # The socket is open and the chat goes on.
     await talk.exchange(talk.pat, talk.ann, "still there?")
     await finish(faulty, talk, expected=2)
