@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.telemetry import Tracing
 
+# Where the tickets service takes patrons' replies by SMTP when it listens (under `make
+# run` and in production; the service's own default is not to listen).
+INBOUND_SMTP_PORT = 2525
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFDESK_", extra="ignore")

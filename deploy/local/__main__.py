@@ -11,12 +11,12 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from deploy.local import demo_data
 from deploy.local.private import UMASK
 from deploy.local.processes import port_open
-from deploy.local.system import ROOT, SERVICES, LocalSystem, Ports
+from deploy.local.settings import LauncherSettings
+from deploy.local.system import SERVICES, LocalSystem, Ports
 from shared import store
 
 
@@ -29,11 +29,11 @@ def _check_free(ports: Ports, own_mongodb: bool) -> None:
             sys.exit(f"port {port} ({name}) is already in use: is refdesk already running?")
 
 
-async def _load_demo(uri: str) -> int:
+async def _load_demo(uri: str, settings: LauncherSettings) -> int:
     client = store.connect(uri, "launcher")
     try:
         return await demo_data.load(
-            store.database(client, os.environ.get("REFDESK_MONGODB_DB", "refdesk"))
+            store.database(client, settings.mongodb_db), settings.demo_password
         )
     finally:
         await client.close()
@@ -42,14 +42,15 @@ async def _load_demo(uri: str) -> int:
 def main() -> None:
     # Whatever this launcher and the processes it starts write is their user's alone.
     os.umask(UMASK)
-    data = Path(os.environ.get("REFDESK_DATA_DIR", ROOT / ".data"))
+    settings = LauncherSettings()
+    data = settings.data_dir
     ports = Ports(
-        nats=int(os.environ.get("REFDESK_NATS_PORT", 4222)),
-        mongodb=int(os.environ.get("REFDESK_MONGODB_PORT", 27017)),
-        gateway=int(os.environ.get("REFDESK_PORT", 8000)),
-        inbound_mail=int(os.environ.get("REFDESK_INBOUND_SMTP_PORT", 2525)),
+        nats=settings.nats_port,
+        mongodb=settings.mongodb_port,
+        gateway=settings.port,
+        inbound_mail=settings.inbound_smtp_port,
     )
-    uri = os.environ.get("REFDESK_MONGODB_URI") or None
+    uri = settings.mongodb_uri or None
     _check_free(ports, uri is None)
     system = LocalSystem(data=data, ports=ports, mongodb_uri=uri)
     stopping = False
@@ -68,12 +69,12 @@ def main() -> None:
         )
         system.start_infra()
         assert system.mongodb_uri is not None
-        added = asyncio.run(_load_demo(system.mongodb_uri))
+        added = asyncio.run(_load_demo(system.mongodb_uri, settings))
         print(f"demo data loaded ({added} documents added)", flush=True)
         print(f"starting services: {', '.join(SERVICES)} ...", flush=True)
         system.start_services()
         url = system.gateway_url
-        password = os.environ.get("REFDESK_DEMO_PASSWORD", demo_data.DEFAULT_PASSWORD)
+        password = settings.demo_password
         print(
             f"""
 refdesk is running.

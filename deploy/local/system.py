@@ -16,6 +16,7 @@ from deploy.local import nats_auth
 from deploy.local.private import FILE_MODE, private_dir, tighten, write_private
 from deploy.local.processes import Child, free_port, spawn, tool, wait_listening
 from deploy.local.supervision import RestartPolicy, Watch
+from shared.settings import INBOUND_SMTP_PORT
 
 # The directory first: it publishes the configuration the others follow.
 SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
@@ -43,7 +44,7 @@ class Ports:
     # Public ports of gateway replicas after the first (whose is `gateway`).
     public: dict[str, int] = field(default_factory=dict)
     # Where the tickets service takes patrons' replies by email (SMTP).
-    inbound_mail: int = 2525
+    inbound_mail: int = INBOUND_SMTP_PORT
 
     @classmethod
     def free(cls) -> Ports:
