@@ -95,14 +95,6 @@ class ConfigView:
         }
         return frozenset(found - {institution})
 
-    def snippets_for(self, institution: str, consortium: str) -> list[Snippet]:
-        """The snippets an operator of `institution` may use: their library's and the
-        consortium's."""
-        return sorted(
-            (s for s in self.snippets.values() if s.institution in (institution, consortium)),
-            key=lambda s: s.name,
-        )
-
     def zone_of(self, institution: str) -> str:
         found = self.institutions.get(institution)
         return found.timezone if found is not None else "UTC"

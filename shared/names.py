@@ -62,11 +62,6 @@ def check_snippet(value: str) -> str:
     return value
 
 
-def institution_of_user(user: str) -> str:
-    """The institution part of a valid user name."""
-    return check_user(user).split("-")[1]
-
-
 def institution_of_queue(queue: str) -> str:
     """The institution part of a valid queue name."""
     return check_queue(queue).split("-")[1]
