@@ -142,6 +142,22 @@ async def test_pages_say_who_may_frame_them(system: LocalSystem):
         assert unknown.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
+async def test_pages_are_served_only_at_their_own_addresses(system: LocalSystem):
+    """Under /static a page would go without the headers that say who may frame it: any
+    site could frame the desk, or a widget whatever its allowed origins."""
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        for path in (
+            "/static/operator.html",
+            "/static/widget.html",
+            "/static/demo.html",
+            "/static/operator.html/",
+            "/static/./widget.html",
+        ):
+            assert (await http.get(path)).status_code == 404, path
+        for asset in ("/static/style.css", "/static/operator.js", "/static/widget-page.js"):
+            assert (await http.get(asset)).status_code == 200, asset
+
+
 async def test_guest_sightings_expire(system: LocalSystem):
     client = store.connect(system.mongodb_uri or "", "tests")
     try:
