@@ -87,8 +87,8 @@ class TokenBucket:
         return False
 
 
-def check_frame_size(raw: str, limit: int) -> None:
-    if len(raw.encode()) > limit:
+def check_frame_size(raw: str | bytes, limit: int) -> None:
+    if len(raw.encode() if isinstance(raw, str) else raw) > limit:
         raise Refusal("too_large", f"frame is larger than {limit} bytes")
 
 

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -572,12 +572,14 @@ class FrameLoop:
         queues without bound behind a socket."""
         loop = asyncio.get_running_loop()
         settings = self.gw.settings
-        inbox: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue(settings.frame_inbox)
+        inbox: asyncio.Queue[tuple[float, str | bytes] | None] = asyncio.Queue(settings.frame_inbox)
 
         async def read() -> None:
             try:
                 while True:
-                    raw = await ws.receive_text()
+                    raw = _frame_data(await ws.receive())
+                    if raw is None:
+                        break
                     try:
                         inbox.put_nowait((loop.time(), raw))
                     except asyncio.QueueFull:
@@ -617,7 +619,7 @@ class FrameLoop:
             )
             self.outbox.close(4408)
 
-    def refuse_busy(self, raw: str) -> None:
+    def refuse_busy(self, raw: str | bytes) -> None:
         """Answer a frame `busy` without handling it (its ref, if it has one, is read)."""
         try:
             data = _parse_json(raw)
@@ -628,7 +630,7 @@ class FrameLoop:
             Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS), ref
         )
 
-    async def handle(self, raw: str) -> None:
+    async def handle(self, raw: str | bytes) -> None:
         started = time.perf_counter()
         ref: str | None = None
         try:
@@ -688,7 +690,21 @@ def _readable(msg: Msg) -> RecordEvents | None:
         return None
 
 
-def _parse_json(raw: str) -> dict[str, Any]:
+def _frame_data(message: Mapping[str, Any]) -> str | bytes | None:
+    """What a received WebSocket message carries: a text frame's text, a binary frame's
+    bytes (refused `invalid` when handled: the protocol is JSON text), or None when the
+    client has gone."""
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    return bytes(message.get("bytes") or b"")
+
+
+def _parse_json(raw: str | bytes) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raise Refusal("invalid", "frames are JSON text; a binary frame is not read")
     try:
         data = json.loads(raw)
     except ValueError as exc:

@@ -14,7 +14,7 @@ import websockets
 
 from deploy.local.system import LocalSystem
 from shared import store
-from tests.client import ProtocolClient, eventually, operator, patron
+from tests.client import ProtocolClient, eventually, login, operator, patron
 from tests.conftest import E2E_DB, start_system
 from tests.e2e.test_lifecycle import claimed_chat, clients
 from tests.servers import Servers
@@ -156,6 +156,29 @@ async def test_pages_are_served_only_at_their_own_addresses(system: LocalSystem)
             assert (await http.get(path)).status_code == 404, path
         for asset in ("/static/style.css", "/static/operator.js", "/static/widget-page.js"):
             assert (await http.get(asset)).status_code == 200, asset
+
+
+async def test_a_binary_frame_is_refused_and_the_socket_stays(system: LocalSystem):
+    """The protocol is JSON text: a binary frame is answered `invalid`, like any bad
+    frame, and never closes the socket, before or after the greeting, on either socket."""
+    base = system.gateway_url
+    ws = base.replace("http", "ws")
+    token = await login(base, "demo-hill-bob")
+    sockets = (
+        (f"{ws}/ws/patron?widget=hill", {"type": "hello", "token": None}),
+        (f"{ws}/ws/operator", {"type": "auth", "token": token}),
+    )
+    for url, greeting in sockets:
+        client = await ProtocolClient.connect(url)
+        async with clients(client):
+            await client.ws.send(json.dumps(greeting).encode())
+            refused = await client.expect("error")
+            assert refused["code"] == "invalid" and "binary" in refused["message"], refused
+            await client.ok(greeting)  # still open, and the binary frame changed nothing
+            await client.ws.send(b"\x00\xff")
+            assert (await client.expect("error"))["code"] == "invalid"
+            answer = await client.request({"type": "typing", "chat_id": "nothing"})
+            assert answer["code"] == "forbidden"  # still open, still reading frames
 
 
 async def test_guest_sightings_expire(system: LocalSystem):
