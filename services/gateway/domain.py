@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared.errors import Refusal
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message
+from shared.schemas.chat import Chat, Message, Sender
 from shared.schemas.events import (
     ChatClaimed,
     ChatClosed,
@@ -47,6 +47,8 @@ from shared.schemas.protocol import (
     MessageFrame,
     OwnerPresenceFrame,
     PatronChat,
+    PatronSender,
+    PatronTypingFrame,
     QueueChatAdded,
     QueueChatRemoved,
     TicketFrame,
@@ -119,11 +121,23 @@ def patron_chat(chat: Chat) -> PatronChat:
 M = TypeVar("M", Message, MessageFrame)
 
 
+def patron_sender(sender: Sender) -> PatronSender:
+    """Who wrote or types, as a patron is told: staff by display name, never their login."""
+    return PatronSender(
+        kind=sender.kind, name=sender.name, id=sender.id if sender.kind == "patron" else None
+    )
+
+
 def for_patron(message: M) -> M:
     """A message as a patron sees it: staff by display name, never their login."""
     if message.from_.kind == "patron" or message.from_.id is None:
         return message
-    return message.model_copy(update={"from_": message.from_.model_copy(update={"id": None})})
+    return message.model_copy(update={"from_": patron_sender(message.from_)})
+
+
+def patron_typing(chat_id: str, sender: Sender) -> PatronTypingFrame:
+    """Someone of staff types in a patron's chat: the patron hears who by name only."""
+    return PatronTypingFrame(chat_id=chat_id, from_=patron_sender(sender))
 
 
 @dataclass(frozen=True)

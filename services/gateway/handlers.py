@@ -466,14 +466,16 @@ class Gateway:
             notice = TypingNotice.model_validate_json(data)
         except ValidationError:
             return
-        frame = TypingFrame(chat_id=notice.chat_id, from_=notice.from_)
         if notice.from_.kind == "patron":
             owner = self.hub.owner(self.hub.chat_owners.get(notice.chat_id))
             if owner is not None:
-                owner.outbox.send(frame)
+                owner.outbox.send(TypingFrame(chat_id=notice.chat_id, from_=notice.from_))
         else:
-            for link in self.hub.patrons_by_chat.get(notice.chat_id, ()):
-                link.outbox.send(frame)
+            links = self.hub.patrons_by_chat.get(notice.chat_id, ())
+            if links:
+                text = domain.patron_typing(notice.chat_id, notice.from_).model_dump_json()
+                for link in links:
+                    link.outbox.send_text(text)
 
     async def _on_position(self, data: bytes) -> None:
         try:

@@ -80,6 +80,36 @@ async def test_a_patron_sees_the_chat_and_who_answers_never_staff_fields(system:
             await ann.ok({"type": "chat.close", "chat_id": chat_id})
 
 
+async def test_no_frame_a_patron_receives_carries_a_staff_login(system: LocalSystem):
+    """Typing, messages, a transfer and the close: every frame the patron gets is one of
+    PATRON_SERVER_FRAME's (the client checks each), and no login appears anywhere."""
+    base = system.gateway_url
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    bob = await operator(base, "demo-hill-bob", ["demo-hill"])
+    pat, chat_id, _ = await claimed_chat(system, ann)
+    async with clients(ann, bob, pat):
+        await ann.ok({"type": "typing", "chat_id": chat_id})
+        typing = await pat.expect("typing")
+        assert typing["from"]["kind"] == "operator" and typing["from"].get("id") is None
+        await pat.ok({"type": "typing", "chat_id": chat_id})
+        heard = await ann.expect("typing")
+        assert heard["from"]["kind"] == "patron" and heard["from"]["id"]
+        await ann.ok({"type": "message", "chat_id": chat_id, "body": "One moment."})
+        await pat.expect("message")
+        await ann.ok(
+            {"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}}
+        )
+        await bob.expect("transfer.offer")
+        await bob.ok({"type": "transfer.accept", "chat_id": chat_id})
+        await pat.expect("chat.transferred")
+        await bob.ok({"type": "typing", "chat_id": chat_id})
+        assert (await pat.expect("typing"))["from"].get("id") is None
+        await bob.ok({"type": "chat.close", "chat_id": chat_id})
+        await pat.expect("chat.closed")
+        seen = json.dumps(pat.frames)
+        assert "demo-hill-ann" not in seen and "demo-hill-bob" not in seen
+
+
 async def test_the_page_a_patron_came_from_reaches_staff_only_as_a_web_address(
     system: LocalSystem,
 ):

@@ -17,7 +17,7 @@ from shared.audience import audience
 from shared.errors import Refusal
 from shared.schemas.events import ChatRecord
 from shared.schemas.privacy import ErasePatron
-from shared.schemas.protocol import InternalTarget
+from shared.schemas.protocol import InternalTarget, PatronTypingFrame
 from shared.schemas.records import Account, Institution, Principal
 from shared.schemas.requests import InternalMessage, OpenSession, SessionRef
 from shared.schemas.tickets import CreateTicket, ReplyToTicket, Ticket, UpdateTicket
@@ -43,6 +43,18 @@ def test_size_limits_count_bytes():
     with pytest.raises(Refusal) as blank:
         gateway.check_body("   ", 4096)
     assert blank.value.code == "invalid"
+
+
+def test_a_patron_hears_who_types_by_name_never_by_login():
+    frame = gateway.patron_typing("c1", ANN)
+    assert frame.model_dump(by_alias=True)["from"] == {
+        "kind": "operator",
+        "name": "Ann",
+        "id": None,
+    }
+    assert gateway.patron_typing("c1", PATRON).from_.id == "guest1"  # their own guest id
+    with pytest.raises(ValueError, match="login"):
+        PatronTypingFrame(chat_id="c1", from_=ANN.model_dump())
 
 
 def seen_by(event, to: gateway.To) -> list[str]:  # type: ignore[no-untyped-def]
