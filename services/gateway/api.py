@@ -5,6 +5,7 @@ these closures at definition time.
 """
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -89,6 +90,8 @@ from shared.schemas.tickets import (
     UpdateTicket,
 )
 from shared.subjects import DirectoryAction
+
+log = logging.getLogger(__name__)
 
 SIGN_IN_TIMEOUT_S = 10.0
 MAX_SPAN = timedelta(days=366)
@@ -305,6 +308,15 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if await get().counters.add(key) > get().settings.login_attempts_per_minute:
             raise Refusal("rate_limited", "too many requests; wait a minute")
 
+    async def forgive(keys: Iterable[str]) -> None:
+        """Take back an attempt counted in advance. Should that fail, the count stays one
+        too high for a minute: on the safe side, and no reason to refuse the caller."""
+        for key in keys:
+            try:
+                await get().counters.add(key, -1)
+            except Exception:
+                log.warning("could not take back a counted sign-in attempt", exc_info=True)
+
     async def change(action: DirectoryAction, request: Model, claims: StaffClaims) -> None:
         """Ask the directory for a change, and answer once this replica's view has it, so
         the caller reads their own write here (other replicas have it within moments)."""
@@ -332,7 +344,16 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             settings.login_failures_per_address,
             settings.login_failures_per_name,
         )
+        # Already over: refused without a write.
         if limits.blocked(*[await counters.count(key) for key in counted]):
+            metrics.LOGINS.labels("throttled").inc()
+            raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
+        # Counted before it is checked, atomically, as if it will fail: forty attempts at
+        # once take forty places, and only those within the allowance are checked. One
+        # that is refused here, or turns out not to be a wrong password, is taken back.
+        counts = [await counters.add(key) for key in counted]
+        if not limits.admits(*counts):
+            await forgive(counted)
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         try:
@@ -346,10 +367,11 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             )
         except Refusal as refusal:
             if refusal.code == "unauthorized":
-                for key in counted:
-                    await counters.add(key)
                 metrics.LOGINS.labels("refused").inc()
+            else:
+                await forgive(counted)  # not a guess that failed: the directory did not say
             raise
+        await forgive(counted)
         metrics.LOGINS.labels("ok").inc()
         claims = StaffClaims(user.username, user.institution, user.role, user.display_name)
         token = get().tokens.issue_staff(claims, get().clock.now())

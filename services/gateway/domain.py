@@ -243,11 +243,18 @@ class SignInLimits:
     per_name: int
 
     def blocked(self, pair: int, address: int, name: int) -> bool:
+        """Whether the failures counted so far leave no room for another attempt."""
         return (
             pair >= self.per_name_and_address
             or address >= self.per_address
             or name >= self.per_name
         )
+
+    def admits(self, pair: int, address: int, name: int) -> bool:
+        """Whether an attempt may be checked, given the counts with it already added: an
+        attempt takes its place before the directory checks it, so that however many
+        arrive at once, at most the allowance are checked."""
+        return not self.blocked(pair - 1, address - 1, name - 1)
 
 
 def origin_of(url: str) -> str:

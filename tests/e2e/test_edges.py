@@ -16,6 +16,7 @@ from deploy.local.system import LocalSystem
 from shared import store
 from tests.client import ProtocolClient, eventually, login, operator, patron
 from tests.conftest import E2E_DB, start_system
+from tests.e2e.test_chat_path import wrong_passwords_at_once
 from tests.e2e.test_lifecycle import claimed_chat, clients
 from tests.servers import Servers
 
@@ -227,12 +228,18 @@ async def test_guest_sightings_expire(system: LocalSystem):
 HELLO_TIMEOUT_S = 1
 
 
+FAILURES_PER_ADDRESS = 5
+FAILURES_PER_NAME = 8
+
+
 @pytest.fixture(scope="module")
 def tight(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     env = {
         "REFDESK_HELLO_TIMEOUT_S": str(HELLO_TIMEOUT_S),
         "REFDESK_PATRON_SOCKETS_PER_ADDRESS": "3",
         "REFDESK_CHAT_STARTS_PER_MINUTE": "2",
+        "REFDESK_LOGIN_FAILURES_PER_ADDRESS": str(FAILURES_PER_ADDRESS),
+        "REFDESK_LOGIN_FAILURES_PER_NAME": str(FAILURES_PER_NAME),
     }
     running = start_system(
         servers, tmp_path_factory.mktemp("tight"), db="refdesk_tight", env=env, own_nats=True
@@ -328,3 +335,23 @@ async def test_unknown_widget_ids_cost_the_gateway_no_memory(system: LocalSystem
         grown = resident_kib(pid) - before
     print(f"3,000 unknown 8 kB widget ids: the gateway grew by {grown} KiB")
     assert grown < 8 * 1024, f"the gateway grew by {grown} KiB"
+
+
+async def test_at_once_one_address_guessing_many_names_is_checked_only_its_allowance(
+    tight: LocalSystem,
+):
+    """Twenty names at once from one address: its allowance of failures is checked, the
+    rest refused unchecked."""
+    names = [f"demo-hill-spray{i}" for i in range(20)]
+    codes = await wrong_passwords_at_once(tight.gateway_url, names, ["127.0.0.21"])
+    assert sorted(codes) == [401] * FAILURES_PER_ADDRESS + [429] * 15, codes
+
+
+async def test_at_once_many_addresses_guessing_one_name_are_checked_only_its_allowance(
+    tight: LocalSystem,
+):
+    """One name from four addresses, five each, all at once: the name's allowance is
+    checked, the rest refused unchecked (each address and pair is within its own)."""
+    addresses = [f"127.0.0.{n}" for n in (31, 32, 33, 34)]
+    codes = await wrong_passwords_at_once(tight.gateway_url, ["demo-hill-target"] * 5, addresses)
+    assert sorted(codes) == [401] * FAILURES_PER_NAME + [429] * 12, codes

@@ -378,3 +378,8 @@ def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     assert limits.blocked(pair=10, address=0, name=10)  # one guesser, one name
     assert limits.blocked(pair=1, address=50, name=1)  # one address, many names
     assert limits.blocked(pair=1, address=1, name=100)  # many addresses, one name
+    # Counted before it is checked: the tenth failure's own count is 10, and it is checked.
+    assert limits.admits(pair=10, address=50, name=100)
+    assert not limits.admits(pair=11, address=1, name=1)
+    assert not limits.admits(pair=1, address=51, name=1)
+    assert not limits.admits(pair=1, address=1, name=101)
