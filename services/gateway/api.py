@@ -373,7 +373,13 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             raise
         await forgive(counted)
         metrics.LOGINS.labels("ok").inc()
-        claims = StaffClaims(user.username, user.institution, user.role, user.display_name)
+        claims = StaffClaims(
+            user.username,
+            user.institution,
+            user.role,
+            user.display_name,
+            generation=user.token_generation,
+        )
         token = get().tokens.issue_staff(claims, get().clock.now())
         view = UserView(
             username=user.username,
@@ -512,7 +518,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             create=create,
         )
         await change("save_user", request, claims)
-        return account
+        # As saved: the directory sets the token generation, whatever the body said.
+        return get().view.account(account.username) or account
 
     @router.post("/users", response_model=Account, status_code=201)
     async def create_user(body: UserBody, claims: Staff) -> Account:

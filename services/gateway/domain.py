@@ -285,15 +285,44 @@ class SignedClaims(Protocol):
     @property
     def institution(self) -> str: ...
 
+    @property
+    def generation(self) -> int: ...
+
 
 def current_account(account: Account | None, claims: SignedClaims) -> Account:
     """A staff token is honoured only while its account is as it was when signed: there,
-    enabled, with the same role and institution."""
+    enabled, with the same role and institution, and no newer token generation (the
+    directory moves it on with a new password, a disable or another role, so those end
+    every earlier token for good; a token newer than this replica's view is a sign-in the
+    view has not caught up with)."""
     if account is None or account.disabled:
         raise Refusal("unauthorized", "this account is disabled; ask your library's admin")
     if (account.role, account.institution) != (claims.role, claims.institution):
         raise Refusal("unauthorized", "your account changed; sign in again")
+    if claims.generation < account.token_generation:
+        raise Refusal(
+            "unauthorized",
+            "signed out: the password was changed or the account disabled since; sign in again",
+        )
     return account
+
+
+def session_end_reason(
+    account: Account | None, claims: SignedClaims
+) -> Literal["account_disabled", "password_changed"] | None:
+    """Why an open operator socket must end after its account changed, or None: disabled,
+    removed or given another role (`account_disabled`), or its tokens ended by a new
+    password (`password_changed`)."""
+    try:
+        current_account(account, claims)
+    except Refusal:
+        moved = (
+            account is None
+            or account.disabled
+            or (account.role, account.institution) != (claims.role, claims.institution)
+        )
+        return "account_disabled" if moved else "password_changed"
+    return None
 
 
 def widget_changed(before: WidgetStatus, after: WidgetStatus) -> bool:

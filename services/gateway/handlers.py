@@ -188,10 +188,10 @@ class Gateway:
         link = self.hub.operators.get(name) if kind == "user" else None
         if link is None:
             return
-        try:
-            account = domain.current_account(self.view.account(name), link)
-        except Refusal:
-            self._spawn(self.end_session(link, "account_disabled"))
+        account = self.view.account(name)
+        ended = domain.session_end_reason(account, link)
+        if ended is not None or account is None:
+            self._spawn(self.end_session(link, ended or "account_disabled"))
             return
         # A new chat limit holds from the next claim (staffing counts it from the next
         # sign-in, when presence opens the session with it).
@@ -936,6 +936,7 @@ class OperatorSocket(FrameLoop):
             session.session_id,
             session.status,
             max_chats=user.max_chats,
+            generation=claims.generation,
         )
         await self.gw.add_operator(self.link)
         if claims.expires is not None:

@@ -270,10 +270,12 @@ EndReason = Literal[
     "expired",
     "disconnected",
     # The account was disabled or its role changed; the token ran out; the operator signed
-    # out (from any of their clients).
+    # out (from any of their clients); the account's password was changed (every earlier
+    # token ended).
     "account_disabled",
     "token_expired",
     "signed_out",
+    "password_changed",
 ]
 
 

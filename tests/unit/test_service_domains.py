@@ -370,6 +370,34 @@ def test_replies_notes_and_the_patrons_answer():
     ]
 
 
+def test_a_token_is_honoured_only_from_its_account_s_token_generation_on():
+    @dataclass(frozen=True)
+    class Claims:
+        role: str = "operator"
+        institution: str = "hill"
+        generation: int = 2
+
+    ann = Account(
+        username="demo-hill-ann",
+        institution="hill",
+        role="operator",
+        display_name="Ann",
+        token_generation=2,
+    )
+    assert gateway.current_account(ann, Claims()) is ann
+    assert gateway.session_end_reason(ann, Claims()) is None
+    # Signed in since this replica's view last heard of the account: honoured.
+    assert gateway.current_account(ann, Claims(generation=3)) is ann
+    with pytest.raises(Refusal) as old:
+        gateway.current_account(ann, Claims(generation=1))
+    assert old.value.code == "unauthorized" and "sign in again" in old.value.message
+    assert gateway.session_end_reason(ann, Claims(generation=1)) == "password_changed"
+    disabled = ann.model_copy(update={"disabled": True})
+    assert gateway.session_end_reason(disabled, Claims(generation=1)) == "account_disabled"
+    assert gateway.session_end_reason(None, Claims()) == "account_disabled"
+    assert gateway.session_end_reason(ann, Claims(role="institution_admin")) == "account_disabled"
+
+
 def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     from services.gateway.domain import SignInLimits
 
