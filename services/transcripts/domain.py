@@ -8,6 +8,7 @@ document only moves forward (an event older than the one it reflects is ignored)
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 from shared.schemas.chat import Chat, Message
 from shared.schemas.events import ChatEvent, RoutingDecided
 from shared.schemas.privacy import email_key
-from shared.schemas.records import Institution
+from shared.schemas.records import Institution, Principal
 from shared.schemas.requests import RoutingDecision
 
 ROUTING_EVENT_TYPES = ("queued", "rolled_over", "rollover_held")
@@ -76,6 +77,23 @@ def answered_by(chat: Chat, backups: frozenset[str]) -> Answerer | None:
     return "backup" if answered in backups else "partner"
 
 
+def shared_with(chat: Chat) -> list[str]:
+    """Besides its patron's library, who holds a chat as their own: the institution that
+    answered it for that library (a backup service, a partner)."""
+    answered = chat.answered_institution
+    return [answered] if answered and answered != chat.institution else []
+
+
+def audited_read(reader: Principal, owner: str, shared: Iterable[str] = ()) -> bool:
+    """The audit rule: whether a read of `owner`'s patron content (a transcript, a chat
+    with its patron's details and question, a ticket) goes in `owner`'s audit log. It
+    does whenever the reader belongs to another institution that the content is not
+    shared with: a consortium admin's reads of a library's patrons always, a backup
+    service's or a partner's when the chat is not one they answered; a library's own
+    staff's never."""
+    return reader.institution != owner and reader.institution not in shared
+
+
 def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     """The chat as of this event, with the event number it reflects and the facts that
     search and statistics filter and group on: the local day and hour of the week it
@@ -85,8 +103,7 @@ def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:
     doc["_id"] = chat.id
     doc["n"] = event.n
     # The institution that answered a library's chat (a backup service) sees it too.
-    answered = chat.answered_institution
-    doc["shared_with"] = [answered] if answered and answered != chat.institution else []
+    doc["shared_with"] = shared_with(chat)
     created = datetime.fromisoformat(chat.created_at)
     # Milliseconds since the epoch: what ranges, sorting and page cursors compare, since
     # not every server compares ISO strings to the millisecond (the embedded one does not).

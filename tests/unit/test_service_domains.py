@@ -411,3 +411,16 @@ def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     assert not limits.admits(pair=11, address=1, name=1)
     assert not limits.admits(pair=1, address=51, name=1)
     assert not limits.admits(pair=1, address=1, name=101)
+
+
+def test_the_audit_rule_logs_reads_of_a_library_s_patrons_from_outside_it():
+    coordinator = Principal(username="demo-admin", institution="demo", role="consortium_admin")
+    hill_admin = Principal(username="demo-hill-admin", institution="hill", role="institution_admin")
+    backup = Principal(username="demo-night-nia", institution="night", role="operator")
+    assert transcripts.audited_read(coordinator, "hill")
+    assert not transcripts.audited_read(hill_admin, "hill")  # the library's own
+    assert transcripts.audited_read(hill_admin, "river")
+    # A chat a backup service answered is its own too; one it did not answer is not.
+    assert not transcripts.audited_read(backup, "hill", ["night"])
+    assert transcripts.audited_read(backup, "hill", [])
+    assert transcripts.audited_read(coordinator, "hill", ["night"])
