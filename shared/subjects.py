@@ -55,6 +55,7 @@ TranscriptsAction = Literal[
     "search",
     "guest_chats",
     "audit",
+    "audit_reads",
     "erase",
 ]
 TicketsAction = Literal["create", "get", "list", "update", "reply", "erase"]

@@ -15,14 +15,17 @@ import httpx
 import websockets
 from websockets.typing import Origin
 
-from shared.schemas.protocol import ACK_OF, SERVER_FRAME
+from shared.schemas.protocol import ACK_OF, PATRON_SERVER_FRAME, SERVER_FRAME
 
 _refs = itertools.count(1)
 
 
 class ProtocolClient:
-    def __init__(self, ws: websockets.ClientConnection) -> None:
+    def __init__(self, ws: websockets.ClientConnection, patron: bool = False) -> None:
         self.ws = ws
+        # A patron's socket: every frame must also be one a patron may receive (never a
+        # staff login or the staff's view of a chat).
+        self.patron = patron
         self.frames: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
 
@@ -35,7 +38,8 @@ class ProtocolClient:
                 open_timeout=5,
                 max_size=2**20,
                 origin=None if origin is None else Origin(origin),
-            )
+            ),
+            patron="/ws/patron" in url,
         )
 
     async def close(self) -> None:
@@ -49,6 +53,8 @@ class ProtocolClient:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         frame: dict[str, Any] = json.loads(raw)
         SERVER_FRAME.validate_python(frame)
+        if self.patron:
+            PATRON_SERVER_FRAME.validate_python(frame)
         self.frames.append(frame)
         return frame
 

@@ -130,6 +130,22 @@ def check_password(password: str, common: frozenset[str]) -> None:
         raise Refusal("invalid", "password: that one is on a list of common passwords")
 
 
+def token_generation(stored: Account | None, change: Account, new_password: bool) -> int:
+    """The token generation an account is saved with: a new account starts at 0; a new
+    password, disabling it or another role ends every token signed before, for good (the
+    gateway honours none older than the account's generation, so enabling it again or
+    changing the role back brings none back). Whatever the client sent is ignored."""
+    if stored is None:
+        return 0
+    ends = (
+        new_password
+        or (change.disabled and not stored.disabled)
+        or change.role != stored.role
+        or change.institution != stored.institution
+    )
+    return stored.token_generation + 1 if ends else stored.token_generation
+
+
 def may_set_password(principal: Principal, target: Account) -> bool:
     """Everyone may change their own password; an admin those of the accounts they manage."""
     if principal.username == target.username:

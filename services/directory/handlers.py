@@ -252,7 +252,14 @@ class DirectoryHandlers:
             password_hash = stored.password_hash
         else:
             raise Refusal("invalid", "password: a new account needs one")
-        user = User(**account.model_dump(), password_hash=password_hash)
+        generation = domain.token_generation(
+            None if req.create else stored, account, req.password is not None
+        )
+        user = User(
+            **account.model_dump(exclude={"token_generation"}),
+            token_generation=generation,
+            password_hash=password_hash,
+        )
         return await self._write(USER, user, req.create, f"user {account.username}")
 
     async def set_password(self, req: SetPassword) -> Saved:
@@ -264,7 +271,11 @@ class DirectoryHandlers:
             raise Refusal("forbidden", "you may not change that account's password")
         domain.check_password(req.password, self.common)
         password_hash = await self._hash(req.password)
-        await self.store.set_field(USER, req.username, "password_hash", password_hash)
+        # Every token signed with the old password ends, on every gateway, for good.
+        generation = domain.token_generation(user, user, new_password=True)
+        await self.store.set_fields(
+            USER, req.username, {"password_hash": password_hash, "token_generation": generation}
+        )
         return await self._published(USER, req.username)
 
     async def sign_in(self, req: SignIn) -> Account:

@@ -87,10 +87,8 @@ class ConfigStore:
         replaced = await collection.replace_one({kind.key: key}, doc)
         return replaced.matched_count == 1
 
-    async def set_field(self, kind: Kind, name: str, field: str, value: object) -> bool:
-        result = await self.db[kind.collection].update_one(
-            {kind.key: name}, {"$set": {field: value}}
-        )
+    async def set_fields(self, kind: Kind, name: str, fields: dict[str, object]) -> bool:
+        result = await self.db[kind.collection].update_one({kind.key: name}, {"$set": fields})
         return result.matched_count == 1
 
     async def delete(self, kind: Kind, name: str) -> None:

@@ -5,6 +5,7 @@ these closures at definition time.
 """
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ from shared.schemas.requests import (
     Announcement,
     AuditLog,
     AuditQuery,
+    AuditReads,
     Coverage,
     CoverageQuery,
     Done,
@@ -89,6 +91,8 @@ from shared.schemas.tickets import (
     UpdateTicket,
 )
 from shared.subjects import DirectoryAction
+
+log = logging.getLogger(__name__)
 
 SIGN_IN_TIMEOUT_S = 10.0
 MAX_SPAN = timedelta(days=366)
@@ -305,6 +309,15 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         if await get().counters.add(key) > get().settings.login_attempts_per_minute:
             raise Refusal("rate_limited", "too many requests; wait a minute")
 
+    async def forgive(keys: Iterable[str]) -> None:
+        """Take back an attempt counted in advance. Should that fail, the count stays one
+        too high for a minute: on the safe side, and no reason to refuse the caller."""
+        for key in keys:
+            try:
+                await get().counters.add(key, -1)
+            except Exception:
+                log.warning("could not take back a counted sign-in attempt", exc_info=True)
+
     async def change(action: DirectoryAction, request: Model, claims: StaffClaims) -> None:
         """Ask the directory for a change, and answer once this replica's view has it, so
         the caller reads their own write here (other replicas have it within moments)."""
@@ -332,7 +345,16 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             settings.login_failures_per_address,
             settings.login_failures_per_name,
         )
+        # Already over: refused without a write.
         if limits.blocked(*[await counters.count(key) for key in counted]):
+            metrics.LOGINS.labels("throttled").inc()
+            raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
+        # Counted before it is checked, atomically, as if it will fail: forty attempts at
+        # once take forty places, and only those within the allowance are checked. One
+        # that is refused here, or turns out not to be a wrong password, is taken back.
+        counts = [await counters.add(key) for key in counted]
+        if not limits.admits(*counts):
+            await forgive(counted)
             metrics.LOGINS.labels("throttled").inc()
             raise Refusal("rate_limited", "too many failed sign-ins; wait a minute")
         try:
@@ -346,12 +368,19 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             )
         except Refusal as refusal:
             if refusal.code == "unauthorized":
-                for key in counted:
-                    await counters.add(key)
                 metrics.LOGINS.labels("refused").inc()
+            else:
+                await forgive(counted)  # not a guess that failed: the directory did not say
             raise
+        await forgive(counted)
         metrics.LOGINS.labels("ok").inc()
-        claims = StaffClaims(user.username, user.institution, user.role, user.display_name)
+        claims = StaffClaims(
+            user.username,
+            user.institution,
+            user.role,
+            user.display_name,
+            generation=user.token_generation,
+        )
         token = get().tokens.issue_staff(claims, get().clock.now())
         view = UserView(
             username=user.username,
@@ -490,7 +519,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             create=create,
         )
         await change("save_user", request, claims)
-        return account
+        # As saved: the directory sets the token generation, whatever the body said.
+        return get().view.account(account.username) or account
 
     @router.post("/users", response_model=Account, status_code=201)
     async def create_user(body: UserBody, claims: Staff) -> Account:
@@ -892,8 +922,9 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         institution: Annotated[str | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> AuditLog:
-        """Who from outside the library (the consortium's admins) read its patrons'
-        transcripts, newest first: for the library's admins."""
+        """Who from outside the library (the consortium's admins, say) read its patrons'
+        transcripts, chats or tickets, and erasures in its name, newest first: for the
+        library's admins (docs/security.md, "Audit")."""
         inst = scope(claims, institution)
         known(request, "since", "institution", "limit")
         aware("since", since)
@@ -1021,6 +1052,22 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             Ticket,
         )
 
+    async def audited_tickets(
+        claims: StaffClaims, institution: str, ids: list[str], detail: str | None
+    ) -> None:
+        """Tickets of another institution served to the caller (a consortium admin) go in
+        that institution's audit log before the caller sees them: transcripts keeps the
+        log and applies the audit rule, as it does to the chats it serves."""
+        if institution == claims.institution or not ids:
+            return
+        await get().bus.request(
+            subjects.transcripts(institution, "audit_reads"),
+            AuditReads(
+                institution=institution, principal=principal(claims), ids=ids, detail=detail
+            ),
+            Done,
+        )
+
     @router.get("/tickets", response_model=TicketPage)
     async def list_tickets(
         request: Request,
@@ -1035,7 +1082,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         """Newest first; `assignee=me`, `assignee=none` (unassigned) or a user name."""
         known(request, "status", "assignee", "q", "institution", "limit", "cursor")
         inst = scope(claims, institution)
-        return await get().bus.request(
+        page = await get().bus.request(
             subjects.tickets(inst, "list"),
             ListTickets(
                 institution=inst,
@@ -1048,17 +1095,21 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             ),
             TicketPage,
         )
+        await audited_tickets(claims, inst, [t.id for t in page.tickets], "ticket list")
+        return page
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket)
     async def get_ticket(
         ticket_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
     ) -> Ticket:
         inst = scope(claims, institution)
-        return await get().bus.request(
+        ticket = await get().bus.request(
             subjects.tickets(inst, "get"),
             GetTicket(institution=inst, principal=principal(claims), ticket_id=ticket_id),
             Ticket,
         )
+        await audited_tickets(claims, inst, [ticket.id], None)
+        return ticket
 
     @router.patch("/tickets/{ticket_id}", response_model=Ticket)
     async def update_ticket(
@@ -1068,7 +1119,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
         institution: Annotated[str | None, Query()] = None,
     ) -> Ticket:
         inst = scope(claims, institution)
-        return await get().bus.request(
+        ticket = await get().bus.request(
             subjects.tickets(inst, "update"),
             UpdateTicket(
                 institution=inst,
@@ -1080,6 +1131,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             ),
             Ticket,
         )
+        await audited_tickets(claims, inst, [ticket.id], "ticket changed")
+        return ticket
 
     @router.post("/tickets/{ticket_id}/replies", response_model=Ticket, status_code=201)
     async def reply_to_ticket(
@@ -1090,7 +1143,7 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
     ) -> Ticket:
         """A reply mailed to the patron, or an internal note (`internal: true`)."""
         inst = scope(claims, institution)
-        return await get().bus.request(
+        ticket = await get().bus.request(
             subjects.tickets(inst, "reply"),
             ReplyToTicket(
                 institution=inst,
@@ -1101,6 +1154,8 @@ def build_router(get: Callable[[], Gateway]) -> APIRouter:
             ),
             Ticket,
         )
+        await audited_tickets(claims, inst, [ticket.id], "ticket answered")
+        return ticket
 
     def cors(request: Request, response: Response, widget: Widget) -> None:
         """A widget's public endpoints answer pages of its allowed origins (and the

@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Scope
 
 from services.gateway import domain, metrics
 from services.gateway.api import build_router, refusal_response
@@ -205,8 +207,22 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     async def demo_page() -> FileResponse:
         return FileResponse(STATIC / "demo.html", media_type="text/html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", Assets(directory=STATIC), name="static")
     return SocketsFirst(app, {"/ws/patron": patron_socket, "/ws/operator": operator_socket})
+
+
+class Assets(StaticFiles):
+    """The pages' scripts, styles and images. The pages themselves are served only at
+    their own addresses (/operator, /widget, /demo), each with the headers that say who
+    may frame it: under /static they would go without, and any site could frame the desk
+    or a widget."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        # `path` is already normalised (`operator.html/`, `./operator.html` arrive here as
+        # `operator.html`).
+        if path.lower().endswith((".html", ".htm")):
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
 
 async def _heartbeats(gw: Gateway) -> None:

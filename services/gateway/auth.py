@@ -26,6 +26,9 @@ class StaffClaims:
     # signing out revokes it before then.
     expires: datetime | None = None
     token_id: str | None = None
+    # The account's token generation when it was signed: honoured only while the account
+    # has not moved past it (a new password, disabled since).
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Tokens:
                 "role": claims.role,
                 "name": claims.name,
                 "jti": uuid.uuid4().hex,
+                "gen": claims.generation,
             },
             "staff",
             now,
@@ -98,8 +102,17 @@ class Tokens:
         token_id = str(p["jti"]) if "jti" in p else None
         if token_id is not None and token_id in self.revoked:
             raise Refusal("unauthorized", "signed out; sign in again")
+        generation = p.get("gen", 0)
+        if not isinstance(generation, int) or isinstance(generation, bool):
+            raise Refusal("unauthorized", "invalid token")
         return StaffClaims(
-            str(p["sub"]), str(p["inst"]), str(p["role"]), str(p["name"]), expires, token_id
+            str(p["sub"]),
+            str(p["inst"]),
+            str(p["role"]),
+            str(p["name"]),
+            expires,
+            token_id,
+            generation,
         )
 
     def issue_guest(self, claims: GuestClaims, now: datetime) -> str:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared.errors import Refusal
 from shared.schemas.base import Model
-from shared.schemas.chat import Chat, Message
+from shared.schemas.chat import Chat, Message, Sender
 from shared.schemas.events import (
     ChatClaimed,
     ChatClosed,
@@ -47,6 +47,8 @@ from shared.schemas.protocol import (
     MessageFrame,
     OwnerPresenceFrame,
     PatronChat,
+    PatronSender,
+    PatronTypingFrame,
     QueueChatAdded,
     QueueChatRemoved,
     TicketFrame,
@@ -87,8 +89,8 @@ class TokenBucket:
         return False
 
 
-def check_frame_size(raw: str, limit: int) -> None:
-    if len(raw.encode()) > limit:
+def check_frame_size(raw: str | bytes, limit: int) -> None:
+    if len(raw.encode() if isinstance(raw, str) else raw) > limit:
         raise Refusal("too_large", f"frame is larger than {limit} bytes")
 
 
@@ -119,11 +121,23 @@ def patron_chat(chat: Chat) -> PatronChat:
 M = TypeVar("M", Message, MessageFrame)
 
 
+def patron_sender(sender: Sender) -> PatronSender:
+    """Who wrote or types, as a patron is told: staff by display name, never their login."""
+    return PatronSender(
+        kind=sender.kind, name=sender.name, id=sender.id if sender.kind == "patron" else None
+    )
+
+
 def for_patron(message: M) -> M:
     """A message as a patron sees it: staff by display name, never their login."""
     if message.from_.kind == "patron" or message.from_.id is None:
         return message
-    return message.model_copy(update={"from_": message.from_.model_copy(update={"id": None})})
+    return message.model_copy(update={"from_": patron_sender(message.from_)})
+
+
+def patron_typing(chat_id: str, sender: Sender) -> PatronTypingFrame:
+    """Someone of staff types in a patron's chat: the patron hears who by name only."""
+    return PatronTypingFrame(chat_id=chat_id, from_=patron_sender(sender))
 
 
 @dataclass(frozen=True)
@@ -229,11 +243,18 @@ class SignInLimits:
     per_name: int
 
     def blocked(self, pair: int, address: int, name: int) -> bool:
+        """Whether the failures counted so far leave no room for another attempt."""
         return (
             pair >= self.per_name_and_address
             or address >= self.per_address
             or name >= self.per_name
         )
+
+    def admits(self, pair: int, address: int, name: int) -> bool:
+        """Whether an attempt may be checked, given the counts with it already added: an
+        attempt takes its place before the directory checks it, so that however many
+        arrive at once, at most the allowance are checked."""
+        return not self.blocked(pair - 1, address - 1, name - 1)
 
 
 def origin_of(url: str) -> str:
@@ -264,15 +285,44 @@ class SignedClaims(Protocol):
     @property
     def institution(self) -> str: ...
 
+    @property
+    def generation(self) -> int: ...
+
 
 def current_account(account: Account | None, claims: SignedClaims) -> Account:
     """A staff token is honoured only while its account is as it was when signed: there,
-    enabled, with the same role and institution."""
+    enabled, with the same role and institution, and no newer token generation (the
+    directory moves it on with a new password, a disable or another role, so those end
+    every earlier token for good; a token newer than this replica's view is a sign-in the
+    view has not caught up with)."""
     if account is None or account.disabled:
         raise Refusal("unauthorized", "this account is disabled; ask your library's admin")
     if (account.role, account.institution) != (claims.role, claims.institution):
         raise Refusal("unauthorized", "your account changed; sign in again")
+    if claims.generation < account.token_generation:
+        raise Refusal(
+            "unauthorized",
+            "signed out: the password was changed or the account disabled since; sign in again",
+        )
     return account
+
+
+def session_end_reason(
+    account: Account | None, claims: SignedClaims
+) -> Literal["account_disabled", "password_changed"] | None:
+    """Why an open operator socket must end after its account changed, or None: disabled,
+    removed or given another role (`account_disabled`), or its tokens ended by a new
+    password (`password_changed`)."""
+    try:
+        current_account(account, claims)
+    except Refusal:
+        moved = (
+            account is None
+            or account.disabled
+            or (account.role, account.institution) != (claims.role, claims.institution)
+        )
+        return "account_disabled" if moved else "password_changed"
+    return None
 
 
 def widget_changed(before: WidgetStatus, after: WidgetStatus) -> bool:

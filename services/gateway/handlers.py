@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -188,10 +188,10 @@ class Gateway:
         link = self.hub.operators.get(name) if kind == "user" else None
         if link is None:
             return
-        try:
-            account = domain.current_account(self.view.account(name), link)
-        except Refusal:
-            self._spawn(self.end_session(link, "account_disabled"))
+        account = self.view.account(name)
+        ended = domain.session_end_reason(account, link)
+        if ended is not None or account is None:
+            self._spawn(self.end_session(link, ended or "account_disabled"))
             return
         # A new chat limit holds from the next claim (staffing counts it from the next
         # sign-in, when presence opens the session with it).
@@ -466,14 +466,16 @@ class Gateway:
             notice = TypingNotice.model_validate_json(data)
         except ValidationError:
             return
-        frame = TypingFrame(chat_id=notice.chat_id, from_=notice.from_)
         if notice.from_.kind == "patron":
             owner = self.hub.owner(self.hub.chat_owners.get(notice.chat_id))
             if owner is not None:
-                owner.outbox.send(frame)
+                owner.outbox.send(TypingFrame(chat_id=notice.chat_id, from_=notice.from_))
         else:
-            for link in self.hub.patrons_by_chat.get(notice.chat_id, ()):
-                link.outbox.send(frame)
+            links = self.hub.patrons_by_chat.get(notice.chat_id, ())
+            if links:
+                text = domain.patron_typing(notice.chat_id, notice.from_).model_dump_json()
+                for link in links:
+                    link.outbox.send_text(text)
 
     async def _on_position(self, data: bytes) -> None:
         try:
@@ -572,12 +574,14 @@ class FrameLoop:
         queues without bound behind a socket."""
         loop = asyncio.get_running_loop()
         settings = self.gw.settings
-        inbox: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue(settings.frame_inbox)
+        inbox: asyncio.Queue[tuple[float, str | bytes] | None] = asyncio.Queue(settings.frame_inbox)
 
         async def read() -> None:
             try:
                 while True:
-                    raw = await ws.receive_text()
+                    raw = _frame_data(await ws.receive())
+                    if raw is None:
+                        break
                     try:
                         inbox.put_nowait((loop.time(), raw))
                     except asyncio.QueueFull:
@@ -617,7 +621,7 @@ class FrameLoop:
             )
             self.outbox.close(4408)
 
-    def refuse_busy(self, raw: str) -> None:
+    def refuse_busy(self, raw: str | bytes) -> None:
         """Answer a frame `busy` without handling it (its ref, if it has one, is read)."""
         try:
             data = _parse_json(raw)
@@ -628,7 +632,7 @@ class FrameLoop:
             Refusal("busy", "refdesk is busy; try again", retry_after_ms=BUSY_RETRY_MS), ref
         )
 
-    async def handle(self, raw: str) -> None:
+    async def handle(self, raw: str | bytes) -> None:
         started = time.perf_counter()
         ref: str | None = None
         try:
@@ -688,7 +692,21 @@ def _readable(msg: Msg) -> RecordEvents | None:
         return None
 
 
-def _parse_json(raw: str) -> dict[str, Any]:
+def _frame_data(message: Mapping[str, Any]) -> str | bytes | None:
+    """What a received WebSocket message carries: a text frame's text, a binary frame's
+    bytes (refused `invalid` when handled: the protocol is JSON text), or None when the
+    client has gone."""
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    return bytes(message.get("bytes") or b"")
+
+
+def _parse_json(raw: str | bytes) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raise Refusal("invalid", "frames are JSON text; a binary frame is not read")
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -918,6 +936,7 @@ class OperatorSocket(FrameLoop):
             session.session_id,
             session.status,
             max_chats=user.max_chats,
+            generation=claims.generation,
         )
         await self.gw.add_operator(self.link)
         if claims.expires is not None:

@@ -104,6 +104,8 @@ class OperatorLink:
     status: str = "offline"
     monitoring: frozenset[str] = frozenset()
     max_chats: int | None = None
+    # The token generation the socket signed in with (see domain.current_account).
+    generation: int = 0
 
 
 class Hub:

@@ -15,7 +15,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from shared.errors import StaleRevision
-from shared.retries import until_written
+from shared.retries import KeyedLocks, until_written
 
 ATTEMPTS = 8
 # How long a counter lives after its last change.
@@ -29,6 +29,9 @@ def counter_key(kind: str, value: str) -> str:
 class Counters:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        # Requests of this replica counting one key take turns, so a burst of them spends
+        # no writes losing to each other; replicas still race, and the revision decides.
+        self._locks = KeyedLocks()
 
     async def read(self, key: str) -> tuple[int, int]:
         """The count and the entry's revision (0, 0 when there is none)."""
@@ -41,12 +44,15 @@ class Counters:
     async def count(self, key: str) -> int:
         return (await self.read(key))[0]
 
-    async def add(self, key: str) -> int:
-        """One more; returns the new count."""
+    async def add(self, key: str, by: int = 1) -> int:
+        """Change a count atomically (written only over the revision it read, or created
+        when there is none); returns the new count, never below zero. `by=-1` takes back
+        one that should not have counted."""
 
         async def attempt(_: int) -> int:
             count, revision = await self.read(key)
-            value = str(count + 1).encode()
+            new = max(0, count + by)
+            value = str(new).encode()
             try:
                 if revision == 0:
                     await self.kv.create(key, value)
@@ -54,6 +60,9 @@ class Counters:
                     await self.kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError as exc:
                 raise StaleRevision(key) from exc
-            return count + 1
+            return new
 
-        return await until_written(attempt, ATTEMPTS, "too many attempts at once; wait a moment")
+        async with self._locks.hold(key):
+            return await until_written(
+                attempt, ATTEMPTS, "too many attempts at once; wait a moment"
+            )

@@ -8,6 +8,7 @@ document only moves forward (an event older than the one it reflects is ignored)
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 from shared.schemas.chat import Chat, Message
 from shared.schemas.events import ChatEvent, RoutingDecided
 from shared.schemas.privacy import email_key
-from shared.schemas.records import Institution
+from shared.schemas.records import Institution, Principal
 from shared.schemas.requests import RoutingDecision
 
 ROUTING_EVENT_TYPES = ("queued", "rolled_over", "rollover_held")
@@ -82,6 +83,16 @@ def shared_with(chat: Chat) -> list[str]:
     the chat to, a partner that covered it)."""
     answered = [chat.answered_institution] if chat.answered_institution else []
     return sorted({*answered, *chat.handled_by} - {chat.institution})
+
+
+def audited_read(reader: Principal, owner: str, shared: Iterable[str] = ()) -> bool:
+    """The audit rule: whether a read of `owner`'s patron content (a transcript, a chat
+    with its patron's details and question, a ticket) goes in `owner`'s audit log. It
+    does whenever the reader belongs to another institution that the content is not
+    shared with: a consortium admin's reads of a library's patrons always, a backup
+    service's or a partner's when the chat is not one they answered; a library's own
+    staff's never."""
+    return reader.institution != owner and reader.institution not in shared
 
 
 def chat_document(event: ChatEvent, members: Members) -> dict[str, Any]:

@@ -21,14 +21,17 @@ from shared.bus import Bus, Endpoint, describe_validation
 from shared.clock import Clock, iso
 from shared.configuration import ConfigView
 from shared.errors import Refusal
+from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent, parse_record_events
 from shared.schemas.privacy import ErasePatron, TranscriptsErased
 from shared.schemas.records import Principal
 from shared.schemas.requests import (
     ANNOUNCEMENTS,
+    AuditAction,
     AuditEntry,
     AuditLog,
     AuditQuery,
+    AuditReads,
     DeadLetter,
     Done,
     GetTranscript,
@@ -89,6 +92,12 @@ class TranscriptHandlers:
                 "search", subjects.transcripts_endpoint("search"), SearchTranscripts, self.search
             ),
             Endpoint("audit", subjects.transcripts_endpoint("audit"), AuditQuery, self.audit),
+            Endpoint(
+                "audit_reads",
+                subjects.transcripts_endpoint("audit_reads"),
+                AuditReads,
+                self.audit_reads,
+            ),
             Endpoint("erase", subjects.transcripts_endpoint("erase"), ErasePatron, self.erase),
             Endpoint(
                 "guest_chats",
@@ -114,8 +123,44 @@ class TranscriptHandlers:
         messages = await self.store.internal_conversation(owner, req.conversation, req.limit)
         return InternalMessages(messages=messages)
 
+    async def _audit_chats(
+        self, principal: Principal, action: AuditAction, chats: list[Chat], detail: str | None
+    ) -> None:
+        """Record, in each library's audit log, the chats of its patrons that `principal`
+        reads from outside it (domain.audited_read), before the reader gets them."""
+        at = iso(self.clock.now())
+        by_home: dict[str, list[AuditEntry]] = {}
+        for chat in chats:
+            if domain.audited_read(principal, chat.institution, domain.shared_with(chat)):
+                entry = AuditEntry(
+                    at=at, who=principal.username, action=action, chat_id=chat.id, detail=detail
+                )
+                by_home.setdefault(chat.institution, []).append(entry)
+        for home, entries in sorted(by_home.items()):
+            await self.store.record_audits(home, entries)
+
+    async def audit_reads(self, req: AuditReads) -> Done:
+        """Tickets of `req.institution` that the gateway served: recorded as the audit
+        rule says (the same rule as for the chats this service serves)."""
+        if domain.audited_read(req.principal, req.institution):
+            at = iso(self.clock.now())
+            entries = [
+                AuditEntry(
+                    at=at,
+                    who=req.principal.username,
+                    action=req.action,
+                    ticket_id=ticket_id,
+                    detail=req.detail,
+                )
+                for ticket_id in req.ids
+            ]
+            await self.store.record_audits(req.institution, entries)
+        return Done()
+
     async def missed(self, req: MissedQuery) -> MissedChats:
-        return MissedChats(chats=await self.store.missed(req))
+        chats = await self.store.missed(req)
+        await self._audit_chats(req.principal, "read_chat", chats, "missed chats")
+        return MissedChats(chats=chats)
 
     def _scope(self, institution: str, principal: Principal) -> str | None:
         """The consortium's own name means every institution (None), for its admin."""
@@ -129,7 +174,9 @@ class TranscriptHandlers:
         return await self.store.stats(req, self._scope(req.institution, req.principal))
 
     async def search(self, req: SearchTranscripts) -> TranscriptPage:
-        return await self.store.search(req, self._scope(req.institution, req.principal))
+        page = await self.store.search(req, self._scope(req.institution, req.principal))
+        await self._audit_chats(req.principal, "read_chat", page.chats, "transcript search")
+        return page
 
     async def guest_chats(self, req: GuestChatsQuery) -> GuestChats:
         """The libraries whose guests an institution may look up: its own, its partners'
@@ -141,23 +188,16 @@ class TranscriptHandlers:
             homes = libraries
         else:
             homes = frozenset({inst}) | self.view.partners_of(inst)
-        return GuestChats(chats=await self.store.guest_chats(req, homes))
+        chats = await self.store.guest_chats(req, homes)
+        await self._audit_chats(req.principal, "read_chat", chats, "a patron's chats")
+        return GuestChats(chats=chats)
 
     async def get(self, req: GetTranscript) -> Transcript:
         transcript = await self.store.transcript(req.institution, req.chat_id)
         if transcript is None:
             raise Refusal("not_found", f"no transcript for chat {req.chat_id}")
-        home = transcript.chat.institution
-        if req.principal.institution != home and req.principal.role == "consortium_admin":
-            # The coordinator reads a library's transcripts only when necessary, and the
-            # library can see each time they did.
-            entry = AuditEntry(
-                at=iso(self.clock.now()),
-                who=req.principal.username,
-                action="read_transcript",
-                chat_id=req.chat_id,
-            )
-            await self.store.record_audit(home, entry)
+        # Read from outside the library (the coordinator, say): the library sees each time.
+        await self._audit_chats(req.principal, "read_transcript", [transcript.chat], None)
         return transcript
 
     async def erase(self, req: ErasePatron) -> TranscriptsErased:

@@ -97,7 +97,13 @@ class TranscriptStore:
         return [domain.chat_from_document(d) for d in await cursor.to_list()]
 
     async def record_audit(self, institution: str, entry: AuditEntry) -> None:
-        await self.audit.raw.insert_one(self.audit.scoped(institution, entry.model_dump()))
+        await self.record_audits(institution, [entry])
+
+    async def record_audits(self, institution: str, entries: list[AuditEntry]) -> None:
+        if entries:
+            await self.audit.raw.insert_many(
+                [self.audit.scoped(institution, e.model_dump()) for e in entries]
+            )
 
     async def audit_log(self, query: AuditQuery) -> list[AuditEntry]:
         docs = await self.audit.find(

@@ -619,3 +619,69 @@ ServerFrame = Annotated[
     Field(discriminator="type"),
 ]
 SERVER_FRAME: TypeAdapter[Any] = TypeAdapter(ServerFrame)
+
+
+# --- what a patron may receive -------------------------------------------------------------
+# The frames above as a patron gets them: staff by display name only. A model here refuses
+# a staff login (`from.id` of an operator or the system) and the whole `Chat` that staff
+# see; the gateway builds patrons' typing frames from them, and the tests check every
+# frame a patron socket receives against PATRON_SERVER_FRAME.
+
+
+class PatronSender(Sender):
+    """Who wrote or types, as a patron is told: the patron themself with their guest id,
+    anyone else by `kind` and `name` only."""
+
+    @model_validator(mode="after")
+    def _no_staff_login(self) -> PatronSender:
+        if self.kind != "patron" and self.id is not None:
+            raise ValueError("from.id: a patron is never told a staff member's login")
+        return self
+
+
+class PatronMessage(Message):
+    from_: PatronSender = Field(alias="from")
+
+
+class PatronMessageFrame(PatronMessage):
+    type: Literal["message"] = "message"
+
+
+class PatronTypingFrame(TypingFrame):
+    from_: PatronSender = Field(alias="from")
+
+
+class PatronChatResumed(Model):
+    type: Literal["chat.resumed"] = "chat.resumed"
+    chat: PatronChat
+    messages: list[PatronMessage]
+
+
+class PatronRolledOverFrame(ChatRolledOverFrame):
+    chat: None = None
+
+
+class PatronRequeuedFrame(ChatRequeuedFrame):
+    chat: None = None
+
+
+PatronServerFrame = Annotated[
+    AnyAck
+    | Error
+    | Welcome
+    | WidgetStatusFrame
+    | PatronChatResumed
+    | ChatStarted
+    | ChatQueuedFrame
+    | QueuePositionFrame
+    | PatronMessageFrame
+    | PatronTypingFrame
+    | ChatClaimedFrame
+    | ChatTransferring
+    | ChatTransferred
+    | PatronRequeuedFrame
+    | PatronRolledOverFrame
+    | ChatClosedFrame,
+    Field(discriminator="type"),
+]
+PATRON_SERVER_FRAME: TypeAdapter[Any] = TypeAdapter(PatronServerFrame)

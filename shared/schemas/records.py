@@ -129,6 +129,11 @@ class Account(Model):
     max_chats: int | None = Field(default=None, ge=1, le=50)
     # A disabled account keeps its name on transcripts but can no longer sign in.
     disabled: bool = False
+    # Which of the account's tokens are honoured: those signed in at this generation or
+    # later. The directory raises it when every earlier token and session must end for
+    # good: a new password, disabling (enabling again brings none back), another role.
+    # Set by refdesk alone: what a client sends is ignored.
+    token_generation: int = Field(default=0, ge=0)
 
     @field_validator("username")
     @classmethod

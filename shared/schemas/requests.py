@@ -270,10 +270,12 @@ EndReason = Literal[
     "expired",
     "disconnected",
     # The account was disabled or its role changed; the token ran out; the operator signed
-    # out (from any of their clients).
+    # out (from any of their clients); the account's password was changed (every earlier
+    # token ended).
     "account_disabled",
     "token_expired",
     "signed_out",
+    "password_changed",
 ]
 
 
@@ -367,13 +369,34 @@ class AuditQuery(Model):
     limit: int = Field(default=200, ge=1, le=1000)
 
 
+AuditAction = Literal["read_transcript", "read_chat", "read_ticket", "erase_patron"]
+
+
 class AuditEntry(Model):
+    """One entry of a library's audit log: a read of its patrons' content from outside
+    it (a transcript; a chat as a listing shows it, with its patron's details and
+    question; a ticket), or an erasure in its name."""
+
     at: str
     who: str
-    action: Literal["read_transcript", "erase_patron"]
+    action: AuditAction
     chat_id: str | None = None
-    # What an erasure removed, counted: never whom.
+    ticket_id: str | None = None
+    # Where a read came from (a listing, a change), or what an erasure removed, counted:
+    # never whom.
     detail: str | None = None
+
+
+class AuditReads(Model):
+    """Reads of a library's tickets that the gateway served (the tickets service keeps
+    no audit log of its own): `institution` is the library, `ids` the tickets read.
+    Transcripts records those the audit rule says are audited."""
+
+    institution: str
+    principal: Principal
+    action: Literal["read_ticket"] = "read_ticket"
+    ids: list[str] = Field(max_length=1000)
+    detail: str | None = Field(default=None, max_length=80)
 
 
 class AuditLog(Model):

@@ -313,6 +313,36 @@ async def test_repeated_wrong_passwords_lock_that_name_only(system: LocalSystem)
             assert await login(system.gateway_url, "demo-hill-bob")
 
 
+async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[str]) -> list[int]:
+    """One wrong password for each name from each address (a loopback address of its
+    own: the gateway counts the connection's), all sent at once; the status codes."""
+    transports = {a: httpx.AsyncHTTPTransport(local_address=a) for a in addresses}
+    sessions = {a: httpx.AsyncClient(base_url=base, transport=t) for a, t in transports.items()}
+    try:
+        answers = await asyncio.gather(
+            *(
+                sessions[a].post("/api/auth/login", json={"username": n, "password": "guess"})
+                for a in addresses
+                for n in names
+            )
+        )
+    finally:
+        for http in sessions.values():
+            await http.aclose()
+    return [a.status_code for a in answers]
+
+
+async def test_wrong_passwords_sent_at_once_are_counted_before_they_are_checked(
+    system: LocalSystem,
+):
+    """Thirty at once for one name from one address: ten are checked (401), the other
+    twenty refused unchecked (429), not thirty checked before the counts catch up."""
+    codes = await wrong_passwords_at_once(
+        system.gateway_url, ["demo-hill-burst"] * 30, ["127.0.0.1"]
+    )
+    assert sorted(codes) == [401] * 10 + [429] * 20, codes
+
+
 async def test_a_forwarded_for_header_does_not_choose_the_address_that_is_counted(
     system: LocalSystem,
 ):

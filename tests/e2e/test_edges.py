@@ -14,8 +14,9 @@ import websockets
 
 from deploy.local.system import LocalSystem
 from shared import store
-from tests.client import ProtocolClient, eventually, operator, patron
+from tests.client import ProtocolClient, eventually, login, operator, patron
 from tests.conftest import E2E_DB, start_system
+from tests.e2e.test_chat_path import wrong_passwords_at_once
 from tests.e2e.test_lifecycle import claimed_chat, clients
 from tests.servers import Servers
 
@@ -76,6 +77,36 @@ async def test_a_patron_sees_the_chat_and_who_answers_never_staff_fields(system:
             seen = json.dumps(pat.frames + back.frames)
             assert "demo-hill-ann" not in seen and "abusive" not in seen
             await ann.ok({"type": "chat.close", "chat_id": chat_id})
+
+
+async def test_no_frame_a_patron_receives_carries_a_staff_login(system: LocalSystem):
+    """Typing, messages, a transfer and the close: every frame the patron gets is one of
+    PATRON_SERVER_FRAME's (the client checks each), and no login appears anywhere."""
+    base = system.gateway_url
+    ann = await operator(base, "demo-hill-ann", ["demo-hill"])
+    bob = await operator(base, "demo-hill-bob", ["demo-hill"])
+    pat, chat_id, _ = await claimed_chat(system, ann)
+    async with clients(ann, bob, pat):
+        await ann.ok({"type": "typing", "chat_id": chat_id})
+        typing = await pat.expect("typing")
+        assert typing["from"]["kind"] == "operator" and typing["from"].get("id") is None
+        await pat.ok({"type": "typing", "chat_id": chat_id})
+        heard = await ann.expect("typing")
+        assert heard["from"]["kind"] == "patron" and heard["from"]["id"]
+        await ann.ok({"type": "message", "chat_id": chat_id, "body": "One moment."})
+        await pat.expect("message")
+        await ann.ok(
+            {"type": "chat.transfer", "chat_id": chat_id, "to": {"operator": "demo-hill-bob"}}
+        )
+        await bob.expect("transfer.offer")
+        await bob.ok({"type": "transfer.accept", "chat_id": chat_id})
+        await pat.expect("chat.transferred")
+        await bob.ok({"type": "typing", "chat_id": chat_id})
+        assert (await pat.expect("typing"))["from"].get("id") is None
+        await bob.ok({"type": "chat.close", "chat_id": chat_id})
+        await pat.expect("chat.closed")
+        seen = json.dumps(pat.frames)
+        assert "demo-hill-ann" not in seen and "demo-hill-bob" not in seen
 
 
 async def test_the_page_a_patron_came_from_reaches_staff_only_as_a_web_address(
@@ -140,6 +171,45 @@ async def test_pages_say_who_may_frame_them(system: LocalSystem):
         assert unknown.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
+async def test_pages_are_served_only_at_their_own_addresses(system: LocalSystem):
+    """Under /static a page would go without the headers that say who may frame it: any
+    site could frame the desk, or a widget whatever its allowed origins."""
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        for path in (
+            "/static/operator.html",
+            "/static/widget.html",
+            "/static/demo.html",
+            "/static/operator.html/",
+            "/static/./widget.html",
+        ):
+            assert (await http.get(path)).status_code == 404, path
+        for asset in ("/static/style.css", "/static/operator.js", "/static/widget-page.js"):
+            assert (await http.get(asset)).status_code == 200, asset
+
+
+async def test_a_binary_frame_is_refused_and_the_socket_stays(system: LocalSystem):
+    """The protocol is JSON text: a binary frame is answered `invalid`, like any bad
+    frame, and never closes the socket, before or after the greeting, on either socket."""
+    base = system.gateway_url
+    ws = base.replace("http", "ws")
+    token = await login(base, "demo-hill-bob")
+    sockets = (
+        (f"{ws}/ws/patron?widget=hill", {"type": "hello", "token": None}),
+        (f"{ws}/ws/operator", {"type": "auth", "token": token}),
+    )
+    for url, greeting in sockets:
+        client = await ProtocolClient.connect(url)
+        async with clients(client):
+            await client.ws.send(json.dumps(greeting).encode())
+            refused = await client.expect("error")
+            assert refused["code"] == "invalid" and "binary" in refused["message"], refused
+            await client.ok(greeting)  # still open, and the binary frame changed nothing
+            await client.ws.send(b"\x00\xff")
+            assert (await client.expect("error"))["code"] == "invalid"
+            answer = await client.request({"type": "typing", "chat_id": "nothing"})
+            assert answer["code"] == "forbidden"  # still open, still reading frames
+
+
 async def test_guest_sightings_expire(system: LocalSystem):
     client = store.connect(system.mongodb_uri or "", "tests")
     try:
@@ -156,12 +226,18 @@ async def test_guest_sightings_expire(system: LocalSystem):
 HELLO_TIMEOUT_S = 1
 
 
+FAILURES_PER_ADDRESS = 5
+FAILURES_PER_NAME = 8
+
+
 @pytest.fixture(scope="module")
 def tight(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     env = {
         "REFDESK_HELLO_TIMEOUT_S": str(HELLO_TIMEOUT_S),
         "REFDESK_PATRON_SOCKETS_PER_ADDRESS": "3",
         "REFDESK_CHAT_STARTS_PER_MINUTE": "2",
+        "REFDESK_LOGIN_FAILURES_PER_ADDRESS": str(FAILURES_PER_ADDRESS),
+        "REFDESK_LOGIN_FAILURES_PER_NAME": str(FAILURES_PER_NAME),
     }
     running = start_system(
         servers, tmp_path_factory.mktemp("tight"), db="refdesk_tight", env=env, own_nats=True
@@ -257,3 +333,23 @@ async def test_unknown_widget_ids_cost_the_gateway_no_memory(system: LocalSystem
         grown = resident_kib(pid) - before
     print(f"3,000 unknown 8 kB widget ids: the gateway grew by {grown} KiB")
     assert grown < 8 * 1024, f"the gateway grew by {grown} KiB"
+
+
+async def test_at_once_one_address_guessing_many_names_is_checked_only_its_allowance(
+    tight: LocalSystem,
+):
+    """Twenty names at once from one address: its allowance of failures is checked, the
+    rest refused unchecked."""
+    names = [f"demo-hill-spray{i}" for i in range(20)]
+    codes = await wrong_passwords_at_once(tight.gateway_url, names, ["127.0.0.21"])
+    assert sorted(codes) == [401] * FAILURES_PER_ADDRESS + [429] * 15, codes
+
+
+async def test_at_once_many_addresses_guessing_one_name_are_checked_only_its_allowance(
+    tight: LocalSystem,
+):
+    """One name from four addresses, five each, all at once: the name's allowance is
+    checked, the rest refused unchecked (each address and pair is within its own)."""
+    addresses = [f"127.0.0.{n}" for n in (31, 32, 33, 34)]
+    codes = await wrong_passwords_at_once(tight.gateway_url, ["demo-hill-target"] * 5, addresses)
+    assert sorted(codes) == [401] * FAILURES_PER_NAME + [429] * 12, codes

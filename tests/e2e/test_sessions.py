@@ -12,6 +12,7 @@ import jwt
 
 from deploy.local.system import LocalSystem
 from tests.client import ProtocolClient, login, operator, signed_in
+from tests.e2e.test_consortium_admin import PASSWORD, account, fresh
 
 
 async def socket_of(base: str, token: str, **auth: str) -> tuple[ProtocolClient, dict]:
@@ -131,3 +132,104 @@ async def test_a_well_signed_token_for_an_account_that_is_not_there_opens_nothin
     sock, refused = await socket_of(system.gateway_url, ghost)
     await sock.close()
     assert (refused["type"], refused["code"]) == ("error", "unauthorized")
+
+
+# --- a new password or a disable ends every earlier token and session, for good ------------
+
+NEW_PASSWORD = "a-longer-phrase-for-the-desk"
+
+
+async def new_operator(base: str) -> str:
+    """A fresh Hill operator (accounts are never deleted, so each test makes its own)."""
+    name = fresh("demo-hill-tok")
+    async with await signed_in(base, "demo-hill-admin") as admin:
+        made = await admin.post("/api/users", json=account(name, "hill"))
+        assert made.status_code == 201, made.text
+    return name
+
+
+async def token_refused(base: str, token: str) -> None:
+    """The token answers neither REST nor a new socket's `auth`."""
+    async with httpx.AsyncClient(base_url=base) as http:
+        me = await http.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401, me.text
+    sock, refused = await socket_of(base, token)
+    await sock.close()
+    assert (refused["type"], refused["code"]) == ("error", "unauthorized"), refused
+
+
+async def test_an_admin_s_new_password_ends_the_operator_s_tokens_and_socket(
+    system: LocalSystem,
+):
+    base = system.gateway_url
+    name = await new_operator(base)
+    desk = await operator(base, name, [], password=PASSWORD)
+    other = await login(base, name, PASSWORD)  # a second client's token
+    try:
+        async with await signed_in(base, "demo-hill-admin") as admin:
+            put = await admin.put(f"/api/users/{name}/password", json={"password": NEW_PASSWORD})
+            assert put.status_code == 204, put.text
+            assert (await desk.expect("session.ended"))["reason"] == "password_changed"
+            await token_refused(base, other)
+            # The same through the account form (a replace with a password), on a new token.
+            fresh_token = await login(base, name, NEW_PASSWORD)
+            record = (await admin.get(f"/api/users/{name}")).json()
+            replaced = await admin.put(f"/api/users/{name}", json={**record, "password": PASSWORD})
+            assert replaced.status_code == 200, replaced.text
+            await token_refused(base, fresh_token)
+            # A change that is not the password's leaves tokens be.
+            kept = await login(base, name, PASSWORD)
+            record = (await admin.get(f"/api/users/{name}")).json()
+            renamed = await admin.put(f"/api/users/{name}", json={**record, "display_name": "N"})
+            assert renamed.status_code == 200, renamed.text
+        async with httpx.AsyncClient(base_url=base) as http:
+            me = await http.get("/api/me", headers={"Authorization": f"Bearer {kept}"})
+            assert me.status_code == 200, me.text
+    finally:
+        await desk.close()
+
+
+async def test_one_s_own_new_password_ends_one_s_own_tokens_too(system: LocalSystem):
+    """The caller's own token included: whoever changes their password signs in again
+    with it, on every client."""
+    base = system.gateway_url
+    name = await new_operator(base)
+    desk = await operator(base, name, [], password=PASSWORD)
+    own = await login(base, name, PASSWORD)
+    try:
+        bearer = {"Authorization": f"Bearer {own}"}
+        async with httpx.AsyncClient(base_url=base, headers=bearer) as http:
+            put = await http.put(f"/api/users/{name}/password", json={"password": NEW_PASSWORD})
+            assert put.status_code == 204, put.text
+            assert (await desk.expect("session.ended"))["reason"] == "password_changed"
+        await token_refused(base, own)
+        again = await login(base, name, NEW_PASSWORD)
+        async with httpx.AsyncClient(base_url=base) as http:
+            me = await http.get("/api/me", headers={"Authorization": f"Bearer {again}"})
+            assert me.status_code == 200 and me.json()["username"] == name
+    finally:
+        await desk.close()
+
+
+async def test_enabling_a_disabled_account_again_brings_none_of_its_tokens_back(
+    system: LocalSystem,
+):
+    base = system.gateway_url
+    name = await new_operator(base)
+    desk = await operator(base, name, [], password=PASSWORD)
+    before = await login(base, name, PASSWORD)
+    try:
+        async with await signed_in(base, "demo-hill-admin") as admin:
+            record = (await admin.get(f"/api/users/{name}")).json()
+            off = await admin.put(f"/api/users/{name}", json={**record, "disabled": True})
+            assert off.status_code == 200, off.text
+            assert (await desk.expect("session.ended"))["reason"] == "account_disabled"
+            # Enabled again, even with the generation the account had before (what a client
+            # sends of it is ignored).
+            on = await admin.put(f"/api/users/{name}", json={**record, "disabled": False})
+            assert on.status_code == 200, on.text
+            await token_refused(base, before)
+            assert on.json()["token_generation"] > record.get("token_generation", 0)
+        await login(base, name, PASSWORD)  # a new sign-in works
+    finally:
+        await desk.close()

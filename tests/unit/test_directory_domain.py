@@ -145,3 +145,22 @@ def test_a_library_admin_changes_their_own_settings_but_not_its_kind():
     river = Institution(name="river", institution="river", display_name="R", timezone="UTC")
     with pytest.raises(Refusal):
         domain.check_institution(river, admin, "demo", river)
+
+
+def test_a_new_password_disabling_or_another_role_ends_every_earlier_token_for_good():
+    ann = account("demo-hill-ann", "hill", token_generation=3)
+    same = ann.model_copy(update={"display_name": "Ann B.", "max_chats": 2})
+    assert domain.token_generation(None, ann, new_password=True) == 0  # a new account
+    assert domain.token_generation(ann, same, new_password=False) == 3
+    assert domain.token_generation(ann, same, new_password=True) == 4
+    disabled = ann.model_copy(update={"disabled": True})
+    assert domain.token_generation(ann, disabled, new_password=False) == 4
+    # Enabling again moves nothing back: the tokens disabling ended stay ended.
+    enabled = disabled.model_copy(update={"disabled": False, "token_generation": 3})
+    after_disable = disabled.model_copy(update={"token_generation": 4})
+    assert domain.token_generation(after_disable, enabled, new_password=False) == 4
+    promoted = ann.model_copy(update={"role": "institution_admin"})
+    assert domain.token_generation(ann, promoted, new_password=False) == 4
+    # What the client sent is never taken.
+    forged = same.model_copy(update={"token_generation": 0})
+    assert domain.token_generation(ann, forged, new_password=False) == 3

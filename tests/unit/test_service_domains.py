@@ -17,7 +17,7 @@ from shared.audience import audience
 from shared.errors import Refusal
 from shared.schemas.events import ChatRecord
 from shared.schemas.privacy import ErasePatron
-from shared.schemas.protocol import InternalTarget
+from shared.schemas.protocol import InternalTarget, PatronTypingFrame
 from shared.schemas.records import Account, Institution, Principal
 from shared.schemas.requests import InternalMessage, OpenSession, SessionRef
 from shared.schemas.tickets import CreateTicket, ReplyToTicket, Ticket, UpdateTicket
@@ -43,6 +43,18 @@ def test_size_limits_count_bytes():
     with pytest.raises(Refusal) as blank:
         gateway.check_body("   ", 4096)
     assert blank.value.code == "invalid"
+
+
+def test_a_patron_hears_who_types_by_name_never_by_login():
+    frame = gateway.patron_typing("c1", ANN)
+    assert frame.model_dump(by_alias=True)["from"] == {
+        "kind": "operator",
+        "name": "Ann",
+        "id": None,
+    }
+    assert gateway.patron_typing("c1", PATRON).from_.id == "guest1"  # their own guest id
+    with pytest.raises(ValueError, match="login"):
+        PatronTypingFrame(chat_id="c1", from_=ANN.model_dump())
 
 
 def seen_by(event, to: gateway.To) -> list[str]:  # type: ignore[no-untyped-def]
@@ -358,6 +370,34 @@ def test_replies_notes_and_the_patrons_answer():
     ]
 
 
+def test_a_token_is_honoured_only_from_its_account_s_token_generation_on():
+    @dataclass(frozen=True)
+    class Claims:
+        role: str = "operator"
+        institution: str = "hill"
+        generation: int = 2
+
+    ann = Account(
+        username="demo-hill-ann",
+        institution="hill",
+        role="operator",
+        display_name="Ann",
+        token_generation=2,
+    )
+    assert gateway.current_account(ann, Claims()) is ann
+    assert gateway.session_end_reason(ann, Claims()) is None
+    # Signed in since this replica's view last heard of the account: honoured.
+    assert gateway.current_account(ann, Claims(generation=3)) is ann
+    with pytest.raises(Refusal) as old:
+        gateway.current_account(ann, Claims(generation=1))
+    assert old.value.code == "unauthorized" and "sign in again" in old.value.message
+    assert gateway.session_end_reason(ann, Claims(generation=1)) == "password_changed"
+    disabled = ann.model_copy(update={"disabled": True})
+    assert gateway.session_end_reason(disabled, Claims(generation=1)) == "account_disabled"
+    assert gateway.session_end_reason(None, Claims()) == "account_disabled"
+    assert gateway.session_end_reason(ann, Claims(role="institution_admin")) == "account_disabled"
+
+
 def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     from services.gateway.domain import SignInLimits
 
@@ -366,6 +406,11 @@ def test_sign_in_limits_count_a_name_an_address_and_the_two_together():
     assert limits.blocked(pair=10, address=0, name=10)  # one guesser, one name
     assert limits.blocked(pair=1, address=50, name=1)  # one address, many names
     assert limits.blocked(pair=1, address=1, name=100)  # many addresses, one name
+    # Counted before it is checked: the tenth failure's own count is 10, and it is checked.
+    assert limits.admits(pair=10, address=50, name=100)
+    assert not limits.admits(pair=11, address=1, name=1)
+    assert not limits.admits(pair=1, address=51, name=1)
+    assert not limits.admits(pair=1, address=1, name=101)
 
 
 @pytest.mark.parametrize(
@@ -387,3 +432,16 @@ def test_a_transcript_is_shared_with_every_institution_that_held_it(
     )
     assert transcripts.shared_with(chat) == shared
     assert transcripts.answered_by(chat, frozenset({"backup"})) == counted
+
+
+def test_the_audit_rule_logs_reads_of_a_library_s_patrons_from_outside_it():
+    coordinator = Principal(username="demo-admin", institution="demo", role="consortium_admin")
+    hill_admin = Principal(username="demo-hill-admin", institution="hill", role="institution_admin")
+    backup = Principal(username="demo-night-nia", institution="night", role="operator")
+    assert transcripts.audited_read(coordinator, "hill")
+    assert not transcripts.audited_read(hill_admin, "hill")  # the library's own
+    assert transcripts.audited_read(hill_admin, "river")
+    # A chat a backup service answered is its own too; one it did not answer is not.
+    assert not transcripts.audited_read(backup, "hill", ["night"])
+    assert transcripts.audited_read(backup, "hill", [])
+    assert transcripts.audited_read(coordinator, "hill", ["night"])
