@@ -1,5 +1,7 @@
 """A WebSocket client for tests that speaks PROTOCOL.md and checks every server frame
-against the protocol's models, so that the gateway's output cannot drift from its contract."""
+against the protocol's models, so that the gateway's output cannot drift from its contract;
+and the helpers every end-to-end journey shares (signing in, a claimed chat, a transcript
+once written, accounts to make), kept here so no test module imports another."""
 
 from __future__ import annotations
 
@@ -8,13 +10,16 @@ import itertools
 import json
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx
 import websockets
 from websockets.typing import Origin
 
+from deploy.local.system import LocalSystem
 from shared.schemas.protocol import ACK_OF, PATRON_SERVER_FRAME, SERVER_FRAME
 
 _refs = itertools.count(1)
@@ -197,3 +202,97 @@ async def config_everywhere(ops_urls: Iterable[str], timeout: float = 10.0) -> f
 
     await eventually(all_there, f"config revision {saved} on every replica", timeout)
     return time.monotonic() - started
+
+
+def about(chat_id: str, kind: str):  # type: ignore[no-untyped-def]
+    """Matches a frame of type `kind` about one chat (by `chat_id`, or `chat.id`)."""
+
+    def match(frame: dict) -> bool:
+        ident = frame.get("chat_id") or (frame.get("chat") or {}).get("id")
+        return frame["type"] == kind and ident == chat_id
+
+    return match
+
+
+@asynccontextmanager
+async def clients(*made: ProtocolClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in made:
+            await client.close()
+
+
+async def claimed_chat(
+    system: LocalSystem, owner: ProtocolClient, question: str = "Where are the theses?"
+) -> tuple[ProtocolClient, str, str]:
+    """A patron's chat claimed by `owner`: (patron client, chat id, patron's token)."""
+    pat = await patron(system.gateway_url, "hill")
+    token = pat.frames[-1]["token"]
+    chat_id = (await pat.ok({"type": "chat.start", "question": question, "name": "Pat"}))["chat_id"]
+    await owner.expect(about(chat_id, "queue.chat_added"))
+    await owner.ok({"type": "chat.claim", "chat_id": chat_id})
+    await pat.expect("chat.claimed")
+    return pat, chat_id, token
+
+
+async def transcript(
+    system: LocalSystem,
+    token: str,
+    chat_id: str,
+    messages: int,
+    state: str = "closed",
+    timeout: float = 10.0,
+) -> dict:
+    """The transcript once it holds `messages` messages and the chat is in `state`."""
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+
+        async def complete() -> dict | None:
+            r = await http.get(
+                f"/api/transcripts/{chat_id}", headers={"Authorization": f"Bearer {token}"}
+            )
+            body = r.json() if r.status_code == 200 else None
+            if body and len(body["messages"]) == messages and body["chat"]["state"] == state:
+                return body
+            return None
+
+        return await eventually(
+            complete, f"transcript of {chat_id} with {messages} messages, {state}", timeout
+        )
+
+
+async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[str]) -> list[int]:
+    """One wrong password for each name from each address (a loopback address of its
+    own: the gateway counts the connection's), all sent at once; the status codes."""
+    transports = {a: httpx.AsyncHTTPTransport(local_address=a) for a in addresses}
+    sessions = {a: httpx.AsyncClient(base_url=base, transport=t) for a, t in transports.items()}
+    try:
+        answers = await asyncio.gather(
+            *(
+                sessions[a].post("/api/auth/login", json={"username": n, "password": "guess"})
+                for a in addresses
+                for n in names
+            )
+        )
+    finally:
+        for http in sessions.values():
+            await http.aclose()
+    return [a.status_code for a in answers]
+
+
+PASSWORD = "tall-stacks-quiet-reading-room"
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def account(username: str, institution: str, role: str = "operator", **more: Any) -> dict:
+    return {
+        "username": username,
+        "institution": institution,
+        "role": role,
+        "display_name": "Newt",
+        "password": PASSWORD,
+        **more,
+    }

@@ -23,9 +23,8 @@ from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fix
     widget_online,
 )
 from tests.browser.test_widget import serious_violations, shot
-from tests.client import ProtocolClient, eventually, operator, patron, signed_in
+from tests.client import ProtocolClient, about, eventually, operator, patron, signed_in
 from tests.conftest import start_system
-from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
 

@@ -17,8 +17,7 @@ from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fix
     sign_in,
     widget_online,
 )
-from tests.client import ProtocolClient, operator
-from tests.e2e.test_lifecycle import about
+from tests.client import ProtocolClient, about, operator
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = (ROOT / "tests" / "vendor" / "axe.min.js").read_text()

@@ -13,8 +13,7 @@ import pytest
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import eventually, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, clients
+from tests.client import about, clients, eventually, operator, patron, signed_in
 
 pytestmark = pytest.mark.e2e
 

@@ -9,32 +9,14 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, eventually, login, operator, patron
-
-
-async def transcript(
-    system: LocalSystem,
-    token: str,
-    chat_id: str,
-    messages: int,
-    state: str = "closed",
-    timeout: float = 10.0,
-) -> dict:
-    """The transcript once it holds `messages` messages and the chat is in `state`."""
-    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
-
-        async def complete() -> dict | None:
-            r = await http.get(
-                f"/api/transcripts/{chat_id}", headers={"Authorization": f"Bearer {token}"}
-            )
-            body = r.json() if r.status_code == 200 else None
-            if body and len(body["messages"]) == messages and body["chat"]["state"] == state:
-                return body
-            return None
-
-        return await eventually(
-            complete, f"transcript of {chat_id} with {messages} messages, {state}", timeout
-        )
+from tests.client import (
+    ProtocolClient,
+    login,
+    operator,
+    patron,
+    transcript,
+    wrong_passwords_at_once,
+)
 
 
 async def start_chat(
@@ -311,25 +293,6 @@ async def test_repeated_wrong_passwords_lock_that_name_only(system: LocalSystem)
         # Other names are unaffected, and right passwords are never counted.
         for _ in range(12):
             assert await login(system.gateway_url, "demo-hill-bob")
-
-
-async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[str]) -> list[int]:
-    """One wrong password for each name from each address (a loopback address of its
-    own: the gateway counts the connection's), all sent at once; the status codes."""
-    transports = {a: httpx.AsyncHTTPTransport(local_address=a) for a in addresses}
-    sessions = {a: httpx.AsyncClient(base_url=base, transport=t) for a, t in transports.items()}
-    try:
-        answers = await asyncio.gather(
-            *(
-                sessions[a].post("/api/auth/login", json={"username": n, "password": "guess"})
-                for a in addresses
-                for n in names
-            )
-        )
-    finally:
-        for http in sessions.values():
-            await http.aclose()
-    return [a.status_code for a in answers]
 
 
 async def test_wrong_passwords_sent_at_once_are_counted_before_they_are_checked(

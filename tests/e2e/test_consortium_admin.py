@@ -9,32 +9,24 @@ makes its own under a fresh name.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import login, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, claimed_chat, clients
-
-PASSWORD = "tall-stacks-quiet-reading-room"
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def account(username: str, institution: str, role: str = "operator", **more: Any) -> dict:
-    return {
-        "username": username,
-        "institution": institution,
-        "role": role,
-        "display_name": "Newt",
-        "password": PASSWORD,
-        **more,
-    }
+from tests.client import (
+    PASSWORD,
+    about,
+    account,
+    claimed_chat,
+    clients,
+    fresh,
+    login,
+    operator,
+    patron,
+    signed_in,
+)
 
 
 async def test_a_library_admin_adds_an_operator_who_answers_then_disables_them(

@@ -14,10 +14,17 @@ import websockets
 
 from deploy.local.system import LocalSystem
 from shared import store
-from tests.client import ProtocolClient, eventually, login, operator, patron
+from tests.client import (
+    ProtocolClient,
+    claimed_chat,
+    clients,
+    eventually,
+    login,
+    operator,
+    patron,
+    wrong_passwords_at_once,
+)
 from tests.conftest import E2E_DB, start_system
-from tests.e2e.test_chat_path import wrong_passwords_at_once
-from tests.e2e.test_lifecycle import claimed_chat, clients
 from tests.servers import Servers
 
 LIMIT = 64 * 1024

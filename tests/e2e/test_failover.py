@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, eventually, login, operator, patron
+from tests.client import ProtocolClient, about, eventually, login, operator, patron, transcript
 from tests.conftest import OFFER_TIMEOUT_S, start_system
-from tests.e2e.test_chat_path import transcript
-from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
 

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, login, operator, patron
+from tests.client import ProtocolClient, login, operator, patron, transcript
 from tests.conftest import start_system
-from tests.e2e.test_chat_path import transcript
 from tests.servers import Servers
 
 MARKER = "fault-pause"

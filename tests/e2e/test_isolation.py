@@ -25,8 +25,16 @@ import pytest_asyncio
 
 from deploy.local.system import LocalSystem
 from shared.schemas.protocol import OperatorFrame, PatronFrame
-from tests.client import ProtocolClient, eventually, login, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, clients
+from tests.client import (
+    ProtocolClient,
+    about,
+    clients,
+    eventually,
+    login,
+    operator,
+    patron,
+    signed_in,
+)
 
 MARKER = "isolation-marker"
 REFUSED = {401, 403, 404}

@@ -7,28 +7,24 @@ grace periods end after a few seconds, so these tests can watch them happen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 
 from deploy.local.system import LocalSystem
 from services.routing import domain
 from shared.bus import Bus
-from tests.client import ProtocolClient, eventually, login, operator, patron, signed_in
+from tests.client import (
+    ProtocolClient,
+    about,
+    claimed_chat,
+    clients,
+    eventually,
+    login,
+    operator,
+    patron,
+    signed_in,
+    transcript,
+)
 from tests.conftest import OFFER_TIMEOUT_S, OWNER_GRACE_S, PATRON_GRACE_S
-from tests.e2e.test_chat_path import transcript
-
-
-def about(chat_id: str, kind: str):  # type: ignore[no-untyped-def]
-    """Matches a frame of type `kind` about one chat (by `chat_id`, or `chat.id`)."""
-
-    def match(frame: dict) -> bool:
-        ident = frame.get("chat_id") or (frame.get("chat") or {}).get("id")
-        return frame["type"] == kind and ident == chat_id
-
-    return match
-
 
 TIMING = domain.Timing(
     offer_timeout_s=OFFER_TIMEOUT_S, owner_grace_s=OWNER_GRACE_S, patron_grace_s=PATRON_GRACE_S
@@ -49,28 +45,6 @@ async def nothing_due(bus: Bus, chat_id: str, owner: str) -> None:
         return True if state.chat.owner == owner and not domain.deadlines(state, TIMING) else None
 
     await eventually(settled, f"chat {chat_id} with {owner} and nothing due", OWNER_GRACE_S)
-
-
-@asynccontextmanager
-async def clients(*made: ProtocolClient) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        for client in made:
-            await client.close()
-
-
-async def claimed_chat(
-    system: LocalSystem, owner: ProtocolClient, question: str = "Where are the theses?"
-) -> tuple[ProtocolClient, str, str]:
-    """A patron's chat claimed by `owner`: (patron client, chat id, patron's token)."""
-    pat = await patron(system.gateway_url, "hill")
-    token = pat.frames[-1]["token"]
-    chat_id = (await pat.ok({"type": "chat.start", "question": question, "name": "Pat"}))["chat_id"]
-    await owner.expect(about(chat_id, "queue.chat_added"))
-    await owner.ok({"type": "chat.claim", "chat_id": chat_id})
-    await pat.expect("chat.claimed")
-    return pat, chat_id, token
 
 
 async def offered_to_bob(

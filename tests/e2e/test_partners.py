@@ -13,8 +13,16 @@ import httpx
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import config_everywhere, eventually, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, claimed_chat, clients
+from tests.client import (
+    about,
+    claimed_chat,
+    clients,
+    config_everywhere,
+    eventually,
+    operator,
+    patron,
+    signed_in,
+)
 
 
 def replicas(system: LocalSystem) -> list[str]:

@@ -27,6 +27,7 @@ import pytest_asyncio
 from deploy.local.system import LocalSystem
 from tests.client import (
     ProtocolClient,
+    about,
     config_everywhere,
     eventually,
     operator,
@@ -34,7 +35,6 @@ from tests.client import (
     signed_in,
 )
 from tests.conftest import TUESDAY_ROLLOVER_S, tuesday_system
-from tests.e2e.test_lifecycle import about
 from tests.servers import Servers
 
 DB = "refdesk_paths"

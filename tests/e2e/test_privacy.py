@@ -11,9 +11,8 @@ from typing import Any
 from deploy.local.system import LocalSystem
 from shared import store
 from shared.bus import Bus
-from tests.client import eventually, operator, patron, signed_in
+from tests.client import about, clients, eventually, operator, patron, signed_in
 from tests.conftest import E2E_DB
-from tests.e2e.test_lifecycle import about, clients
 
 NOTHING = {
     "chats": 0,

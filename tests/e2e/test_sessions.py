@@ -11,8 +11,7 @@ import httpx
 import jwt
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, login, operator, signed_in
-from tests.e2e.test_consortium_admin import PASSWORD, account, fresh
+from tests.client import PASSWORD, ProtocolClient, account, fresh, login, operator, signed_in
 
 
 async def socket_of(base: str, token: str, **auth: str) -> tuple[ProtocolClient, dict]:

@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from deploy.local.system import LocalSystem
-from tests.client import eventually, operator, signed_in
-from tests.e2e.test_lifecycle import about, claimed_chat, clients
+from tests.client import about, claimed_chat, clients, eventually, operator, signed_in
 
 
 async def test_the_previous_owner_tags_after_a_transfer_and_after_close(system: LocalSystem):

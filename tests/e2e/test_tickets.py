@@ -15,8 +15,7 @@ import aiosmtplib
 import httpx
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, eventually, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, clients
+from tests.client import ProtocolClient, about, clients, eventually, operator, patron, signed_in
 
 
 def mail_to(outbox: Path, address: str, ref: str) -> list[EmailMessage]:

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, eventually, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, clients
+from tests.client import ProtocolClient, about, clients, eventually, operator, patron, signed_in
 
 
 async def answered_chat(

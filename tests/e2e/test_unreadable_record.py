@@ -17,8 +17,7 @@ from deploy.local.system import LocalSystem
 from shared import subjects
 from shared.bus import Bus, flushed
 from shared.schemas.requests import DeadLetter
-from tests.client import eventually, operator, patron, signed_in
-from tests.e2e.test_lifecycle import about, clients
+from tests.client import about, clients, eventually, operator, patron, signed_in
 from tests.servers import Servers
 
 MALFORMED = b'{"v": 1, "state": {"chat": "not one"}, "events": "none"}'
