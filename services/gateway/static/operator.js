@@ -1,17 +1,17 @@
 // refdesk operator client: sign in, choose status and queues, claim, reply, tag, transfer
 // (and answer transfer offers), take over a disconnected colleague's chat, close, and talk
 // to other staff.
-import { messageSender, refusal } from "./messages.js";
+import { createConnection } from "./connection.js";
 import { bars, coverageStrip, figuresBars, heatmap, pairedBars } from "./charts.js";
 import { KEYS, recordForm } from "./record-forms.js";
 import { staffTalk } from "./staff-talk.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, ws: null, refs: new Map(), nextRef: 1,
+  const state = { token: null, user: null,
                   waiting: new Map(), orphans: new Map(), offers: new Map(), chats: new Map(),
                   current: null, queueNames: new Set(), since: new Map(), snippets: new Map(),
-                  typingSent: 0, typingTimer: null, tickets: "mine", stopped: false, retry: 0 };
+                  typingSent: 0, typingTimer: null, tickets: "mine" };
   const CLAIM_WITHIN_S = 60, TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
   // REST as the signed-in operator; a refusal rejects with its message and HTTP status.
   async function api(path, options = {}) {
@@ -22,15 +22,17 @@ import { staffTalk } from "./staff-talk.js";
     return body;
   }
 
-  function send(frame) {
-    return new Promise((resolve, reject) => {
-      const ref = String(state.nextRef++);
-      state.refs.set(ref, { resolve, reject });
-      state.ws.send(JSON.stringify({ ...frame, ref }));
-    });
-  }
-  const sendMessage = messageSender(send);
   function showError(text) { $("desk-error").textContent = text || ""; }
+  const connection = createConnection({
+    path: "/ws/operator",
+    greeting: () => ({ type: "auth", token: state.token }),
+    onFrame,
+    onProblem: showError,
+    onClosed: () => { $("status").disabled = true; },
+    // A network drop or a restarted gateway: come back and resume the chats.
+    onReconnecting: () => { $("connection").textContent = "Reconnecting…"; },
+  });
+  const send = connection.send;
   function el(tag, attrs = {}, text = "") {
     const node = document.createElement(tag);
     Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
@@ -328,17 +330,9 @@ import { staffTalk } from "./staff-talk.js";
   }
 
   function onFrame(frame) {
-    if (frame.type === "ack" || frame.type === "error") {
-      const pending = state.refs.get(frame.ref);
-      if (pending) {
-        state.refs.delete(frame.ref);
-        if (frame.type === "ack") pending.resolve(frame); else pending.reject(refusal(frame));
-      } else if (frame.type === "error") showError(frame.message);
-      return;
-    }
     switch (frame.type) {
       case "session":
-        state.retry = 0; $("connection").textContent = "Connected"; $("status").disabled = false;
+        $("connection").textContent = "Connected"; $("status").disabled = false;
         $("status").value = frame.status; $("status").dataset.confirmed = frame.status;
         if (state.hadSession) {
           // Back after a drop: what colleagues wrote meanwhile is in the history, and a
@@ -421,7 +415,7 @@ import { staffTalk } from "./staff-talk.js";
         if (state.talk) state.talk.receive(frame); break;
       case "session.ended":
         // Signed in elsewhere, ended by an admin, expired: this tab stops (no reconnecting).
-        state.stopped = true;
+        connection.stop();
         $("connection").textContent = "Signed out";
         showError(`Your session ended: ${frame.reason.replaceAll("_", " ")}.`); break;
 
@@ -448,23 +442,6 @@ import { staffTalk } from "./staff-talk.js";
     try { await send({ type: "monitor.set", queues }); showError(""); } catch (err) { showError(err.message); }
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    state.ws = new WebSocket(`${scheme}://${location.host}/ws/operator`);
-    state.ws.addEventListener("open", () => send({ type: "auth", token: state.token }).catch((e) => showError(e.message)));
-    state.ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
-    state.ws.addEventListener("close", () => {
-      $("status").disabled = true;
-      for (const pending of state.refs.values()) pending.reject(new Error("Connection lost."));
-      state.refs.clear();
-      if (state.stopped) return;
-      // A network drop or a restarted gateway: come back and resume the chats.
-      $("connection").textContent = "Reconnecting…";
-      state.retry = Math.min(state.retry + 1, 6);
-      setTimeout(connect, Math.min(500 * 2 ** (state.retry - 1), 10000));
-    });
-  }
-
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("login-error").textContent = "";
@@ -482,7 +459,7 @@ import { staffTalk } from "./staff-talk.js";
     await loadQueues();
     await loadSnippets();
     await startStaffTalk();
-    connect();
+    connection.open();
     loadTickets();
   });
   $("status").addEventListener("change", async () => {
@@ -497,7 +474,7 @@ import { staffTalk } from "./staff-talk.js";
     const body = $("body").value.trim();
     if (!body || !state.current) return;
     try {
-      const ack = await sendMessage(state.current, body);
+      const ack = await connection.sendMessage(state.current, body);
       const entry = state.chats.get(state.current);
       entry.messages.push({ id: ack.id, seq: ack.seq, body, from: { kind: "operator", name: state.user.display_name } });
       if (entry.chat.state === "transferring") entry.chat.state = "active";  // writing took it back
@@ -555,7 +532,7 @@ import { staffTalk } from "./staff-talk.js";
       state.chats.get(state.current).chat = ack.chat; $("tags").value = ""; renderMine(); renderLog();
     } catch (err) { showError(err.message); }
   });
-  $("sign-out").addEventListener("click", () => { state.stopped = true; if (state.ws) state.ws.close(); location.reload(); });
+  $("sign-out").addEventListener("click", () => { connection.close(); location.reload(); });
   $("alerts").addEventListener("change", () => { localStorage.setItem("refdesk-alerts", $("alerts").checked ? "on" : "off"); tick(); });
   $("body").addEventListener("input", () => {
     const now = Date.now();
