@@ -3,16 +3,11 @@
 // that can be added, moved and removed. `read()` gives the record as the API takes it; fields
 // the form does not show are kept as they were, and the server still checks every one.
 
+import { el } from "./dom.js";
+
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ROLES = ["operator", "institution_admin"];
 let made = 0;  // ids for labels, unique across forms on the page
-
-function el(tag, attrs = {}, text = "") {
-  const node = document.createElement(tag);
-  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
-  node.textContent = text;
-  return node;
-}
 
 // A labelled control; `name` is the record's field, which the tests and a 422's path use.
 function control(name, label, input, hint = "") {
