@@ -9,6 +9,9 @@ const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ROLES = ["operator", "institution_admin"];
 let made = 0;  // ids for labels, unique across forms on the page
 
+// A field the record has (the API sends null, or leaves out, one it has not).
+const given = (value) => value !== null && value !== undefined;
+
 // A labelled control; `name` is the record's field, which the tests and a 422's path use.
 function control(name, label, input, hint = "") {
   const id = `rf-${name}-${++made}`;
@@ -30,7 +33,7 @@ function control(name, label, input, hint = "") {
 function input(type, value, attrs = {}) {
   const node = el("input", { type, ...attrs });
   if (type === "checkbox") node.checked = Boolean(value);
-  else node.value = value == null ? "" : String(value);
+  else node.value = given(value) ? String(value) : "";
   return node;
 }
 
@@ -99,7 +102,7 @@ function queueForm(record, ctx) {
     timezone: input("text", record.timezone, { placeholder: "the library's zone" }),
     calendar: input("text", record.holidays?.calendar ?? "US"),
     covered: input("checkbox", record.holidays?.covered),
-    rollover: input("checkbox", record.rollover_after_s != null),
+    rollover: input("checkbox", given(record.rollover_after_s)),
     rollover_after_s: input("number", record.rollover_after_s ?? 120, { min: "5", max: "86400" }),
   };
   const hours = rows("hours", "Opening hours", record.hours || [], () => ({ day: "mon", open: "09:00", close: "17:00" }), hoursRow);
