@@ -8,7 +8,11 @@ CHROMIUM ?= /usr/bin/chromium
 
 PROMTOOL ?= /usr/bin/promtool
 
-.PHONY: install chromium promtool run test lint bench clean
+# ESLint for the web clients, at the versions package-lock.json pins, in node_modules/.
+ESLINT := node_modules/.bin/eslint
+ESLINT_STAMP := node_modules/.installed-stamp
+
+.PHONY: install chromium promtool eslint run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,16 +42,32 @@ promtool:
 	    exit 1; \
 	  fi; }
 
+# The JavaScript linter: `npm ci` installs exactly what package-lock.json pins, into
+# node_modules/; Node.js and npm are Debian's packages when the machine has none.
+$(ESLINT_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	  else \
+	    echo "make lint needs Node.js 18.18 or later and npm: install Debian's nodejs and npm packages" >&2; \
+	    exit 1; \
+	  fi; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(ESLINT_STAMP)
+
+eslint: $(ESLINT_STAMP)
+
 run: install
 	$(PY) -m deploy.local
 
 test: install chromium promtool
 	REFDESK_CHROMIUM=$(CHROMIUM) REFDESK_PROMTOOL=$(PROMTOOL) $(PY) -m pytest
 
-lint: install
+lint: install eslint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(ESLINT) .
 
 bench: install
 	$(PY) -m bench.nats_baseline

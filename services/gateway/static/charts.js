@@ -98,7 +98,8 @@ export function coverageStrip(intervals, from, { label }) {
   const start = from.getTime(), day = 86400000;
   for (let d = 0; d < 7; d++) root.append(shape("text", { x: 0, y: d * 18 + 12 }, new Date(start + d * day).toLocaleDateString("en", { weekday: "short" })));
   for (const interval of intervals) {
-    let a = Date.parse(interval.start), b = Date.parse(interval.end);
+    const b = Date.parse(interval.end);
+    let a = Date.parse(interval.start);  // moves on to each day's end in turn
     while (a < b) {
       const d = Math.floor((a - start) / day);
       const dayEnd = start + (d + 1) * day, upto = Math.min(b, dayEnd);

@@ -3,16 +3,14 @@
 // that can be added, moved and removed. `read()` gives the record as the API takes it; fields
 // the form does not show are kept as they were, and the server still checks every one.
 
+import { el } from "./dom.js";
+
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ROLES = ["operator", "institution_admin"];
 let made = 0;  // ids for labels, unique across forms on the page
 
-function el(tag, attrs = {}, text = "") {
-  const node = document.createElement(tag);
-  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
-  node.textContent = text;
-  return node;
-}
+// A field the record has (the API sends null, or leaves out, one it has not).
+const given = (value) => value !== null && value !== undefined;
 
 // A labelled control; `name` is the record's field, which the tests and a 422's path use.
 function control(name, label, input, hint = "") {
@@ -35,7 +33,7 @@ function control(name, label, input, hint = "") {
 function input(type, value, attrs = {}) {
   const node = el("input", { type, ...attrs });
   if (type === "checkbox") node.checked = Boolean(value);
-  else node.value = value == null ? "" : String(value);
+  else node.value = given(value) ? String(value) : "";
   return node;
 }
 
@@ -104,7 +102,7 @@ function queueForm(record, ctx) {
     timezone: input("text", record.timezone, { placeholder: "the library's zone" }),
     calendar: input("text", record.holidays?.calendar ?? "US"),
     covered: input("checkbox", record.holidays?.covered),
-    rollover: input("checkbox", record.rollover_after_s != null),
+    rollover: input("checkbox", given(record.rollover_after_s)),
     rollover_after_s: input("number", record.rollover_after_s ?? 120, { min: "5", max: "86400" }),
   };
   const hours = rows("hours", "Opening hours", record.hours || [], () => ({ day: "mon", open: "09:00", close: "17:00" }), hoursRow);

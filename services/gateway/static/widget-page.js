@@ -1,28 +1,33 @@
 // The patron side of the widget: hello (with a remembered guest token, which also resumes
-// an open chat), ask, chat, end, ask again; reconnects by itself after a network drop.
-import { messageSender, refusal } from "./messages.js";
+// an open chat), ask, chat, end, ask again; reconnects by itself after a network drop
+// (connection.js, as the desk does).
+import { createConnection } from "./connection.js";
+import { $ } from "./dom.js";
 
 (() => {
-  const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const widget = params.get("widget") || "";
   // The host page, as the loader passed it; only a web address goes with the chat.
   const page = /^https?:\/\//.test(params.get("page") || "") ? params.get("page").slice(0, 500) : null;
   const tokenKey = `refdesk-guest-${widget}`;
   const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
-  const refs = new Map();
-  let nextRef = 1, chatId = null, ws = null, online = false, retry = 0;
+  let chatId = null, online = false;
   let typingSent = 0, typingTimer = null;
 
-  function send(frame) {
-    return new Promise((resolve, reject) => {
-      if (!ws || ws.readyState !== WebSocket.OPEN) { reject(new Error("Reconnecting… try again in a moment.")); return; }
-      const ref = String(nextRef++);
-      refs.set(ref, { resolve, reject });
-      ws.send(JSON.stringify({ ...frame, ref }));
-    });
-  }
-  const sendMessage = messageSender(send);
+  const server = createConnection({
+    path: `/ws/patron?widget=${encodeURIComponent(widget)}`,
+    greeting: () => ({ type: "hello", token: localStorage.getItem(tokenKey) }),
+    onFrame,
+    onOpened: () => { $("error").textContent = ""; },
+    onProblem: (text) => { $("error").textContent = text; },
+    onClosed: (event) => {
+      // No such widget here: asking again would not change that.
+      if (event.code === 4404) { $("availability").textContent = "This chat is not available here."; server.stop(); }
+    },
+    // A network drop or a restarted gateway: come back, and the chat resumes.
+    onReconnecting: () => { $("availability").textContent = "Reconnecting…"; },
+  });
+  const send = server.send;
 
   function line(who, text, kind) {
     const row = document.createElement("div");
@@ -68,12 +73,6 @@ import { messageSender, refusal } from "./messages.js";
   }
 
   function onFrame(f) {
-    if (f.type === "ack" || f.type === "error") {
-      const p = refs.get(f.ref);
-      if (p) { refs.delete(f.ref); f.type === "ack" ? p.resolve(f) : p.reject(refusal(f)); }
-      else if (f.type === "error") $("error").textContent = f.message;
-      return;
-    }
     switch (f.type) {
       case "welcome":
         localStorage.setItem(tokenKey, f.token);
@@ -115,25 +114,7 @@ import { messageSender, refusal } from "./messages.js";
     }
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    ws = new WebSocket(`${scheme}://${location.host}/ws/patron?widget=${encodeURIComponent(widget)}`);
-    ws.addEventListener("open", () => {
-      retry = 0; $("error").textContent = "";
-      send({ type: "hello", token: localStorage.getItem(tokenKey) }).catch((e) => { $("error").textContent = e.message; });
-    });
-    ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
-    ws.addEventListener("close", (e) => {
-      for (const p of refs.values()) p.reject(new Error("Connection lost."));
-      refs.clear();
-      if (e.code === 4404) { $("availability").textContent = "This chat is not available here."; return; }
-      // A network drop or a restarted gateway: come back, and the chat resumes.
-      $("availability").textContent = "Reconnecting…";
-      retry = Math.min(retry + 1, 6);
-      setTimeout(connect, Math.min(1000 * 2 ** (retry - 1), 15000));
-    });
-  }
-  connect();
+  server.open();
 
   $("start-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -165,7 +146,7 @@ import { messageSender, refusal } from "./messages.js";
     event.preventDefault();
     const body = $("body").value.trim();
     if (!body || !chatId) return;
-    try { await sendMessage(chatId, body); line("You", body, "patron"); $("body").value = ""; typingSent = 0; }
+    try { await server.sendMessage(chatId, body); line("You", body, "patron"); $("body").value = ""; typingSent = 0; }
     catch (err) { $("error").textContent = err.message; }
   });
   // The librarian sees that the patron is writing: at most one notice every 3 s.
