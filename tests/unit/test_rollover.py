@@ -120,6 +120,13 @@ def test_no_timeout_or_no_later_queue_means_no_rollover():
     assert domain.deadlines(last.state, TIMING) == []
 
 
+def _offer(state, by: str, to: str, institution: str, seconds: float, **more):  # type: ignore[no-untyped-def]
+    """`by` offers the chat to the operator `to` of `institution`."""
+    return domain.offer_transfer(
+        state, by, [to], after(seconds), 120, to_operator=to, to_institution=institution, **more
+    )
+
+
 def test_a_library_hands_a_chat_to_the_backup_service_which_answers_it_from_then_on():
     """The other direction: River's operator offers the chat to the backup service's
     operator (the chat stays in River's queue). The backup service may answer the offer,
@@ -127,15 +134,7 @@ def test_a_library_hands_a_chat_to_the_backup_service_which_answers_it_from_then
     claimed = domain.claim(river_chat().state, "demo-river-rae", "Rae", ["demo-river"], after(5))
     assert claimed.state.chat.handled_by == ["river"]
     assert claimed.state.chat.answered_institution == "river"
-    offered = domain.offer_transfer(
-        claimed.state,
-        "demo-river-rae",
-        ["demo-backup-dan"],
-        after(10),
-        120,
-        to_operator="demo-backup-dan",
-        to_institution="backup",
-    )
+    offered = _offer(claimed.state, "demo-river-rae", "demo-backup-dan", "backup", 10)
     assert offered.state.offer is not None and offered.state.offer.to_institution == "backup"
     assert offered.state.offered_to == ["backup"]
     taken = domain.accept_transfer(
@@ -152,15 +151,7 @@ def test_a_library_hands_a_chat_to_the_backup_service_which_answers_it_from_then
     assert chat.visible_to("backup") and chat.visible_to("river")
     assert not chat.visible_to("hill")
     # Handed back home, the backup service is still the one that answered it.
-    again = domain.offer_transfer(
-        taken.state,
-        "demo-backup-dan",
-        ["demo-river-rae"],
-        after(30),
-        120,
-        to_operator="demo-river-rae",
-        to_institution="river",
-    )
+    again = _offer(taken.state, "demo-backup-dan", "demo-river-rae", "river", 30)
     home = domain.accept_transfer(again.state, "demo-river-rae", "Rae", after(40), "river")
     assert home.state.chat.handled_by == ["river", "backup"]
     assert home.state.chat.answered_institution == "backup"
@@ -171,15 +162,13 @@ def test_an_offer_to_an_operator_names_no_queue_institution():
     """Only a queue transfer moves the chat into the target's queue; an operator transfer
     records whose staff was offered it, and the chat stays where it was."""
     claimed = domain.claim(river_chat().state, "demo-river-rae", "Rae", ["demo-river"], after(5))
-    offered = domain.offer_transfer(
+    offered = _offer(
         claimed.state,
         "demo-river-rae",
-        ["demo-backup-dan"],
-        after(10),
-        120,
-        to_operator="demo-backup-dan",
+        "demo-backup-dan",
+        "backup",
+        10,
         to_queue_institution="backup",
-        to_institution="backup",
     )
     assert offered.state.offer is not None
     assert offered.state.offer.to_queue_institution is None
