@@ -25,7 +25,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     # Time zones and kinds of members: local days and hours, and who answered a chat.
     view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
     await view.start()
-    store = TranscriptStore(runtime.db, lambda: Members.of(view.institutions))
+    store = TranscriptStore(runtime.db, lambda: Members.of(view.institutions), runtime.clock)
     await store.ensure_indexes()
     handlers = TranscriptHandlers(
         runtime.bus,

@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from services.transcripts import domain, metrics, privacy
+from services.transcripts.rollup_store import RollupsDeferred
 from services.transcripts.store import TranscriptStore
 from shared import subjects, telemetry
 from shared.bus import Bus, Endpoint, describe_validation
@@ -318,6 +319,14 @@ class TranscriptHandlers:
         events = [event for _, batch in readable for event in batch]
         try:
             fresh = await self.store.apply(events)
+        except RollupsDeferred as deferred:
+            # Stored, but another writer holds some chats' statistics: the whole batch
+            # comes again (its writes are idempotent), and counts them then.
+            log.warning("%s; the batch will be redelivered", deferred)
+            metrics.ROLLUPS_DEFERRED.inc(len(deferred.chat_ids))
+            for msg, _ in readable:
+                await msg.nak(delay=1.0)
+            return
         except Exception:
             log.exception("recording %d events failed; they will be redelivered", len(events))
             for msg, _ in readable:

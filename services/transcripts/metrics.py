@@ -24,3 +24,7 @@ RETENTION = Counter(
     ["action"],
 )
 ERASED = Counter("refdesk_transcript_erased_chats_total", "Chats erased at a patron's request")
+ROLLUPS_DEFERRED = Counter(
+    "refdesk_transcript_rollups_deferred_total",
+    "Chats whose statistics were left for a redelivery: another writer held their count",
+)

@@ -1,4 +1,5 @@
-"""Transcripts' MongoDB collections: chats, messages and the raw event log."""
+"""Transcripts' MongoDB collections: chats, messages and the raw event log, and the
+statistics rollups kept from them (rollup_store.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from services.transcripts import domain, privacy, queries
+from services.transcripts.rollup_store import RollupStore
 from shared import paging
-from shared.clock import iso
+from shared.clock import Clock, SystemClock, iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
 from shared.schemas.privacy import ErasePatron, TranscriptsErased
@@ -25,7 +27,6 @@ from shared.schemas.requests import (
     MissedQuery,
     SearchTranscripts,
     Stats,
-    StatsGroup,
     StatsQuery,
     Transcript,
     TranscriptPage,
@@ -38,13 +39,19 @@ NOT_ANONYMISED = {"$in": [None, False]}
 
 
 class TranscriptStore:
-    def __init__(self, db: AsyncDatabase[Document], members: Callable[[], domain.Members]) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        members: Callable[[], domain.Members],
+        clock: Clock | None = None,
+    ) -> None:
         self.chats = TenantCollection(db.chats)
         self.messages = TenantCollection(db.messages)
         self.events = TenantCollection(db.chat_events)
         self.internal = TenantCollection(db.internal_messages)
         self.audit = TenantCollection(db.audit)
         self.members = members
+        self.rollups = RollupStore(db, members, clock or SystemClock())
 
     async def ensure_indexes(self) -> None:
         await self.messages.raw.create_index([("institution", 1), ("chat_id", 1), ("seq", 1)])
@@ -115,47 +122,10 @@ class TranscriptStore:
         )
         return [AuditEntry.model_validate(d) for d in docs]
 
-    async def _aggregate(self, pipeline: list[Document]) -> list[Document]:
-        return await (await self.chats.raw.aggregate(pipeline)).to_list()
-
     async def stats(self, query: StatsQuery, inst: str | None) -> Stats:
-        """The span's figures for an institution (None: the consortium), grouped if
-        asked; the consortium's come with a breakdown by institution."""
-        start, end = query.start, query.end
-        grouped: list[StatsGroup] = []
-        if query.group_by is None:
-            total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
-        else:
-            rows = await self._aggregate(queries.stats_pipeline(inst, start, end, query.group_by))
-            grouped = queries.groups(rows)
-            # Each chat is in one group unless grouped by a list (operators, tags): then
-            # the groups add up to more than the span, which needs its own count.
-            if queries.partitions(query.group_by):
-                total = [queries.merged(rows)]
-            else:
-                total = await self._aggregate(queries.stats_pipeline(inst, start, end, None))
-        breakdown: list[StatsGroup] = []
-        if inst is None:
-            homes = await self._aggregate(queries.stats_pipeline(None, start, end, "institution"))
-            helped = await self._aggregate(queries.answered_for_others_pipeline(start, end))
-            breakdown = queries.groups(homes)
-            by_name = {g.key: g for g in breakdown}
-            for row in helped:
-                name = str(row["_id"])
-                if name not in by_name:
-                    by_name[name] = StatsGroup(key=name)
-                by_name[name].answered_for_others = int(row["chats"])
-            breakdown = sorted(by_name.values(), key=lambda g: g.key)
-        figures = queries.figures(total[0] if total else {})
-        return Stats(
-            **figures.model_dump(),
-            institution=inst,
-            start=iso(start),
-            end=iso(end),
-            group_by=query.group_by,
-            groups=grouped,
-            institutions=breakdown,
-        )
+        """The span's figures for an institution (None: the consortium, with a breakdown
+        by institution), grouped if asked: from the rollups, never the chats."""
+        return await self.rollups.stats(query, inst)
 
     async def missed(self, query: MissedQuery) -> list[Chat]:
         docs = await self.chats.find(
@@ -184,14 +154,19 @@ class TranscriptStore:
         ]
 
     async def apply(self, events: list[ChatEvent]) -> int:
+        """Record a batch of events, then count the chats that ended (or changed after
+        ending) in the statistics rollups. Raises RollupsDeferred when another writer holds
+        some chat's count: the batch is to come again."""
         fresh = await self._record(events)
-        await self._index_text(events)
+        ended = await self._index_text(events)
+        await self.rollups.record(ended)
         return fresh
 
-    async def _index_text(self, events: list[ChatEvent]) -> None:
+    async def _index_text(self, events: list[ChatEvent]) -> set[str]:
         """Give ended chats their messages' text for search. Chats that end in this batch,
         and ended chats a late (redelivered) message reached, are rebuilt from the stored
-        messages, so the result is the same in whatever order events came."""
+        messages, so the result is the same in whatever order events came. Returns those
+        chats."""
         ended = {e.chat.id for e in events if e.type != "message" and e.chat.state in domain.ENDED}
         touched = {e.chat.id for e in events if e.type == "message"} - ended
         if touched:
@@ -201,7 +176,7 @@ class TranscriptStore:
             )
             ended |= {d["_id"] for d in await late.to_list()}
         if not ended:
-            return
+            return ended
         by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
         found = self.messages.raw.find(
             {"chat_id": {"$in": sorted(ended)}}, {"chat_id": 1, "seq": 1, "body": 1}
@@ -216,6 +191,7 @@ class TranscriptStore:
             for chat_id in sorted(ended)
         ]
         await self.chats.raw.bulk_write(updates, ordered=False)
+        return ended
 
     async def _record(self, events: list[ChatEvent]) -> int:
         """Record a batch of events in a few round trips; returns how many were new.
