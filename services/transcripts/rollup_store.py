@@ -23,7 +23,8 @@ message) is counted exactly once without transactions:
    `t_<chat>_<r+1>`, on condition that the marker is not there, so a document takes a
    change once however often it is sent;
 3. finish: the ledger entry takes the new facts as counted;
-4. tidy: the markers go.
+4. tidy: the markers go, with the next update of the same document or, for a document
+   not updated again within `TIDY_AFTER_S`, on their own.
 
 A writer that dies part-way leaves the change pending; its events were not acknowledged,
 so they come again, and a writer that finds a change pending for longer than `STALE_MS`
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 # a batch takes to write.
 STALE_MS = 60_000
 READ_CHUNK = 2000
+# Markers of finished changes wait this long (or until this many documents owe some) for
+# the next update of their document to take them away, before being removed on their own.
+TIDY_AFTER_S = 30.0
+TIDY_AT_MOST = 5000
 
 
 class RollupsDeferred(Exception):
@@ -88,6 +93,9 @@ class RollupStore:
         self.members = members
         self.clock = clock
         self._registered: set[str] = set()
+        # Markers of this writer's finished changes still in documents: document id ->
+        # (its institution, the markers, when first owed on the monotonic clock).
+        self._untidy: dict[str, tuple[str, set[str], float]] = {}
 
     # --- counting ----------------------------------------------------------------------------
 
@@ -109,6 +117,7 @@ class RollupStore:
         deferred: list[str] = []
         for home, docs in sorted(by_home.items()):
             deferred += await self._record_home(home, docs, zones)
+        await self._tidy(everything=False)
         if deferred:
             raise RollupsDeferred(deferred)
 
@@ -175,7 +184,7 @@ class RollupStore:
             for made in mine:
                 markers[made].append(_marker(chat_id, rev + 1))
         await self._register({d.institution for d in deltas.values()})
-        if await self._apply(deltas, markers):
+        if await self._apply(deltas, markers, tidy=True):
             # Another writer took some of these over meanwhile: theirs to finish.
             return deferred + [c[0] for c in won]
         finished = await self.ledger.raw.bulk_write(
@@ -189,21 +198,38 @@ class RollupStore:
             ordered=False,
         )
         if finished.matched_count == len(won):
-            await self.docs.raw.bulk_write(
-                [
-                    UpdateOne(
-                        TenantCollection.scoped(deltas[made].institution, {"_id": made}),
-                        {"$unset": dict.fromkeys(marks, "")},
-                    )
-                    for made, marks in markers.items()
-                ],
-                ordered=False,
-            )
+            # Nobody took any of them over: their markers may go.
+            owed_since = self.clock.monotonic()
+            for made, marks in markers.items():
+                institution, owed, since = self._untidy.get(
+                    made, (deltas[made].institution, set(), owed_since)
+                )
+                self._untidy[made] = (institution, owed | set(marks), since)
         return deferred
 
-    async def _apply(self, deltas: Deltas, markers: dict[str, list[str]]) -> bool:
+    async def _tidy(self, everything: bool) -> None:
+        """Remove the markers owed for long enough (all of them: `everything`)."""
+        now = self.clock.monotonic()
+        due = [
+            made
+            for made, (_, _, since) in self._untidy.items()
+            if everything or len(self._untidy) > TIDY_AT_MOST or now - since >= TIDY_AFTER_S
+        ]
+        if not due:
+            return
+        ops = []
+        for made in due:
+            institution, owed, _ = self._untidy.pop(made)
+            scoped = TenantCollection.scoped(institution, {"_id": made})
+            ops.append(UpdateOne(scoped, {"$unset": dict.fromkeys(sorted(owed), "")}))
+        await self.docs.raw.bulk_write(ops, ordered=False)
+
+    async def _apply(
+        self, deltas: Deltas, markers: dict[str, list[str]], tidy: bool = False
+    ) -> bool:
         """Add each change to its document unless the document has its markers; True
-        when some document had them (already applied)."""
+        when some document had them (already applied). `tidy`: take away the markers
+        this writer owes the document (never while taking over another's change)."""
         ops = []
         for made, delta in deltas.items():
             marks = markers[made]
@@ -213,6 +239,9 @@ class RollupStore:
             }
             if delta.inc:
                 update["$inc"] = dict(delta.inc)
+            if tidy and made in self._untidy:
+                _, owed, _ = self._untidy.pop(made)
+                update["$unset"] = dict.fromkeys(sorted(owed), "")
             condition = {"_id": made, **{m: {"$exists": False} for m in marks}}
             scoped = TenantCollection.scoped(delta.institution, condition)
             ops.append(UpdateOne(scoped, update, upsert=True))
@@ -465,6 +494,7 @@ class RollupStore:
         for at in range(0, len(fresh), 1000):
             await self.docs.raw.insert_many(fresh[at : at + 1000], ordered=False)
         self._registered.clear()
+        self._untidy.clear()
         await self._register({d.institution for d in built.values()})
         counted["documents"] = len(fresh)
         return counted

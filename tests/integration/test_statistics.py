@@ -530,8 +530,8 @@ def some_chats(count: int, seed: int) -> list[Planned]:
 class DiesAfterApplying(RollupStore):
     """A writer that stops between adding its counts and finishing (a crash, a kill)."""
 
-    async def _apply(self, deltas, markers):  # type: ignore[no-untyped-def]
-        await super()._apply(deltas, markers)
+    async def _apply(self, deltas, markers, tidy=False):  # type: ignore[no-untyped-def]
+        await super()._apply(deltas, markers, tidy)
         raise ConnectionError("the writer died")
 
 
