@@ -11,8 +11,9 @@ Collections (each document carries `institution`, and every query names it):
   `institution` its library, `shared_with` the institution that answered it if another):
   the facts it is counted with (`facts`: no patron data), a revision `rev`, and while a
   change is on its way, the facts it moves to (`pending`, since `pending_at`).
-- `rollup_institutions`: the institutions that have rollups, which the consortium's
-  statistics read.
+- `rollup_institutions`: the institutions that have rollups (which the consortium's
+  statistics read), each with a flag `year|<year>` for each local year it has some in, so
+  that a span of any length is read only where there can be figures.
 
 A change (a chat that ended, or whose facts changed since: tags after close, a late
 message) is counted exactly once without transactions:
@@ -38,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -92,7 +93,7 @@ class RollupStore:
         self.registry = TenantCollection(db.rollup_institutions)
         self.members = members
         self.clock = clock
-        self._registered: set[str] = set()
+        self._registered: set[tuple[str, str]] = set()
         # Markers of this writer's finished changes still in documents: document id ->
         # (its institution, the markers, when first owed on the monotonic clock).
         self._untidy: dict[str, tuple[str, set[str], float]] = {}
@@ -183,7 +184,7 @@ class RollupStore:
             rollups.merge(deltas, mine)
             for made in mine:
                 markers[made].append(_marker(chat_id, rev + 1))
-        await self._register({d.institution for d in deltas.values()})
+        await self._register(deltas)
         if await self._apply(deltas, markers, tidy=True):
             # Another writer took some of these over meanwhile: theirs to finish.
             return deferred + [c[0] for c in won]
@@ -267,22 +268,30 @@ class RollupStore:
             return False
         log.warning("taking over the statistics change of chat %s left pending", chat_id)
         deltas = rollups.change(chat_id, home, entry.get("facts"), entry["pending"])
-        await self._register({d.institution for d in deltas.values()})
+        await self._register(deltas)
         await self._apply(deltas, {made: [_marker(chat_id, rev)] for made in deltas})
         done = {"facts": entry["pending"], "pending": None, "pending_at": None, "recovery": 0}
         await self.ledger.update_one(home, {"_id": chat_id, "rev": rev}, {"$set": done})
         return True
 
-    async def _register(self, names: set[str]) -> None:
-        for name in sorted(names - self._registered):
+    async def _register(self, deltas: Deltas) -> None:
+        """Note the institutions and local years these changes count in."""
+        seen = {(d.institution, d.period[:4]) for d in deltas.values()}
+        for name, year in sorted(seen - self._registered):
             await self.registry.update_one(
-                name, {"_id": name}, {"$setOnInsert": {"kind": "rollups"}}, upsert=True
+                name, {"_id": name}, {"$set": {f"year|{year}": 1}}, upsert=True
             )
-            self._registered.add(name)
+            self._registered.add((name, year))
 
-    async def institutions(self) -> list[str]:
-        """Every institution with rollups (the list of them is not tenant data)."""
-        return sorted(str(d["_id"]) for d in await self.registry.raw.find({}).to_list())
+    @staticmethod
+    def _years(doc: Document) -> list[int]:
+        return sorted(int(k[5:]) for k in doc if k.startswith("year|"))
+
+    async def institutions(self) -> dict[str, list[int]]:
+        """Every institution with rollups, and the local years it has some in (the list
+        of institutions is not tenant data)."""
+        docs = await self.registry.raw.find({}).to_list()
+        return {str(d["_id"]): self._years(d) for d in sorted(docs, key=lambda d: d["_id"])}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -292,39 +301,50 @@ class RollupStore:
             found += await self.docs.find(institution, {"_id": {"$in": ids[at : at + READ_CHUNK]}})
         return found
 
-    async def _ledger(self, institution: str, home: set[str], other: set[str]) -> list[Document]:
-        """Ledger entries of chats counted for `institution`: its own patrons' (`home`) and
-        other libraries' it answered (`other`, shared with it)."""
+    async def _ledger(self, institution: str, chat_ids: set[str]) -> list[Document]:
+        """Ledger entries of chats counted for `institution`: its own patrons', and other
+        libraries' it answered (shared with it)."""
+        ids = sorted(chat_ids)
         found: list[Document] = []
-        for ids, shared in ((sorted(home), False), (sorted(other), True)):
-            for at in range(0, len(ids), READ_CHUNK):
-                chunk = {"_id": {"$in": ids[at : at + READ_CHUNK]}}
-                if shared:
-                    shared_with = {**chunk, "shared_with": institution}
-                    found += await self.ledger.raw.find(shared_with).to_list()
-                else:
-                    found += await self.ledger.find(institution, chunk)
+        for at in range(0, len(ids), READ_CHUNK):
+            chunk = {"_id": {"$in": ids[at : at + READ_CHUNK]}}
+            found += await self.ledger.find(institution, chunk)
+            shared_with = {**chunk, "shared_with": institution}
+            found += await self.ledger.raw.find(shared_with).to_list()
         return found
 
     async def tally(
-        self, institution: str, start: datetime, end: datetime, group_by: StatsGrouping | None
+        self,
+        institution: str,
+        years: list[int],
+        start: datetime,
+        end: datetime,
+        group_by: StatsGrouping | None,
     ) -> tuple[Tally, dict[str, Tally]]:
-        """An institution's figures for [start, end), and by group: whole local months and
-        days from their documents; the hours of a day the span starts or ends in from the
-        day's hour documents; chats of an hour the span cuts one by one from the ledger,
-        by when each was created."""
-        zone = self.members().zones.get(institution, "UTC")
-        plan = rollups.plan(zone, start, end, by_day=group_by == "day")
+        """An institution's figures for [start, end), and by group (rollups.plan): local
+        months and whole days from their documents (less, for a month read whole, its days
+        outside the span); the hours of a day the span starts or ends in from the day's
+        hour documents; chats of an hour the span cuts one by one from the ledger, by when
+        each was created. `years`: the local years it has figures in; the span is read
+        within them only."""
         total = Tally()
         groups: dict[str, Tally] = defaultdict(Tally)
-        periods = plan.periods()
+        if not years:
+            return total, groups
+        # A day's margin either side: a local year starts within a day of UTC's.
+        start = max(start, datetime(years[0] - 1, 12, 31, tzinfo=UTC))
+        end = min(end, datetime(years[-1] + 1, 1, 2, tzinfo=UTC))
+        zone = self.members().zones.get(institution, "UTC")
+        plan = rollups.plan(zone, start, end, group_by)
+        sign_of = dict(plan.periods())
         alls = await self._by_id(
-            institution, [rollups.doc_id(institution, p, "all") for p in periods]
+            institution, [rollups.doc_id(institution, p, "all") for p in sign_of]
         )
         for doc in alls:
-            total.add(doc)
+            sign = sign_of[str(doc["period"])]
+            total.add(doc, sign)
             if group_by == "day":
-                groups[str(doc["period"])].add(doc)
+                groups[str(doc["period"])].add(doc, sign)
         if group_by is not None and group_by != "day":
             wanted = [
                 rollups.doc_id(institution, str(doc["period"]), group_by, key)
@@ -334,7 +354,7 @@ class RollupStore:
                 )
             ]
             for doc in await self._by_id(institution, wanted):
-                groups[str(doc["key"])].add(doc)
+                groups[str(doc["key"])].add(doc, sign_of[str(doc["period"])])
         if plan.parts:
             await self._parts(institution, plan.parts, start, end, group_by, total, groups)
         return total, groups
@@ -349,6 +369,9 @@ class RollupStore:
         total: Tally,
         groups: dict[str, Tally],
     ) -> None:
+        """The days the span starts or ends in: their whole hours from hour documents
+        (grouped by queue, operator, tag or institution: from the ledger too, since hour
+        documents have no such keys), the hours it cuts chat by chat."""
         whole_hours = group_by in (None, "day", "hour")
         hour_docs = {
             str(d["_id"]): d
@@ -357,57 +380,67 @@ class RollupStore:
                 [
                     rollups.doc_id(institution, part.day, "hour", key)
                     for part in parts
-                    for key in (*part.inside, *part.cut)
+                    for key in (*part.hours, *part.cut)
                 ],
             )
         }
-        home: set[str] = set()
-        other: set[str] = set()
-        cut: set[str] = set()
+        # Chats to count one by one: the sign each counts with, and whether only if it
+        # was created in the span (a cut hour added) or only if not (one taken away).
+        one_by_one: dict[str, tuple[int, bool | None]] = {}
         for part in parts:
-            for key in part.inside:
+            sign = -1 if part.less else 1
+            for key in part.hours:
                 doc = hour_docs.get(rollups.doc_id(institution, part.day, "hour", key))
                 if doc is None:
                     continue
                 if whole_hours:
-                    total.add(doc)
+                    total.add(doc, sign)
                     if group_by is not None:
-                        groups[part.day if group_by == "day" else key].add(doc)
+                        groups[part.day if group_by == "day" else key].add(doc, sign)
                 else:
-                    home.update(rollups.hour_chats(doc, "home"))
-                    other.update(rollups.hour_chats(doc, "other"))
+                    for chat_id in rollups.hour_chats(doc, "home") + rollups.hour_chats(
+                        doc, "other"
+                    ):
+                        one_by_one[chat_id] = (sign, None)
             for key in part.cut:
                 doc = hour_docs.get(rollups.doc_id(institution, part.day, "hour", key))
                 if doc is not None:
-                    mine, theirs = rollups.hour_chats(doc, "home"), rollups.hour_chats(doc, "other")
-                    home.update(mine)
-                    other.update(theirs)
-                    cut.update(mine, theirs)
+                    for chat_id in rollups.hour_chats(doc, "home") + rollups.hour_chats(
+                        doc, "other"
+                    ):
+                        one_by_one[chat_id] = (sign, not part.less)
+        if not one_by_one:
+            return
         since, until = domain.epoch_ms(start), domain.epoch_ms(end)
-        for entry in await self._ledger(institution, home, other):
+        for entry in await self._ledger(institution, set(one_by_one)):
             made = entry.get("facts")
             owner = str(entry["institution"])
             side = rollups.side_of(institution, owner, made) if made else None
             if side is None or made is None:
                 continue
-            if entry["_id"] in cut and not since <= int(made["created_ms"]) < until:
+            sign, wanted = one_by_one[str(entry["_id"])]
+            if wanted is not None and (since <= int(made["created_ms"]) < until) != wanted:
                 continue
             counts = rollups.side_counters(made, side)
-            total.add(counts)
+            total.add(counts, sign)
             if group_by is not None:
                 for key in rollups.group_keys(owner, made, side, group_by):
-                    groups[key].add(counts)
+                    groups[key].add(counts, sign)
 
     async def stats(self, query: StatsQuery, inst: str | None) -> Stats:
         """The span's figures for an institution (None: the consortium, with a breakdown
         by institution), grouped if asked."""
         consortium = inst is None
-        names = [inst] if inst is not None else await self.institutions()
+        if inst is None:
+            names = await self.institutions()
+        else:
+            found = await self.registry.find_one(inst, {"_id": inst})
+            names = {inst: self._years(found) if found else []}
         total = Tally()
         groups: dict[str, Tally] = defaultdict(Tally)
         breakdown: list[StatsGroup] = []
-        for name in names:
-            mine, by_key = await self.tally(name, query.start, query.end, query.group_by)
+        for name, years in names.items():
+            mine, by_key = await self.tally(name, years, query.start, query.end, query.group_by)
             total.merge(mine)
             for key, tally in by_key.items():
                 groups[key].merge(tally)
@@ -495,6 +528,8 @@ class RollupStore:
             await self.docs.raw.insert_many(fresh[at : at + 1000], ordered=False)
         self._registered.clear()
         self._untidy.clear()
-        await self._register({d.institution for d in built.values()})
+        for name in names:
+            await self.registry.raw.delete_many({"institution": name})
+        await self._register(built)
         counted["documents"] = len(fresh)
         return counted

@@ -358,50 +358,61 @@ def new_document(made: str, delta: Delta) -> Document:
 
 @dataclass
 class Tally:
-    counts: Counter[str] = field(default_factory=Counter)
-    waits: Counter[int] = field(default_factory=Counter)
-    durations: Counter[int] = field(default_factory=Counter)
+    """Rollup documents (or a side's counters) added up field by field, and read as
+    figures at the end. Adding is a plain sum of every integer field, flags included,
+    which `figures` then ignores: reading a year of documents is mostly this loop."""
 
-    def add(self, fields: Mapping[str, Any]) -> None:
-        """Add a rollup document, or a side's counters."""
-        for name, value in fields.items():
-            if name in COUNTERS:
-                self.counts[name] += int(value)
-            elif name[:1] in ("w", "d") and name[1:].isdigit():
-                (self.waits if name[0] == "w" else self.durations)[int(name[1:])] += int(value)
+    fields: dict[str, int] = field(default_factory=dict)
+
+    def add(self, doc: Mapping[str, Any], sign: int = 1) -> None:
+        """Add a rollup document or a side's counters (`sign` -1: take them away)."""
+        acc, get = self.fields, self.fields.get
+        for name, value in doc.items():
+            if type(value) is int:
+                acc[name] = get(name, 0) + sign * value
 
     def merge(self, other: Tally) -> None:
-        self.counts.update(other.counts)
-        self.waits.update(other.waits)
-        self.durations.update(other.durations)
+        self.add(other.fields)
+
+    def count(self, name: str) -> int:
+        return self.fields.get(name, 0)
+
+    def histograms(self) -> tuple[dict[int, int], dict[int, int]]:
+        waits: dict[int, int] = {}
+        durations: dict[int, int] = {}
+        for name, value in self.fields.items():
+            if value and name[:1] in ("w", "d") and name[1:].isdigit():
+                (waits if name[0] == "w" else durations)[int(name[1:])] = value
+        return waits, durations
 
     def empty(self, consortium: bool) -> bool:
         """Nothing to show: no chat of the library's (of any, for the consortium), and
         none it answered for others."""
         if consortium:
-            return self.counts["chats"] == 0
-        return self.counts["chats"] == 0 and self.counts["answered_for_others"] == 0
+            return self.count("chats") == 0
+        return self.count("chats") == 0 and self.count("answered_for_others") == 0
 
     def figures(self, consortium: bool) -> StatsFigures:
         """The figures; for the consortium, the chats answered for others are those that
         another institution than the library answered (by backup, by partners)."""
-        c = self.counts
-        chats, missed = c["chats"], c["missed"]
-        others = c["answered_for_others"]
+        c = self.count
+        chats, missed = c("chats"), c("missed")
+        others = c("answered_for_others")
         if consortium:
-            others = c["answered_by_backup"] + c["answered_by_partners"]
+            others = c("answered_by_backup") + c("answered_by_partners")
+        waits, durations = self.histograms()
         return StatsFigures(
             chats=chats,
-            answered_at_home=c["answered_at_home"],
-            answered_by_backup=c["answered_by_backup"],
-            answered_by_partners=c["answered_by_partners"],
+            answered_at_home=c("answered_at_home"),
+            answered_by_backup=c("answered_by_backup"),
+            answered_by_partners=c("answered_by_partners"),
             answered_for_others=others,
             missed=missed,
             missed_rate=round(missed / chats, 4) if chats else 0.0,
-            wait_p50_s=percentile(self.waits, 50),
-            wait_p90_s=percentile(self.waits, 90),
-            duration_p50_s=percentile(self.durations, 50),
-            messages=c["messages"],
+            wait_p50_s=percentile(waits, 50),
+            wait_p90_s=percentile(waits, 90),
+            duration_p50_s=percentile(durations, 50),
+            messages=c("messages"),
         )
 
 
@@ -454,58 +465,95 @@ def hours_of(day: date, zone: ZoneInfo) -> dict[str, tuple[datetime, datetime]]:
 
 @dataclass
 class PartDay:
-    """A local day the span starts or ends in: its hours wholly in the span, and those it
-    cuts (whose chats are counted one by one, by when each was created)."""
+    """A local day the span starts or ends in. `hours`: its hour documents to add (those
+    wholly in the span) or, when `less` (its month is read whole), to take away (those
+    wholly outside); `cut`: the hours the span cuts, whose chats are counted one by one
+    by when each was created (added if in the span; taken away, when `less`, if not)."""
 
     day: str
-    inside: list[str]
+    hours: list[str]
     cut: list[str]
+    less: bool = False
 
 
 @dataclass
 class Plan:
+    """The documents that make up a span: months and days to add, days to take away
+    (outside the span, in a month read whole), and the days it starts or ends in."""
+
     months: list[str]
     days: list[str]
     parts: list[PartDay]
+    less_days: list[str] = field(default_factory=list)
 
-    def periods(self) -> list[str]:
-        return [*self.months, *self.days]
+    def periods(self) -> list[tuple[str, int]]:
+        """Each month and whole day to read, with the sign it counts with."""
+        return [
+            *((m, 1) for m in self.months),
+            *((d, 1) for d in self.days),
+            *((d, -1) for d in self.less_days),
+        ]
 
 
-def plan(zone_name: str, start: datetime, end: datetime, by_day: bool) -> Plan:
-    """The documents that make up [start, end) for an institution in `zone_name`: whole
-    local months (unless grouped by day), whole local days, and the days it cuts."""
+def plan(zone_name: str, start: datetime, end: datetime, group_by: StatsGrouping | None) -> Plan:
+    """The documents that make up [start, end) for an institution in `zone_name`, read in
+    as few documents as it takes: a local month the span covers most of (unless grouped
+    by day) is its month document less what lies outside the span, any other month the
+    sum of the days (and hours) it has in the span."""
     zone = ZoneInfo(zone_name)
     made = Plan([], [], [])
     if end <= start:
         return made
     first = start.astimezone(zone).date()
     last = (end - timedelta(microseconds=1)).astimezone(zone).date()
-    whole: list[date] = []
+    # Each local day the span touches: whole, or cut (its hours in, cut, and out).
+    whole: set[date] = set()
+    cut_days: dict[date, tuple[list[str], list[str], list[str]]] = {}
     day = first
     begins = day_start(day, zone)
     while day <= last:
         following = day_start(day + timedelta(days=1), zone)
         if begins >= start and following <= end:
-            whole.append(day)
+            whole.add(day)
         else:
-            inside, cut = [], []
+            inside, cut, outside = [], [], []
             for key, (lo, hi) in hours_of(day, zone).items():
                 if lo >= start and hi <= end:
                     inside.append(key)
                 elif lo < end and hi > start:
                     cut.append(key)
-            made.parts.append(PartDay(day.isoformat(), inside, cut))
+                else:
+                    outside.append(key)
+            cut_days[day] = (inside, cut, outside)
         day += timedelta(days=1)
         begins = following
-    by_month: dict[str, list[date]] = {}
-    for day in whole:
-        by_month.setdefault(day.isoformat()[:7], []).append(day)
-    for month, days in by_month.items():
-        if not by_day and len(days) == _days_in_month(days[0]):
-            made.months.append(month)
+    day_cost = 24 if group_by == "hour" else 1
+    month = date(first.year, first.month, 1)
+    while month <= last:
+        days = [month + timedelta(days=n) for n in range(_days_in_month(month))]
+        inside_days = [d for d in days if d in whole]
+        parts = [d for d in days if d in cut_days]
+        outside_days = [d for d in days if d not in whole and d not in cut_days]
+        adding = day_cost * len(inside_days) + sum(
+            len(cut_days[d][0]) + len(cut_days[d][1]) for d in parts
+        )
+        taking = (
+            day_cost * (7 if group_by == "hour" else 1)
+            + day_cost * len(outside_days)
+            + sum(len(cut_days[d][2]) + len(cut_days[d][1]) for d in parts)
+        )
+        if group_by != "day" and inside_days and taking < adding:
+            made.months.append(month.isoformat()[:7])
+            made.less_days.extend(d.isoformat() for d in outside_days)
+            for d in parts:
+                _, cut, outside = cut_days[d]
+                made.parts.append(PartDay(d.isoformat(), outside, cut, less=True))
         else:
-            made.days.extend(d.isoformat() for d in days)
+            made.days.extend(d.isoformat() for d in inside_days)
+            for d in parts:
+                inside, cut, _ = cut_days[d]
+                made.parts.append(PartDay(d.isoformat(), inside, cut))
+        month = days[-1] + timedelta(days=1)
     return made
 
 

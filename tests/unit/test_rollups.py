@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from services.transcripts import domain, rollups
 from shared.schemas.chat import Chat, Patron, Sender
 from shared.schemas.events import ChatClosed
+from shared.schemas.requests import StatsGrouping
 
 ZONES = (
     "UTC",
@@ -205,46 +206,55 @@ minutes = st.integers(min_value=0, max_value=300 * 24 * 60)
     minutes,
     st.integers(min_value=1, max_value=80 * 24 * 60),
     st.lists(st.integers(min_value=-3 * 24 * 3600, max_value=90 * 24 * 3600), max_size=40),
-    st.booleans(),
+    st.sampled_from([None, "day", "hour", "tag"]),
 )
 def test_a_span_s_documents_count_each_instant_in_it_once_and_none_outside(
-    zone: str, begin: int, length: int, offsets: list[int], by_day: bool
+    zone: str, begin: int, length: int, offsets: list[int], group_by: StatsGrouping | None
 ):
     start = BASE + timedelta(minutes=begin)
     end = start + timedelta(minutes=length)
-    plan = rollups.plan(zone, start, end, by_day)
-    months, days = set(plan.months), set(plan.days)
-    assert not (by_day and months)
+    plan = rollups.plan(zone, start, end, group_by)
+    months, days, less = set(plan.months), set(plan.days), set(plan.less_days)
+    assert not (group_by == "day" and months)
     for offset in offsets:
         instant = start + timedelta(seconds=offset)
         day, hour = rollups.local_slot(domain.epoch_ms(instant), zone)
-        ways = [day[:7] in months, day in days]
+        # How many times the instant counts: its month (less its day, or its hour), its
+        # day, its hour or its cut hour (added, or taken away from a month read whole).
+        ways = int(day[:7] in months) + int(day in days) - int(day in less)
         for part in plan.parts:
             if part.day == day:
-                ways.append(hour in part.inside)
-                ways.append(hour in part.cut and start <= instant < end)
-        assert sum(ways) == (1 if start <= instant < end else 0), (instant, plan)
+                sign = -1 if part.less else 1
+                ways += sign * int(hour in part.hours)
+                inside = start <= instant < end
+                ways += sign * int(hour in part.cut and inside != part.less)
+        assert ways == (1 if start <= instant < end else 0), (instant, plan)
 
 
 def test_a_month_by_day_is_its_days_and_a_year_is_its_months():
     chicago = "America/Chicago"
     october = (datetime(2026, 10, 1, 5, tzinfo=UTC), datetime(2026, 11, 1, 5, tzinfo=UTC))
-    by_day = rollups.plan(chicago, *october, by_day=True)
+    by_day = rollups.plan(chicago, *october, "day")
     assert len(by_day.days) == 31 and not by_day.months and not by_day.parts
-    assert rollups.plan(chicago, *october, by_day=False).months == ["2026-10"]
+    assert rollups.plan(chicago, *october, None).months == ["2026-10"]
     year = rollups.plan(
-        "UTC", datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), False
+        "UTC", datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), None
     )
     assert len(year.months) == 12 and not year.days and not year.parts
-    # A UTC year seen from Chicago: 11 whole months, December's last day cut at 18:00.
+    # A UTC year seen from Chicago is local 31 December 18:00 to 18:00: the six hours of
+    # 2025, and December 2026 read whole less its last six hours.
     seen = rollups.plan(
-        chicago, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), False
+        chicago, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), None
     )
-    assert len(seen.months) == 11 and len(seen.days) == 30
-    assert [(p.day, len(p.inside), len(p.cut)) for p in seen.parts] == [
-        ("2025-12-31", 6, 0),
-        ("2026-12-31", 18, 0),
+    assert len(seen.months) == 12 and not seen.days and not seen.less_days
+    assert [(p.day, p.hours[0], len(p.hours), p.cut, p.less) for p in seen.parts] == [
+        ("2025-12-31", "wed 18", 6, [], False),
+        ("2026-12-31", "thu 18", 6, [], True),
     ]
+    # Grouped by day, months are never read whole.
+    assert not rollups.plan(
+        chicago, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), "day"
+    ).months
 
 
 def test_the_hours_of_days_the_clocks_change():
