@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -136,11 +137,21 @@ class PurgeReply(BaseModel):
     error: dict[str, object] | None = None
 
 
+def nats_user(url: str) -> str | None:
+    """The user a NATS URL connects as (None: no credentials in it)."""
+    user = urlsplit(url).username
+    return unquote(user) if user else None
+
+
 class Bus:
-    def __init__(self, nc: Client, name: str, request_timeout: float) -> None:
+    def __init__(
+        self, nc: Client, name: str, request_timeout: float, user: str | None = None
+    ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.name = name
+        # The NATS user.
+        self.user = user
         self.request_timeout = request_timeout
         self._services: list[Service] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -170,8 +181,10 @@ class Bus:
         cls, url: str, name: str, request_timeout: float = 2.0, ca_file: str | None = None
     ) -> Bus:
         """`ca_file`: the certificate authority of a NATS server with TLS (`tls://` URLs),
-        when it is not one the system trusts already."""
+        when it is not one the system trusts already. Replies and deliveries come to the
+        user's own inboxes (`_INBOX_<user>`), where no other user may listen."""
         created: list[Bus] = []
+        user = nats_user(url)
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats error: %s", exc)
@@ -196,8 +209,9 @@ class Bus:
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             tls=ssl.create_default_context(cafile=ca_file) if ca_file else None,
+            inbox_prefix=subjects.inbox_prefix(user),
         )
-        created.append(cls(nc, name, request_timeout))
+        created.append(cls(nc, name, request_timeout, user))
         return created[0]
 
     @property

@@ -119,6 +119,23 @@ def stream_purge_api(stream: str) -> str:
     return f"$JS.API.STREAM.PURGE.{_token(stream, 'stream')}"
 
 
+# --- inboxes: where replies and JetStream deliveries go -----------------------------------
+
+INBOX_ROOT = "_INBOX"
+
+
+def inbox_prefix(user: str | None) -> str:
+    """A NATS user's own inbox prefix (nats-py's `inbox_prefix`): replies to its requests
+    and its consumers' deliveries go under it, and only that user may listen there. No
+    user: the client library's default."""
+    return INBOX_ROOT if user is None else f"{INBOX_ROOT}_{_token(user, 'user')}"
+
+
+def inboxes(user: str | None) -> str:
+    """Every inbox of a user (nats-py's `_INBOX.>` when None)."""
+    return f"{inbox_prefix(user)}.>"
+
+
 def chat_events_all(institution: str | None = None) -> str:
     """Wildcard over chat events: of one institution, or of all when None."""
     inst = "*" if institution is None else _token(institution, "institution")

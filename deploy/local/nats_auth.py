@@ -20,11 +20,12 @@ from shared import subjects
 SERVICES = ("directory", "presence", "routing", "transcripts", "tickets", "gateway")
 ADMIN = "admin"
 
-# Every service: replies to requests (allow_responses), its own request inboxes,
-# acknowledgements and flow control, and the nats.micro discovery subjects. The JetStream
-# API only for the streams a service uses (STREAMS).
+# Every service: replies to requests (allow_responses), acknowledgements and flow control,
+# and the nats.micro discovery subjects; its own inboxes (`_INBOX_<user>.>`, where its
+# requests' replies and its consumers' deliveries arrive: nobody else may listen there).
+# The JetStream API only for the streams a service uses (STREAMS).
 COMMON_PUBLISH = ["$JS.API.INFO", "$JS.ACK.>", "$JS.FC.>", "$SRV.>"]
-COMMON_SUBSCRIBE = ["_INBOX.>", "$SRV.>"]
+COMMON_SUBSCRIBE = ["$SRV.>"]
 # Nobody but an operator with the admin user deletes or purges streams or their messages,
 # except that transcripts purges chats from the chat stream (retention and erasure: see
 # PURGES), which a deny here would override.
@@ -120,7 +121,7 @@ def permissions(service: str) -> dict[str, Any]:
             "allow": COMMON_PUBLISH + streams + PUBLISH[service],
             "deny": COMMON_DENY + ([] if service in PURGES else [PURGE_ANY]),
         },
-        "subscribe": {"allow": COMMON_SUBSCRIBE + SUBSCRIBE[service]},
+        "subscribe": {"allow": [subjects.inboxes(service), *COMMON_SUBSCRIBE, *SUBSCRIBE[service]]},
         "allow_responses": True,
     }
 

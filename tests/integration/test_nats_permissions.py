@@ -18,7 +18,8 @@ import pytest_asyncio
 from nats.aio.client import Client
 
 from deploy.local import nats_auth
-from shared.bus import flushed
+from shared import subjects
+from shared.bus import Bus, flushed
 from tests.client import eventually
 from tests.servers import Servers
 
@@ -71,11 +72,16 @@ class Connection:
         self.errors: list[str] = []
         self.nc: Client | None = None
 
-    async def open(self, url: str) -> Connection:
+    async def open(self, url: str, user: str | None = None) -> Connection:
         async def on_error(exc: Exception) -> None:
             self.errors.append(str(exc))
 
-        self.nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False)
+        self.nc = await nats.connect(
+            url,
+            error_cb=on_error,
+            allow_reconnect=False,
+            inbox_prefix=subjects.inbox_prefix(user),
+        )
         return self
 
     async def violated(self, subject: str, what: str = "publish") -> bool | None:
@@ -99,7 +105,7 @@ async def admin(servers: Servers) -> AsyncIterator[Client]:
 async def test_each_service_publishes_only_what_it_must(
     servers: Servers, admin: Client, service: str
 ):
-    user = await Connection().open(url_of(servers, service))
+    user = await Connection().open(url_of(servers, service), service)
     assert user.nc is not None
     try:
         for subject in ALLOWED[service]:
@@ -120,7 +126,7 @@ async def test_each_service_publishes_only_what_it_must(
 
 async def test_a_service_cannot_listen_to_another_services_requests(servers: Servers):
     for service, subject in (("gateway", "routing.*.*"), ("tickets", "chat.*.*.evt")):
-        user = await Connection().open(url_of(servers, service))
+        user = await Connection().open(url_of(servers, service), service)
         assert user.nc is not None
         try:
             await user.nc.subscribe(subject)
@@ -140,3 +146,35 @@ async def test_a_client_without_credentials_is_refused(servers: Servers):
             nats.connect(f"nats://{bare}", allow_reconnect=False, max_reconnect_attempts=0),
             timeout=10,
         )
+
+
+@pytest.mark.parametrize("service", nats_auth.SERVICES)
+async def test_each_service_listens_on_its_own_inboxes_only(
+    servers: Servers, admin: Client, service: str
+):
+    """Replies and JetStream deliveries go to `_INBOX_<user>`: a user may not listen on
+    `_INBOX.>`, on everything, or on another user's inboxes, and its bus uses its own."""
+    user = await Connection().open(url_of(servers, service), service)
+    assert user.nc is not None
+    others = [u for u in (*nats_auth.SERVICES, nats_auth.ADMIN) if u != service]
+    refused = [subjects.inboxes(None), ">", *(subjects.inboxes(other) for other in others)]
+    try:
+        own = await user.nc.subscribe(subjects.inboxes(service))
+        await flushed(user.nc)
+        await admin.publish(subjects.inbox_prefix(service) + ".permtest", b"permtest")
+        assert (await own.next_msg(timeout=5)).data == b"permtest"
+        for subject in refused:
+            await user.nc.subscribe(subject)
+        await flushed(user.nc)
+        for subject in refused:
+            await eventually(
+                lambda s=subject: user.violated(s, "subscription"),
+                f"{service} refused a subscription to {subject}",
+            )
+    finally:
+        await user.nc.close()
+    bus = await Bus.connect(url_of(servers, service), f"tests-{service}")
+    try:
+        assert bus.nc.new_inbox().startswith(subjects.inbox_prefix(service) + ".")
+    finally:
+        await bus.close()
