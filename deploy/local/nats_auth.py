@@ -156,6 +156,30 @@ def permissions(service: str) -> dict[str, Any]:
     }
 
 
+def reach_table() -> str:
+    """Each user's reach as a Markdown table (docs/security.md has it, word for word)."""
+
+    def cell(items: list[str]) -> str:
+        return ", ".join(f"`{item}`" for item in items) or "nothing"
+
+    rows = [
+        "| user | publishes | subscribes | reads (streams, buckets) | owns |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for user in SERVICES:
+        writes = [s.subjects for s in reach.STREAMS if user in s.written_by]
+        purges = [
+            subjects.js_stream_api("PURGE", s.name) for s in reach.STREAMS if user in s.purgers
+        ]
+        reads = [s.name for s in reach.STREAMS if user in s.read_by]
+        owns = [s.name for s in reach.STREAMS if s.owner == user]
+        owns += [f"{c.stream} consumer {c.name}" for c in reach.CONSUMERS if c.owner == user]
+        publishes = cell(PUBLISH[user] + writes + purges)
+        subscribes = cell([subjects.inboxes(user), *SUBSCRIBE[user]])
+        rows.append(f"| {user} | {publishes} | {subscribes} | {cell(reads)} | {cell(owns)} |")
+    return "\n".join(rows) + "\n"
+
+
 def passwords(data: Path) -> dict[str, str]:
     """Each user's password, made once for this data directory."""
     path = data / "nats-users.json"
