@@ -170,7 +170,9 @@ def consumer_cells(user: str, consumer: reach.Consumer) -> list[Cell]:
     return [
         Cell("create (update) it", subjects.js_consumer_create(s, c), False),
         Cell(
-            "create (update) it with a filter", subjects.js_consumer_create(s, c, "chat.>"), False
+            "create (update) it with a filter",
+            subjects.js_consumer_create(s, c, reach.stream(s).subjects),
+            False,
         ),
         Cell("durable create", subjects.js_durable_create(s, c), False),
         Cell("its info", subjects.js_consumer_api("INFO", s, c), False),
