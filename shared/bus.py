@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -35,6 +36,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
+from nats.js.manager import JetStreamManager
 from nats.micro import ServiceConfig, add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service
@@ -42,8 +44,15 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
-from shared import subjects, telemetry
+from shared import reach, subjects, telemetry
 from shared.audience import audience
 from shared.errors import Refusal, StaleRevision
 from shared.load import LoopLag
@@ -93,6 +102,7 @@ APPEND_ATTEMPTS = 3
 # Told of a chat's last record when it does not parse: its subject, sequence, data and why.
 OnUnreadable = Callable[[str, int, bytes, ValidationError], Awaitable[None]]
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 Q = TypeVar("Q", bound=BaseModel)
 
 
@@ -138,11 +148,69 @@ class PurgeReply(BaseModel):
     error: dict[str, object] | None = None
 
 
+class _NamedConsumers(JetStreamManager):
+    """Every consumer nats-py creates is named in the API subject
+    (`$JS.API.CONSUMER.CREATE.<stream>.<name>[.<filter>]`), where the server's permissions
+    can see it: nats-py's ordered consumers (chat followers and history, bucket watchers)
+    would otherwise be created with `CONSUMER.CREATE.<stream>` and a name in the payload
+    only, which no service is granted (with it any name would do, another's consumer
+    included). A fresh name each time: an ordered consumer that starts again is a new one."""
+
+    async def add_consumer(
+        self,
+        stream: str,
+        config: ConsumerConfig | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> Any:
+        config = (config or ConsumerConfig()).evolve(**params)
+        if not config.name and not config.durable_name:
+            config = config.evolve(name=uuid.uuid4().hex)
+        return await super().add_consumer(stream, config, timeout)
+
+
+class JetStream(_NamedConsumers, JetStreamContext):
+    """nats-py's JetStream context, its consumers named (`_NamedConsumers`)."""
+
+    @property
+    def _jsm(self) -> JetStreamManager:
+        return _NamedConsumers(conn=self._nc, prefix=self._prefix, timeout=self._timeout)
+
+
+def nats_user(url: str) -> str | None:
+    """The user a NATS URL connects as (None: no credentials in it)."""
+    user = urlsplit(url).username
+    return unquote(user) if user else None
+
+
+def _until_made(what: str, timeout: float) -> AsyncRetrying:
+    """Retries while a stream or bucket its owner makes is not there yet."""
+
+    def waiting(state: RetryCallState) -> None:
+        log.info("waiting for %s, which its owner makes (try %d)", what, state.attempt_number)
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(NotFoundError),
+        wait=wait_exponential(multiplier=0.05, max=2.0),
+        stop=stop_after_delay(timeout),
+        before_sleep=waiting,
+        reraise=True,
+    )
+
+
 class Bus:
-    def __init__(self, nc: Client, name: str, request_timeout: float) -> None:
+    # How long a service that does not own a stream or bucket waits for its owner to make it
+    # before giving up (and being restarted).
+    bind_timeout_s = 120.0
+
+    def __init__(
+        self, nc: Client, name: str, request_timeout: float, user: str | None = None
+    ) -> None:
         self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
+        self.js: JetStreamContext = JetStream(nc)
         self.name = name
+        # The NATS user: which streams and buckets it makes (shared/reach.py).
+        self.user = user
         self.request_timeout = request_timeout
         self._services: list[Service] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -172,8 +240,10 @@ class Bus:
         cls, url: str, name: str, request_timeout: float = 2.0, ca_file: str | None = None
     ) -> Bus:
         """`ca_file`: the certificate authority of a NATS server with TLS (`tls://` URLs),
-        when it is not one the system trusts already."""
+        when it is not one the system trusts already. Replies and deliveries come to the
+        user's own inboxes (`_INBOX_<user>`), where no other user may listen."""
         created: list[Bus] = []
+        user = nats_user(url)
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats error: %s", exc)
@@ -198,8 +268,9 @@ class Bus:
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             tls=ssl.create_default_context(cafile=ca_file) if ca_file else None,
+            inbox_prefix=subjects.inbox_prefix(user),
         )
-        created.append(cls(nc, name, request_timeout))
+        created.append(cls(nc, name, request_timeout, user))
         return created[0]
 
     @property
@@ -217,7 +288,13 @@ class Bus:
 
     async def ensure_chat_stream(self, replicas: int = 1, max_age_hours: int = 72) -> None:
         """The chat event stream: each chat's state and events, from which transcripts are
-        built, kept for hours (patron text does not linger here)."""
+        built, kept for hours (patron text does not linger here). Its owner (routing)
+        makes it and keeps its settings; the others wait until it is there."""
+        if not reach.creates(self.user, subjects.CHAT_STREAM):
+            await self._made_by_owner(
+                subjects.CHAT_STREAM, lambda: self.js.stream_info(subjects.CHAT_STREAM)
+            )
+            return
         config = StreamConfig(
             name=subjects.CHAT_STREAM,
             subjects=[subjects.chat_events_all()],
@@ -244,10 +321,14 @@ class Bus:
         history: int = 1,
         storage: Literal["file", "memory"] = "file",
     ) -> KeyValue:
-        """Bind to a key-value bucket, creating it on first use."""
+        """Bind to a key-value bucket. Its owner makes it on first use (with these
+        settings); the others wait until it is there."""
+        stream = subjects.kv_stream(bucket)
+        if not reach.creates(self.user, stream):
+            return await self._made_by_owner(stream, lambda: self.js.key_value(bucket))
         try:
             return await self.js.key_value(bucket)
-        except (NotFoundError, nats.js.errors.BucketNotFoundError):
+        except NotFoundError:
             return await self.js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket,
@@ -260,6 +341,14 @@ class Bus:
                     storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
                 )
             )
+
+    async def _made_by_owner(self, stream: str, bind: Callable[[], Awaitable[T]]) -> T:
+        """`bind()`, tried again with back-off while the stream is not there yet (its owner
+        has not started), for up to `bind_timeout_s`."""
+        async for attempt in _until_made(stream, self.bind_timeout_s):
+            with attempt:
+                return await bind()
+        raise AssertionError("tenacity either returns or raises")
 
     # --- the chat stream: one record per transition -------------------------------------
 

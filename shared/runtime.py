@@ -35,8 +35,9 @@ class Runtime:
 async def open_runtime(
     service: str, settings: CommonSettings, clock: Clock | None = None, chat_stream: bool = True
 ) -> AsyncIterator[Runtime]:
-    """`chat_stream`: whether this service uses the chat stream (and makes sure it exists);
-    those that do not have no permission to touch it."""
+    """`chat_stream`: whether this service uses the chat stream: its owner (routing) makes
+    it, the others wait until it is there; those that do not use it have no permission
+    to touch it."""
     bus = await Bus.connect(
         settings.nats_url, service, settings.request_timeout_s, settings.nats_ca_file
     )
