@@ -74,7 +74,7 @@ def _line(value: str | None, field: str, most: int) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not _ONE_LINE.match(value):
+    if not _ONE_LINE.fullmatch(value):
         raise Refusal("invalid", f"{field}: one line, no control characters")
     if len(value) > most:
         raise Refusal("invalid", f"{field}: at most {most} characters")

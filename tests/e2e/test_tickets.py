@@ -194,6 +194,22 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         assert theirs["tickets"] == []
 
 
+async def test_a_subject_or_name_with_any_line_break_is_refused_naming_it(system: LocalSystem):
+    """Every Unicode line or paragraph break and control character: 422 naming the
+    field, and no ticket (the input is not sent back)."""
+    word = f"zb{uuid.uuid4().hex[:8]}"  # found by this test's search alone
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
+        for character in ("\u2028", "\x85", "\u2029", "\x0b", "\x1c", "\x9b"):
+            for field in ("subject", "name"):
+                ticket = {"email": "pat@example.org", "subject": "Hours?", "body": word}
+                ticket[field] = f"Hours?{character}Bcc: victim@example.org"
+                refused = await ann.post("/api/tickets", json=ticket)
+                assert refused.status_code == 422, (field, character, refused.text)
+                assert refused.json()["message"].startswith(f"{field}:")
+                assert "victim" not in refused.text
+        assert (await ann.get("/api/tickets", params={"q": word})).json()["tickets"] == []
+
+
 async def test_the_offline_form_is_rate_limited_per_address(system: LocalSystem):
     """(Last in this file: the allowance it uses up is the whole address's for a minute.)"""
     word = f"zq{uuid.uuid4().hex[:8]}"

@@ -377,6 +377,32 @@ async def test_a_stored_subject_with_any_line_break_never_fails_a_reply(setting,
         server.close()
 
 
+async def test_a_stored_address_no_mail_can_go_to_fails_the_mail_not_the_reply(setting):
+    """An address stored before the address rules (an encoded word for a local part):
+    the reply is taken, and its mail is `failed` on the ticket, never sent."""
+    s = setting
+    inbox = Inbox()
+    server = await smtp_server(inbox, s.smtp_port)
+    service = await s.start()
+    try:
+        ticket = await service.handlers.create(staff_ticket("Hours?"))
+        stored = f"=?utf-8?q?a=0D=0ABcc=3A_{INTRUDER.replace('@', '=40')}?=@example.org"
+        await TicketStore(s.db).tickets.raw.update_one(
+            {"_id": ticket.id}, {"$set": {"email": stored}}
+        )
+        reply = ReplyToTicket(institution="hill", principal=ANN, ticket_id=ticket.id, body="Yes.")
+        replied = await service.handlers.reply(reply)
+        assert replied.replies[0].mail == "failed" and "email" in (
+            replied.replies[0].mail_error or ""
+        )
+        assert (await ticket_now(service, ticket.id)).replies[0].mail == "failed"
+        assert await TicketStore(s.db).outbox.raw.count_documents({"ticket_id": ticket.id}) == 0
+        assert inbox.mail.empty()
+    finally:
+        await s.stop(service)
+        server.close()
+
+
 async def test_a_queued_mail_with_a_header_of_its_own_is_never_sent(setting):
     """A mail queued before these rules, with a `Bcc` that a subject made: the sender
     checks it again, sends it to nobody, and the ticket shows it failed."""

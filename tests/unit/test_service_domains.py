@@ -291,6 +291,28 @@ def test_a_mail_header_can_never_start_another():
         assert refused.value.code == "invalid" and field in refused.value.message
 
 
+# Every Unicode line and paragraph break, and control characters C0, DEL and C1.
+NOT_ONE_LINE = [
+    *"\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+    *"\x00\x07\x1b\x1f\x7f\x80\x9b\x9f",
+]
+
+
+@pytest.mark.parametrize("character", NOT_ONE_LINE)
+def test_a_subject_or_name_is_one_line_without_control_characters(character: str):
+    req = CreateTicket(
+        institution="hill", email="p@x.org", subject="s", body="b", created_by="demo-hill-ann"
+    )
+    for field in ("subject", "name"):
+        value = f"Hours?{character}Bcc: victim@example.org"
+        with pytest.raises(Refusal) as refused:
+            tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
+        assert refused.value.code == "invalid" and refused.value.message.startswith(f"{field}:")
+    # Letters of any script, a no-break space, emoji with joiners: one line all the same.
+    fine = "Öffnungszeiten 日本語 \u00a0 \U0001f468\u200d\U0001f469 ?"
+    assert tickets.new_ticket(req.model_copy(update={"subject": fine}), "t1", T0).subject == fine
+
+
 def test_assignment_stays_within_the_institution_and_every_change_is_history():
     ticket = _ticket()
     bob = _account("demo-hill-bob", "hill")
