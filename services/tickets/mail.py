@@ -275,6 +275,7 @@ class MailSender:
         self.lease = lease
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -322,7 +323,7 @@ class MailSender:
 
     def start(self) -> None:
         async def forever() -> None:
-            while True:
+            while not self._stopping:
                 self._wake.clear()
                 try:
                     await self.run_once()
@@ -341,4 +342,9 @@ class MailSender:
         await until_or_woken(self.clock, wake_at, self._wake)
 
     async def stop(self) -> None:
+        # A cancellation can be lost inside a driver's call (Python 3.11's
+        # asyncio.wait_for returns a result that arrives as it is cancelled): the loop
+        # would then sleep on, and stopping wait for ever. Told and woken, it ends anyway.
+        self._stopping = True
+        self._wake.set()
         await cancel_and_wait(self._task)
