@@ -41,7 +41,7 @@ STREAMS: dict[str, list[str]] = {
     "routing": ["CHAT_EVENTS", "KV_config"],
     "presence": ["KV_presence", "KV_desks"],
     "transcripts": ["CHAT_EVENTS", "KV_config"],
-    "tickets": ["KV_config"],
+    "tickets": ["KV_config", "KV_acknowledgements"],
     "directory": ["KV_config"],
 }
 
@@ -90,7 +90,7 @@ PUBLISH: dict[str, list[str]] = {
     ],
     "presence": ["presence.*.evt", "$KV.presence.>", "$KV.desks.>"],
     "transcripts": ["deadletter.transcripts", *PURGES["transcripts"]],
-    "tickets": ["ticket.*.evt"],
+    "tickets": ["ticket.*.evt", "$KV.acknowledgements.>"],
     "directory": ["$KV.config.>"],
 }
 SUBSCRIBE: dict[str, list[str]] = {

@@ -293,14 +293,16 @@ def addresses_fault(
 
 
 def acknowledgement(ticket: Ticket, library: str) -> Letter:
+    """That the library has a question: nothing the sender wrote (question, subject,
+    name) is in it, since anyone can have the offline form mail any address."""
     return Letter(
         to=ticket.email,
-        subject=f"[{ticket.ref}] We have your question: {ticket.subject}",
+        subject=f"[{ticket.ref}] We have your question",
         body=(
-            f"Hello{' ' + ticket.name if ticket.name else ''},\n\n"
-            f"{library} has your question and will answer by email. To add anything, "
-            f"reply to this message and keep [{ticket.ref}] in the subject.\n\n"
-            f"Your question:\n{ticket.question}\n"
+            f"Hello,\n\n{library} has a question sent from its website with this address "
+            f"and will answer by email. To add anything, reply to this message and keep "
+            f"[{ticket.ref}] in the subject.\n\n"
+            "If you did not write to us, you can ignore this message.\n"
         ),
     )
 
@@ -311,6 +313,17 @@ def reply_letter(ticket: Ticket, entry: TicketEntry, library: str) -> Letter:
         subject=f"[{ticket.ref}] Re: {ticket.subject}",
         body=f"{entry.body}\n\n-- \n{library}. Reply to this message to answer.\n",
     )
+
+
+# Acknowledgements to one address are counted across replicas, in a window that runs
+# until this long after the last one asked for (the acknowledgements bucket's TTL).
+ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
+
+
+def may_acknowledge(asked: int, allowance: int) -> bool:
+    """Whether the `asked`-th acknowledgement to one address within the window is mailed:
+    the first `allowance` are, the rest not (their tickets are made all the same)."""
+    return asked <= allowance
 
 
 def retry_after(attempts: int, base: timedelta, most: timedelta) -> timedelta:

@@ -15,6 +15,7 @@ from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
 from shared.configuration import ConfigView
+from shared.counters import Counters, counter_key
 from shared.errors import Refusal
 from shared.retries import until_written
 from shared.schemas.privacy import ErasePatron, TicketsErased
@@ -48,6 +49,8 @@ class TicketHandlers:
         consortium: str,
         sender: str,
         reply_to: str | None,
+        acknowledgements: Counters,
+        acknowledgements_per_recipient: int,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -57,6 +60,8 @@ class TicketHandlers:
         # Read strictly once: a configured address that is not one refuses to start.
         self.sender = Mailbox.parse(sender)
         self.reply_to = Mailbox.parse(reply_to) if reply_to else None
+        self.acknowledgements = acknowledgements
+        self.acknowledgements_per_recipient = acknowledgements_per_recipient
         self.mailer: MailSender | None = None
 
     def endpoints(self) -> list[Endpoint]:
@@ -104,11 +109,24 @@ class TicketHandlers:
             self.mailer.wake()
         return ticket
 
+    async def _may_acknowledge(self, ticket: Ticket) -> bool:
+        """Within the allowance of acknowledgements to the ticket's address, counted across
+        replicas (a burst that outruns the counter's retries is not acknowledged)."""
+        address = domain.mail_address(ticket.email).lower()
+        try:
+            asked = await self.acknowledgements.add(counter_key("recipient", address))
+        except Refusal:
+            return False
+        return domain.may_acknowledge(asked, self.acknowledgements_per_recipient)
+
     async def create(self, req: CreateTicket) -> Ticket:
         ticket = domain.new_ticket(req, uuid.uuid4().hex, self.clock.now())
+        if ticket.acknowledgement is not None and not await self._may_acknowledge(ticket):
+            ticket = ticket.model_copy(update={"acknowledgement": None})
+            metrics.ACKNOWLEDGEMENTS_WITHHELD.inc()
         await self.store.add(ticket)
         metrics.TICKETS_CREATED.labels(req.institution, req.source).inc()
-        if req.acknowledge:
+        if ticket.acknowledgement is not None:
             ticket = await self._mail(
                 ticket, None, domain.acknowledgement(ticket, self._library(ticket.institution))
             )

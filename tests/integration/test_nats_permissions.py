@@ -31,7 +31,7 @@ ALLOWED = {
     "routing": ["queue.permtest.evt", "widget.permtest.x.status"],
     "presence": ["presence.permtest.evt"],
     "transcripts": [],
-    "tickets": ["ticket.permtest.evt"],
+    "tickets": ["ticket.permtest.evt", "$KV.acknowledgements.permtest"],
     "directory": ["$KV.config.permtest"],
 }
 REFUSED = {
@@ -41,7 +41,7 @@ REFUSED = {
     "routing": ["routing.permtest.claim", "directory.permtest.save_user", "$KV.config.permtest"],
     "presence": ["chat.permtest.x.evt", "routing.permtest.permtest", "$KV.config.permtest"],
     "transcripts": ["chat.permtest.x.evt", "transcripts.permtest.get", "$KV.presence.permtest"],
-    "tickets": ["chat.permtest.x.evt", "tickets.permtest.create"],
+    "tickets": ["chat.permtest.x.evt", "tickets.permtest.create", "$KV.throttle.permtest"],
     "directory": ["chat.permtest.x.evt", "presence.permtest.evt"],
 }
 # Streams and buckets a service has no use for, through the JetStream API; and

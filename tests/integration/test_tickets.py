@@ -34,6 +34,7 @@ from shared import store, subjects
 from shared.bus import Bus
 from shared.clock import FixedClock
 from shared.configuration import ConfigView
+from shared.counters import Counters
 from shared.schemas.records import Institution, Principal
 from shared.schemas.tickets import CreateTicket, GetTicket, ReplyToTicket, Ticket, UpdateTicket
 from tests.client import eventually
@@ -43,6 +44,7 @@ from tests.servers import Servers
 ANN = Principal(username="demo-hill-ann", institution="hill", role="operator")
 PATRON = "Pat.Doe@example.org"
 BACKOFF = Backoff(timedelta(seconds=30), timedelta(minutes=10), attempts=5)
+ACKNOWLEDGEMENTS_PER_RECIPIENT = 3
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Setting:
     db: Any
     clock: FixedClock
     smtp_port: int
+    # This test's own acknowledgements bucket (what replicas share; no other test counts).
+    acknowledgements: str
     # Where mail goes instead of the SMTP server, as with no SMTP host configured.
     outbox: Path | None = None
 
@@ -104,8 +108,17 @@ class Setting:
         await view.start()
         tickets = TicketStore(self.db)
         await tickets.ensure_indexes()
+        counters = Counters(await self.bus.key_value(self.acknowledgements, ttl=3600))
         handlers = TicketHandlers(
-            self.bus, tickets, view, self.clock, "demo", "Hill <desk@hill.example>", None
+            self.bus,
+            tickets,
+            view,
+            self.clock,
+            "demo",
+            "Hill <desk@hill.example>",
+            None,
+            counters,
+            ACKNOWLEDGEMENTS_PER_RECIPIENT,
         )
         transport: Transport = (
             SmtpTransport("127.0.0.1", self.smtp_port, security="none", timeout_s=5)
@@ -126,7 +139,9 @@ class Setting:
 async def setting(bus: Bus, servers: Servers) -> AsyncIterator[Setting]:
     client = store.connect(servers.mongodb_uri, "tests")
     db = client[f"t{uuid.uuid4().hex[:10]}"]
-    yield Setting(bus, db, FixedClock(T0), free_port())
+    acknowledgements = f"acks_{uuid.uuid4().hex[:10]}"
+    yield Setting(bus, db, FixedClock(T0), free_port(), acknowledgements)
+    await bus.js.delete_key_value(acknowledgements)
     await client.drop_database(db.name)
     await client.close()
 
@@ -172,8 +187,8 @@ async def test_acknowledgement_and_reply_arrive_and_a_patron_answer_is_threaded(
         ticket = await service.handlers.create(offline())
         ack = await inbox.next()
         assert ack["To"] == PATRON and ack["From"] == "Hill <desk@hill.example>"
-        assert ack["Subject"].startswith(f"[{ticket.ref}] We have your question")
-        assert "Is the library open on Sunday?" in ack.get_content()
+        assert ack["Subject"] == f"[{ticket.ref}] We have your question"
+        assert "Sunday" not in ack.get_content() and "Pat" not in ack.get_content()
         await until(service, ticket.id, lambda t: t.acknowledgement == "sent")
 
         reply = ReplyToTicket(
@@ -442,6 +457,47 @@ async def test_a_queued_mail_with_a_header_of_its_own_is_never_sent(setting):
         await until(service, ticket.id, lambda t: t.replies[0].mail == "sent")
     finally:
         await s.stop(service)
+        server.close()
+
+
+async def test_acknowledgements_carry_no_sender_text_and_are_bounded_per_recipient(setting):
+    """The offline form's acknowledgement says nothing the sender wrote, and one address
+    gets at most the allowance of them, counted across two replicas sharing the bucket:
+    past it the question is still a ticket, with no mail. Another address has its own."""
+    s = setting
+    inbox = Inbox()
+    server = await smtp_server(inbox, s.smtp_port)
+    replicas = [await s.start(), await s.start()]
+    spam = "Cheap pills at http://spam.example/ now"
+    try:
+        made = [
+            await replicas[n % 2].handlers.create(
+                offline(name=spam[:40], subject=spam, body=spam, email=PATRON.upper())
+            )
+            for n in range(ACKNOWLEDGEMENTS_PER_RECIPIENT + 2)
+        ]
+        acknowledged, withheld = (
+            made[:ACKNOWLEDGEMENTS_PER_RECIPIENT],
+            made[ACKNOWLEDGEMENTS_PER_RECIPIENT:],
+        )
+        assert [t.acknowledgement for t in withheld] == [None, None]
+        outbox = TicketStore(s.db).outbox.raw
+        assert await outbox.count_documents({"ticket_id": {"$in": [t.id for t in withheld]}}) == 0
+        other = await replicas[0].handlers.create(offline(email="someone@example.org"))
+        arrived = [await inbox.received() for _ in range(ACKNOWLEDGEMENTS_PER_RECIPIENT + 1)]
+        assert sorted(got.rcpt_tos[0] for got in arrived) == sorted(
+            # The address as mail goes to it: its domain in lower case.
+            ["PAT.DOE@example.org"] * ACKNOWLEDGEMENTS_PER_RECIPIENT + ["someone@example.org"]
+        )
+        for got in arrived:
+            assert "pills" not in got.data.decode() and "spam" not in got.data.decode()
+            assert "hill has a question sent from its website" in got.message.get_content()
+        for ticket in [*acknowledged, other]:
+            await until(replicas[0], ticket.id, lambda t: t.acknowledgement == "sent")
+        assert inbox.mail.empty()
+    finally:
+        for service in replicas:
+            await s.stop(service)
         server.close()
 
 

@@ -313,6 +313,32 @@ def test_a_subject_or_name_is_one_line_without_control_characters(character: str
     assert tickets.new_ticket(req.model_copy(update={"subject": fine}), "t1", T0).subject == fine
 
 
+def test_an_acknowledgement_says_nothing_the_sender_wrote_and_has_an_allowance():
+    req = CreateTicket(
+        institution="hill",
+        source="offline_form",
+        email="pat@example.org",
+        name="Visit spam.example",
+        subject="Cheap pills",
+        body="Cheap pills at spam.example",
+        created_by="widget:hill",
+        acknowledge=True,
+    )
+    ticket = tickets.new_ticket(req, "0123abcd" * 4, T0)
+    letter = tickets.acknowledgement(ticket, "Hill Library")
+    assert letter.to == "pat@example.org"
+    assert letter.subject == "[T0123ABCD] We have your question"
+    assert "Hill Library" in letter.body and "[T0123ABCD]" in letter.body
+    assert "spam" not in letter.body + letter.subject and "pills" not in letter.body
+    assert [tickets.may_acknowledge(n, 3) for n in (1, 2, 3, 4, 50)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
 def test_assignment_stays_within_the_institution_and_every_change_is_history():
     ticket = _ticket()
     bob = _account("demo-hill-bob", "hill")
