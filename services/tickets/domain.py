@@ -179,6 +179,14 @@ def patron_reply(ticket: Ticket, sender: str, body: str, entry_id: str, now: dat
     return _changed(ticket, now, change, replies=[*ticket.replies, entry], status="open")
 
 
+def patron_sender(addresses: list[str]) -> str:
+    """The one address a patron's mail is from. A `From` with several (or none, or only a
+    group) is refused: never taken as its first, nor any other, address."""
+    if len(addresses) != 1 or not addresses[0]:
+        raise Refusal("forbidden", "From: not one address")
+    return addresses[0]
+
+
 def mail_state(ticket: Ticket, entry_id: str | None, state: MailState, error: str | None) -> Ticket:
     """Where a mail of the ticket is now: a reply's (by entry id) or the acknowledgement."""
     if entry_id is None:

@@ -501,6 +501,62 @@ async def test_acknowledgements_carry_no_sender_text_and_are_bounded_per_recipie
         server.close()
 
 
+async def test_the_inbound_port_tells_nothing_of_which_references_exist(setting):
+    """A reference no ticket has, the ticket's reference from another address, and a
+    `From` with several addresses (the patron's among them, first or not) or two `From`
+    headers or a group: one and the same refusal, and the ticket is unchanged."""
+    s = setting
+    service = await s.start()
+    inbound_port = free_port()
+    listening = await inbound.serve(
+        service.handlers.patron_mail, "127.0.0.1", inbound_port, 100_000
+    )
+    try:
+        ticket = await service.handlers.create(offline(acknowledge=False))
+        unknown = "T" + ("0" if ticket.ref[1] != "0" else "1") + ticket.ref[2:]
+
+        def mail(senders: list[str], ref: str) -> bytes:
+            head = "".join(f"From: {sender}\r\n" for sender in senders)
+            return (
+                f"{head}To: desk@hill.example\r\nSubject: Re: [{ref}] Hours\r\n"
+                "Message-ID: <1@example.org>\r\n\r\nAnd on Monday?\r\n"
+            ).encode()
+
+        answers = set()
+        for senders, ref in (
+            ([PATRON], unknown),
+            (["mallory@example.org"], ticket.ref),
+            ([f"{PATRON}, mallory@example.org"], ticket.ref),
+            ([f"mallory@example.org, Pat <{PATRON}>"], ticket.ref),
+            ([PATRON, "mallory@example.org"], ticket.ref),
+            ([f"friends: {PATRON}, mallory@example.org;"], ticket.ref),
+            (["friends:;"], ticket.ref),
+        ):
+            with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                await aiosmtplib.send(
+                    mail(senders, ref),
+                    sender="mallory@example.org",
+                    recipients=["desk@hill.example"],
+                    hostname="127.0.0.1",
+                    port=inbound_port,
+                )
+            answers.add((refused.value.code, refused.value.message))
+        assert len(answers) == 1 and next(iter(answers))[0] == 550, answers
+        assert await ticket_now(service, ticket.id) == ticket
+        # The patron alone is still taken.
+        await aiosmtplib.send(
+            mail([f"Pat <{PATRON}>"], ticket.ref),
+            sender=PATRON,
+            recipients=["desk@hill.example"],
+            hostname="127.0.0.1",
+            port=inbound_port,
+        )
+        assert (await ticket_now(service, ticket.id)).replies[-1].body == "And on Monday?"
+    finally:
+        listening.close()
+        await s.stop(service)
+
+
 async def test_an_smtp_outage_is_retried_and_survives_a_restart(setting):
     s = setting
     failures = REGISTRY.get_sample_value("refdesk_mail_failures_total", {"state": "retrying"}) or 0

@@ -394,6 +394,11 @@ def test_replies_notes_and_the_patrons_answer():
     with pytest.raises(Refusal) as refused:
         tickets.patron_reply(answered, "someone@else.org", "Hi", "p2", T0)
     assert refused.value.code == "forbidden"
+    assert tickets.patron_sender(["pat@example.org"]) == "pat@example.org"
+    for senders in ([], [""], ["pat@example.org", "someone@else.org"]):
+        with pytest.raises(Refusal) as refused:
+            tickets.patron_sender(senders)
+        assert refused.value.code == "forbidden"
     quoted = "Thanks!\n\nOn Tue, Nov 24, 2026 Hill wrote:\n> Done.\n"
     assert tickets.fresh_text(quoted) == "Thanks!"
     assert tickets.fresh_text("> old\nnew") == "new"
