@@ -40,6 +40,40 @@ async def mailed(system: LocalSystem, address: str, ref: str, count: int) -> lis
     return await eventually(arrived, f"{count} mail(s) [{ref}] to {address} in the outbox")
 
 
+LETTER = sorted(
+    (
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    )
+)
+
+
+def assert_a_letter(outbox: Path, address: str, ref: str, subject: str) -> None:
+    """The one `.eml` of the reference, byte for byte: a letter's headers and no other
+    (every header line printable ASCII), to the address alone, the subject as written."""
+    found = []
+    for path in outbox.glob("*.eml"):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if f"[{ref}]" in str(message["Subject"]):
+            found.append((path.read_bytes(), message))
+    [(data, message)] = found
+    lines = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")
+    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), lines
+    assert (
+        sorted(line.split(b":")[0].decode().lower() for line in lines if line[:1] not in b" \t")
+        == LETTER
+    )
+    assert sorted(name.lower() for name in message.keys()) == LETTER
+    assert [a.addr_spec for a in message["To"].addresses] == [address]
+    assert str(message["Subject"]) == subject
+
+
 async def ticket_frame(client: ProtocolClient, kind: str, ticket_id: str) -> dict[str, Any]:
     return await client.expect(lambda f: f["type"] == kind and f["ticket"]["id"] == ticket_id)
 
@@ -194,6 +228,45 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         assert (await river.get(f"/api/tickets/{ticket_id}")).status_code == 404
         theirs = (await river.get("/api/tickets", params={"q": word})).json()
         assert theirs["tickets"] == []
+
+
+async def test_no_question_or_subject_becomes_a_mail_header(system: LocalSystem):
+    """The three ways in of the probe, through the gateway, with an encoded word that
+    Python 3.11.7's header folding turns into a `Bcc`: the offline form (its
+    acknowledgement), a staff ticket's subject and a chat's question made into a ticket
+    (their replies). Each mail is a letter to the patron alone."""
+    email = f"pat-{uuid.uuid4().hex[:6]}@example.org"
+    evil = f"=?utf-8?q?a=0D=0ABcc:_v1@evil.example?= hours? zm{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=system.gateway_url) as public:
+        left = await public.post(
+            "/api/widgets/hill/offline-message", json={"email": email, "question": evil}
+        )
+    assert left.status_code == 201, left.text
+    eve = await operator(system.gateway_url, "demo-hill-eve", ["demo-hill"])  # on the desk
+    pat = await patron(system.gateway_url, "hill")
+    async with clients(pat, eve):
+        asked = await pat.ok({"type": "chat.start", "question": evil, "email": email})
+        assert (await pat.ok({"type": "chat.end", "chat_id": asked["chat_id"]}))[
+            "state"
+        ] == "missed"
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
+        offline_ref = (await ann.get(f"/api/tickets/{left.json()['ticket_id']}")).json()["ref"]
+        await mailed(system, email, offline_ref, 1)
+        assert_a_letter(system.outbox, email, offline_ref, f"[{offline_ref}] We have your question")
+        from_staff = await ann.post(
+            "/api/tickets", json={"email": email, "subject": evil, "body": "Hours?"}
+        )
+        from_chat = await ann.post("/api/tickets", json={"chat_id": asked["chat_id"]})
+        for made in (from_staff, from_chat):
+            assert made.status_code == 201, made.text
+            ticket = made.json()
+            assert ticket["subject"] == evil
+            replied = await ann.post(
+                f"/api/tickets/{ticket['id']}/replies", json={"body": "9 to 5"}
+            )
+            assert replied.status_code == 201, replied.text
+            await mailed(system, email, ticket["ref"], 1)
+            assert_a_letter(system.outbox, email, ticket["ref"], f"[{ticket['ref']}] Re: {evil}")
 
 
 async def test_a_subject_or_name_with_any_line_break_is_refused_naming_it(system: LocalSystem):
