@@ -78,6 +78,7 @@ STREAMS: tuple[Stream, ...] = (
     _bucket(subjects.DESKS_BUCKET, "presence"),
     _bucket(subjects.REVOKED_BUCKET, "gateway"),
     _bucket(subjects.THROTTLE_BUCKET, "gateway"),
+    _bucket(subjects.ACKNOWLEDGEMENTS_BUCKET, "tickets"),
 )
 
 CONSUMERS: tuple[Consumer, ...] = (

@@ -20,6 +20,8 @@ CONFIG_BUCKET = "config"
 DESKS_BUCKET = "desks"
 # Failure counters (sign-ins, offline messages) shared by the gateways; entries age out.
 THROTTLE_BUCKET = "throttle"
+# Acknowledgements mailed per recipient, counted by every tickets replica; entries age out.
+ACKNOWLEDGEMENTS_BUCKET = "acknowledgements"
 # Ids of staff tokens signed out before they expire; entries age out with the tokens.
 REVOKED_BUCKET = "revoked_tokens"
 TRANSCRIPTS_CONSUMER = "transcripts"

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from services.tickets import inbound
+from services.tickets import domain, inbound
 from services.tickets.handlers import TicketHandlers
 from services.tickets.mail import Backoff, FolderTransport, MailSender, SmtpTransport, Transport
 from services.tickets.retention import TicketRetention
@@ -15,6 +15,7 @@ from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import subjects
 from shared.configuration import ConfigView
+from shared.counters import Counters
 from shared.runtime import Runtime, run_service
 
 VERSION = "0.2.0"
@@ -41,6 +42,13 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     await view.start()
     store = TicketStore(runtime.db)
     await store.ensure_indexes()
+    acknowledgements = Counters(
+        await runtime.bus.key_value(
+            subjects.ACKNOWLEDGEMENTS_BUCKET,
+            settings.stream_replicas,
+            ttl=domain.ACKNOWLEDGEMENT_WINDOW.total_seconds(),
+        )
+    )
     handlers = TicketHandlers(
         runtime.bus,
         store,
@@ -49,6 +57,8 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         settings.consortium,
         settings.mail_from,
         settings.mail_reply_to,
+        acknowledgements,
+        settings.acknowledgements_per_recipient,
     )
     backoff = Backoff(
         timedelta(seconds=settings.mail_retry_base_s),
