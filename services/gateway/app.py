@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
 from services.gateway import domain, metrics
-from services.gateway.api import build_router, refusal_response
+from services.gateway.api import build_router
+from services.gateway.api.errors import refusal_response
 from services.gateway.auth import Tokens
 from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
 from services.gateway.hub import Outbox
@@ -43,10 +44,10 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
     checks: dict[str, ReadinessCheck] = {}
-    holder: dict[str, Gateway] = {}
 
     def gateway() -> Gateway:
-        return holder["gw"]
+        gw: Gateway = app.state.gateway
+        return gw
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +88,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             gw = Gateway(
                 settings, runtime.bus, view, guests, revoked, counters, tokens, runtime.clock
             )
-            holder["gw"] = gw
+            app.state.gateway = gw
             await gw.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
             heap.settle()
@@ -105,7 +106,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         description="REST API of refdesk; WebSocket frames are described in docs/protocol.md.",
         lifespan=lifespan,
     )
-    app.include_router(build_router(gateway))
+    app.include_router(build_router())
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(Refusal)
