@@ -22,9 +22,11 @@ from services.gateway import domain, metrics
 from services.gateway.api import build_router
 from services.gateway.api.errors import refusal_response
 from services.gateway.auth import Tokens
-from services.gateway.handlers import Gateway, OperatorSocket, PatronSocket
+from services.gateway.core import Gateway
 from services.gateway.hub import Outbox
 from services.gateway.limits import BodyLimit
+from services.gateway.operator_socket import OperatorSocket
+from services.gateway.patron_socket import PatronSocket
 from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
 from services.gateway.sockets_first import SocketsFirst
 from services.gateway.store import GuestStore, RevokedTokens
@@ -89,7 +91,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
                 settings, runtime.bus, view, guests, revoked, counters, tokens, runtime.clock
             )
             app.state.gateway = gw
-            await gw.subscribe()
+            await gw.fanout.subscribe()
             beat = asyncio.create_task(_heartbeats(gw))
             heap.settle()
             try:

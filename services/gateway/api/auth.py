@@ -11,7 +11,7 @@ from services.gateway import domain, metrics
 from services.gateway.api.common import Gw, Staff
 from services.gateway.api.sessions import end_session
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from services.gateway.throttle import counter_key as throttle_key
 from shared import subjects
 from shared.errors import Refusal

@@ -14,7 +14,7 @@ from fastapi import Depends, Header, Request
 
 from services.gateway import domain
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from shared import names, subjects
 from shared.errors import Refusal
 from shared.schemas.base import Model

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from services.gateway.api.common import Gw, Staff, change, same_key
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.schemas.base import Model

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from services.gateway.api.common import Gw, Staff, ask, visible
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from shared import subjects
 from shared.errors import Refusal
 from shared.schemas.requests import Done, EndSession

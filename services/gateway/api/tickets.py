@@ -9,7 +9,7 @@ from pydantic import Field
 
 from services.gateway.api.common import Gw, Staff, ask, known, scope
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from shared import subjects
 from shared.errors import Refusal
 from shared.schemas.base import Email, Model

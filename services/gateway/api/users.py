@@ -7,7 +7,7 @@ from pydantic import Field
 
 from services.gateway.api.common import Gw, Staff, change, in_scope, same_key, visible
 from services.gateway.auth import StaffClaims
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from shared.schemas.base import Model
 from shared.schemas.directory import SaveUser, SetPassword
 from shared.schemas.records import Account

@@ -9,7 +9,7 @@ from pydantic import Field
 from services.gateway import domain
 from services.gateway.api.common import Gw, throttle
 from services.gateway.api.records import collection, own_institution
-from services.gateway.handlers import Gateway
+from services.gateway.core import Gateway
 from services.gateway.throttle import counter_key as throttle_key
 from shared import subjects
 from shared.errors import Refusal
