@@ -10,8 +10,10 @@ handle them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from services.gateway import domain
 from services.gateway.auth import Tokens
@@ -42,6 +44,8 @@ from shared.schemas.requests import (
     WidgetStatus,
     WidgetStatusQuery,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,6 +180,22 @@ class Gateway:
         except Refusal as refusal:
             return refusal.code != "gone"
         return True
+
+    async def heartbeats(self) -> None:
+        """Keep this replica's operator sessions alive in presence; end those it says are
+        gone. Every `heartbeat_s` by the injected clock."""
+        while True:
+            await self.clock.sleep_until(
+                self.clock.now() + timedelta(seconds=self.settings.heartbeat_s)
+            )
+            for link in list(self.hub.sessions.values()):
+                try:
+                    alive = await self.heartbeat(link)
+                except Exception:
+                    log.exception("heartbeat failed for %s", link.username)
+                    continue
+                if not alive:
+                    await self.end_session(link, "expired")
 
     async def end_session(self, link: OperatorLink, reason: EndReason) -> None:
         link.outbox.send(SessionEndedFrame(reason=reason))

@@ -9,11 +9,15 @@ import logging
 import uuid
 from datetime import datetime
 
-from services.gateway import domain
+from starlette.datastructures import State
+from starlette.websockets import WebSocket
+
+from services.gateway import domain, metrics
 from services.gateway.core import Gateway, session_ref
 from services.gateway.frames import FrameLoop, Reply
 from services.gateway.hub import OperatorLink, Outbox
 from services.gateway.operator_chats import OperatorChats
+from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.clock import iso
 from shared.errors import Refusal
@@ -298,3 +302,25 @@ def _session_frame(session: Session, chats: list[str]) -> SessionFrame:
         monitoring=session.monitoring,
         chats=chats,
     )
+
+
+class OperatorSockets:
+    """The operator socket endpoint, /ws/operator: each socket served until it closes."""
+
+    def __init__(self, state: State, settings: GatewaySettings) -> None:
+        # The application's state: its lifespan puts the Gateway there before any socket.
+        self.state = state
+        self.settings = settings
+
+    async def __call__(self, ws: WebSocket) -> None:
+        await ws.accept()
+        gw: Gateway = self.state.gateway
+        outbox = Outbox(ws, "operator", self.settings.outbox_limit)
+        socket = OperatorSocket(gw, outbox)
+        metrics.CONNECTIONS.labels("operator").inc()
+        try:
+            await socket.run(ws)
+        finally:
+            metrics.CONNECTIONS.labels("operator").dec()
+            await socket.closed()
+            await outbox.stop()

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 
-from services.gateway import domain
+from starlette.datastructures import State
+from starlette.websockets import WebSocket
+
+from services.gateway import domain, metrics
 from services.gateway.auth import GuestClaims
 from services.gateway.core import Gateway
 from services.gateway.frames import FrameLoop, Reply
 from services.gateway.hub import Outbox, PatronLink
+from services.gateway.settings import GatewaySettings
 from services.gateway.throttle import counter_key
 from shared import subjects
 from shared.errors import Refusal
@@ -21,6 +26,7 @@ from shared.schemas.protocol import (
     ChatQueuedFrame,
     ChatResumed,
     ChatStartAck,
+    Error,
     Hello,
     HelloAck,
     PatronChatEnd,
@@ -195,3 +201,50 @@ class PatronSocket(FrameLoop):
                 )
             except Refusal as refusal:
                 log.info("patron of %s left: %s", chat_id, refusal.message)
+
+
+class PatronSockets:
+    """The patron socket endpoint, /ws/patron?widget=<id>: a socket is let in for a known
+    widget, from a page the widget is for, and while its address has fewer than
+    `patron_sockets_per_address` open here; then served until it closes."""
+
+    def __init__(self, state: State, settings: GatewaySettings) -> None:
+        # The application's state: its lifespan puts the Gateway there before any socket.
+        self.state = state
+        self.settings = settings
+        self.own_origin = domain.origin_of(settings.public_url)
+        self.open: Counter[str] = Counter()
+
+    async def __call__(self, ws: WebSocket) -> None:
+        settings = self.settings
+        await ws.accept()
+        widget = ws.query_params.get("widget", "")
+        gw: Gateway = self.state.gateway
+        outbox = Outbox(ws, "patron", settings.outbox_limit)
+        config = gw.view.widget(widget)
+        address = ws.client.host if ws.client else "?"
+        refusal = None
+        if config is None:
+            refusal = Refusal("not_found", "no such widget"), 4404
+        elif not domain.origin_allowed(ws.headers.get("origin"), config, self.own_origin):
+            refusal = Refusal("forbidden", "this widget is not for this site"), 4403
+        elif self.open[address] >= settings.patron_sockets_per_address:
+            refusal = Refusal("rate_limited", "too many chat windows open from here"), 4429
+        if refusal is not None:
+            error, code = refusal
+            outbox.send(Error(code=error.code, message=error.message))
+            await outbox.finish(code)
+            return
+        assert config is not None
+        self.open[address] += 1
+        socket = PatronSocket(gw, outbox, config, address)
+        metrics.CONNECTIONS.labels("patron").inc()
+        try:
+            await socket.run(ws)
+        finally:
+            self.open[address] -= 1
+            if self.open[address] <= 0:
+                del self.open[address]  # the count stays as small as what is open
+            metrics.CONNECTIONS.labels("patron").dec()
+            await socket.closed()
+            await outbox.stop()
