@@ -58,10 +58,8 @@ class OperatorChats:
         return Sender(kind="operator", name=self.link.name, id=self.link.username)
 
     def _must_be_online(self, doing: str) -> OperatorLink:
-        link = self.link
-        if link.status != "online":
-            raise Refusal("forbidden", f"set your status to online to {doing}")
-        return link
+        domain.must_be_online(self.link.status, doing)
+        return self.link
 
     async def _own(self, action: subjects.RoutingAction, chat_id: str) -> Reply:
         """Claim, take over or accept a chat; the ack carries the chat and its history."""
@@ -182,12 +180,9 @@ class OperatorChats:
     def _snippet(self, name: str) -> str:
         """A snippet's text, if it is the operator's library's or the consortium's."""
         found = self.gw.view.snippets.get(name)
-        if found is None or found.institution not in (
-            self.link.institution,
-            self.gw.settings.consortium,
-        ):
-            raise Refusal("not_found", f"no snippet {name}")
-        return found.body
+        return domain.usable_snippet(
+            found, name, self.link.institution, self.gw.settings.consortium
+        )
 
     async def typing(self, frame: Typing) -> Reply:
         home = self.gw.feeds.home_of(frame.chat_id)

@@ -192,13 +192,9 @@ class OperatorSocket(FrameLoop):
         return Reply(ack=StatusAck(status=session.status))
 
     def _may_monitor(self, queue: str) -> bool:
-        config = self.gw.view.queues.get(queue)
         link = self._link
-        return config is not None and (
-            config.institution == link.institution
-            or link.role == "consortium_admin"
-            or config.institution in self.gw.view.partners_of(link.institution)
-        )
+        view = self.gw.view
+        return domain.may_monitor(link, view.queues.get(queue), view.partners_of(link.institution))
 
     async def _check_monitorable(self, queue: str) -> None:
         if self.gw.view.queues.get(queue) is None:
@@ -266,11 +262,7 @@ class OperatorSocket(FrameLoop):
 
     async def _check_colleague(self, username: str) -> None:
         link = self._link
-        user = self.gw.view.account(username)
-        if user is None or user.institution != link.institution:
-            raise Refusal("not_found", f"no operator {username}")
-        if username == link.username:
-            raise Refusal("invalid", "that is you")
+        domain.check_colleague(link, self.gw.view.account(username), username)
         lookup = await self.gw.bus.request(
             subjects.presence(link.institution, "get"),
             SessionQuery(institution=link.institution, operator=username),

@@ -223,13 +223,13 @@ class PatronSockets:
         outbox = Outbox(ws, "patron", settings.outbox_limit)
         config = gw.view.widget(widget)
         address = ws.client.host if ws.client else "?"
-        refusal = None
-        if config is None:
-            refusal = Refusal("not_found", "no such widget"), 4404
-        elif not domain.origin_allowed(ws.headers.get("origin"), config, self.own_origin):
-            refusal = Refusal("forbidden", "this widget is not for this site"), 4403
-        elif self.open[address] >= settings.patron_sockets_per_address:
-            refusal = Refusal("rate_limited", "too many chat windows open from here"), 4429
+        refusal = domain.patron_socket_refusal(
+            config,
+            ws.headers.get("origin"),
+            self.own_origin,
+            self.open[address],
+            settings.patron_sockets_per_address,
+        )
         if refusal is not None:
             error, code = refusal
             outbox.send(Error(code=error.code, message=error.message))

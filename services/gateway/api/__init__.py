@@ -1,7 +1,8 @@
 """The gateway's REST API under /api, as docs/protocol.md ("REST") and the OpenAPI document
 at /openapi.json describe it: one router per resource, each route a thin edge that reads
-the caller's claims, checks what it is asked, and asks the service that owns the answer
-(`common.ask`) or reads this replica's view of the configuration.
+the caller's claims, applies the gateway's rules (domain/: who may ask what) and asks the
+service that owns the answer (`common.ask`) or reads this replica's view of the
+configuration.
 
 Staff: `auth` (sign in and out, `me`), `sessions`, `announcements`, `institutions`,
 `users`, the configuration records `queues`, `widgets`, `snippets` and `partnerships`

@@ -5,10 +5,10 @@ import uuid
 from fastapi import APIRouter
 from pydantic import Field
 
+from services.gateway import domain
 from services.gateway.api.common import Gw, Staff
 from shared import subjects
 from shared.clock import iso
-from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.chat import Sender
 from shared.schemas.requests import ANNOUNCEMENTS, Announcement, Done, InternalMessage
@@ -28,8 +28,7 @@ class AnnouncementSent(Model):
 async def announce(gw: Gw, body: AnnouncementBody, claims: Staff) -> AnnouncementSent:
     """The consortium admin's word to every signed-in operator (the "green light"
     message of a shared service), delivered by every gateway to its own operators."""
-    if claims.role != "consortium_admin":
-        raise Refusal("forbidden", "only a consortium admin sends announcements")
+    domain.may_announce(claims)
     consortium = gw.settings.consortium
     announcement = Announcement(
         id=uuid.uuid4().hex,

@@ -6,8 +6,7 @@ No `from __future__ import annotations` in the route modules: FastAPI reads thei
 dependency annotations when the routes are defined.
 """
 
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
@@ -15,17 +14,13 @@ from fastapi import Depends, Header, Request
 from services.gateway import domain
 from services.gateway.auth import StaffClaims
 from services.gateway.core import Gateway
-from shared import names, subjects
+from shared import subjects
 from shared.errors import Refusal
 from shared.schemas.base import Model
 from shared.schemas.directory import Principal, Saved
-from shared.schemas.records import Account, Institution, Queue, Widget
 from shared.subjects import DirectoryAction
 
-MAX_SPAN = timedelta(days=366)
-
 Answer = TypeVar("Answer", bound=Model)
-Owned = TypeVar("Owned", Institution, Account, Queue, Widget)
 
 
 def gateway(request: Request) -> Gateway:
@@ -88,59 +83,12 @@ async def change(
         raise Refusal("unavailable", "saved, but not yet in force here; read it again shortly")
 
 
-def scope(claims: StaffClaims, institution: str | None) -> str:
-    if institution is None or institution == claims.institution:
-        return claims.institution
-    # It becomes a subject token: `a.b` or `*` must never reach the bus.
-    try:
-        names.check_part(institution, "institution")
-    except ValueError as exc:
-        raise Refusal("invalid", f"institution: {exc}") from None
-    if claims.role != "consortium_admin":
-        raise Refusal("forbidden", "you can only see your own institution")
-    return institution
-
-
 def known(request: Request, *allowed: str) -> None:
     """A query parameter this route does not know is refused, not ignored: a typo in
     a filter must not quietly widen a search."""
     for name in request.query_params:
         if name not in allowed:
             raise Refusal("invalid", f"{name}: not a parameter of this request")
-
-
-def aware(field: str, *instants: datetime) -> None:
-    """A span's edges must say their offset: a bare local time is ambiguous."""
-    if any(instant.tzinfo is None for instant in instants):
-        raise Refusal("invalid", f"{field}: give a time zone offset, e.g. Z")
-
-
-def span_allowed(claims: StaffClaims, start: datetime | None, end: datetime | None) -> None:
-    if start is not None and end is not None:
-        aware("from/to", start, end)
-        if end <= start:
-            raise Refusal("invalid", "to: must be after from")
-        if claims.role != "consortium_admin" and end - start > MAX_SPAN:
-            raise Refusal("invalid", "from: a span is at most a year (366 days)")
-    elif start is not None or end is not None:
-        aware("from/to", *(t for t in (start, end) if t is not None))
-
-
-def visible(thing: Owned | None, what: str, claims: StaffClaims) -> Owned:
-    """A configuration record the caller may read: their institution's, or anyone's for
-    a consortium admin. Anything else does not exist for them."""
-    if thing is None or not (
-        claims.role == "consortium_admin" or thing.institution == claims.institution
-    ):
-        raise Refusal("not_found", f"no {what}")
-    return thing
-
-
-def in_scope(
-    things: Iterable[Owned], claims: StaffClaims, key: Callable[[Owned], str]
-) -> list[Owned]:
-    everyone = claims.role == "consortium_admin"
-    return sorted((t for t in things if everyone or t.institution == claims.institution), key=key)
 
 
 def same_key(field: str, in_path: str, in_body: str, what: str) -> None:

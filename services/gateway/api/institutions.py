@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from services.gateway.api.common import Gw, Staff, change, in_scope, same_key, visible
+from services.gateway import domain
+from services.gateway.api.common import Gw, Staff, change, same_key
 from shared.schemas.directory import SaveInstitution
 from shared.schemas.records import Institution
 
@@ -11,12 +12,12 @@ router = APIRouter()
 
 @router.get("/institutions", response_model=list[Institution])
 async def list_institutions(gw: Gw, claims: Staff) -> list[Institution]:
-    return in_scope(gw.view.institutions.values(), claims, lambda i: i.name)
+    return domain.in_scope(gw.view.institutions.values(), claims, lambda i: i.name)
 
 
 @router.get("/institutions/{name}", response_model=Institution)
 async def read_institution(gw: Gw, name: str, claims: Staff) -> Institution:
-    return visible(gw.view.institutions.get(name), f"institution {name}", claims)
+    return domain.visible(gw.view.institutions.get(name), f"institution {name}", claims)
 
 
 @router.post("/institutions", response_model=Institution, status_code=201)
@@ -35,7 +36,7 @@ async def create_institution(gw: Gw, body: Institution, claims: Staff) -> Instit
 
 @router.put("/institutions/{name}", response_model=Institution)
 async def replace_institution(gw: Gw, name: str, body: Institution, claims: Staff) -> Institution:
-    visible(gw.view.institutions.get(name), f"institution {name}", claims)
+    domain.visible(gw.view.institutions.get(name), f"institution {name}", claims)
     same_key("name", name, body.name, "institution")
     await change(
         gw,

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from services.gateway import domain
 from services.gateway.api.common import Gw, Staff, ask
 from shared import subjects
-from shared.errors import Refusal
 from shared.schemas.requests import InternalHistory, InternalMessages
 
 router = APIRouter()
@@ -19,10 +19,7 @@ async def internal_conversation(
     """Staff-only internal messages of one conversation: `dm:<a>:<b>` (its two
     operators and admins), `queue:<name>` or `all` (staff of the institution), or the
     consortium's `announcements` (all staff)."""
-    if conversation.startswith("dm:"):
-        people = conversation.split(":")[1:]
-        if claims.username not in people and claims.role == "operator":
-            raise Refusal("not_found", "no such conversation")
+    domain.may_read_conversation(claims, conversation)
     return await ask(
         gw,
         claims,

@@ -1,7 +1,8 @@
 """Queues: hours, time zone and calendar are checked by the schema (422 naming the field),
 scope, name and fallback chain by the directory."""
 
-from services.gateway.api.records import collection, own_institution
+from services.gateway import domain
+from services.gateway.api.records import collection
 from shared.schemas.directory import DeleteQueue, SaveQueue
 from shared.schemas.records import Queue
 
@@ -10,7 +11,7 @@ router = collection(
     Queue,
     "name",
     lambda view: view.queues,
-    own_institution,
+    lambda queue, claims, _: domain.sees_institution(claims, queue.institution),
     ("save_queue", "delete_queue"),
     (SaveQueue, DeleteQueue),
 )

@@ -91,7 +91,3 @@ def collection(
     router.add_api_route(one, replace, methods=["PUT"], response_model=model)
     router.add_api_route(one, delete, methods=["DELETE"], status_code=204)
     return router
-
-
-def own_institution(record: Queue | Widget, claims: StaffClaims, consortium: str) -> bool:
-    return claims.role == "consortium_admin" or record.institution == claims.institution

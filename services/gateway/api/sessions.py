@@ -5,7 +5,8 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.gateway.api.common import Gw, Staff, ask, visible
+from services.gateway import domain
+from services.gateway.api.common import Gw, Staff, ask
 from services.gateway.auth import StaffClaims
 from services.gateway.core import Gateway
 from shared import subjects
@@ -45,9 +46,7 @@ async def end_session(
 async def end_operator_session(gw: Gw, operator: str, claims: Staff) -> Response:
     """An admin ends an operator's session: their client hears `session.ended`
     (`ended_by_admin`), and their chats are held for the owner grace period."""
-    account = visible(gw.view.account(operator), f"user {operator}", claims)
-    if claims.role == "operator":
-        raise Refusal("forbidden", "only admins end other people's sessions")
+    account = domain.may_end_session(claims, gw.view.account(operator), operator)
     if not await end_session(gw, operator, account.institution, "ended_by_admin", claims):
         raise Refusal("not_found", f"{operator} is not signed in")
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.gateway import domain
-from services.gateway.api.common import Gw, Staff, ask, known, scope, span_allowed
+from services.gateway.api.common import Gw, Staff, ask, known
 from shared import subjects
 from shared.schemas.requests import Stats, StatsGrouping, StatsQuery
 
@@ -30,9 +30,9 @@ async def stats(
     institution; `format=csv` for spreadsheets."""
     # A consortium admin without `institution`: their own, the consortium's name, which
     # the transcripts service reads as every institution.
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     known(request, "from", "to", "institution", "group_by", "format")
-    span_allowed(claims, start, end)
+    domain.check_span(claims.role, start, end)
     figures = await ask(
         gw,
         claims,

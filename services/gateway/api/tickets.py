@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from services.gateway.api.common import Gw, Staff, ask, known, scope
+from services.gateway import domain
+from services.gateway.api.common import Gw, Staff, ask, known
 from services.gateway.auth import StaffClaims
 from services.gateway.core import Gateway
 from shared import subjects
@@ -24,7 +25,6 @@ from shared.schemas.tickets import (
     ReplyToTicket,
     Ticket,
     TicketPage,
-    TicketSource,
     TicketStatus,
     TranscriptLine,
     UpdateTicket,
@@ -91,21 +91,11 @@ async def chat_for_ticket(
 @router.post("/tickets", response_model=Ticket, status_code=201)
 async def create_ticket(gw: Gw, body: TicketRequest, claims: Staff) -> Ticket:
     """One step from a chat under way, a missed chat, or none (staff's own)."""
-    source: TicketSource = "staff"
-    email, name, subject, question = body.email, body.name, body.subject, body.body
+    chat: Chat | None = None
     transcript: list[TranscriptLine] = []
     if body.chat_id is not None:
         chat, transcript = await chat_for_ticket(gw, body.chat_id, claims)
-        source = "missed_chat" if chat.state == "missed" else "chat"
-        email = email or chat.patron.email
-        name = name or chat.patron.name
-        asked = chat.question or "Follow-up"
-        subject = subject or " ".join(asked.split())[:200]
-        question = question or asked
-        if email is None:
-            raise Refusal("invalid", "email: the chat has none; ask the patron for it")
-    if email is None:
-        raise Refusal("invalid", "email: a ticket needs the patron's email address")
+    follow_up = domain.follow_up(chat, body.email, body.name, body.subject, body.body)
     return await ask(
         gw,
         claims,
@@ -113,12 +103,12 @@ async def create_ticket(gw: Gw, body: TicketRequest, claims: Staff) -> Ticket:
         CreateTicket,
         Ticket,
         institution=claims.institution,
-        source=source,
+        source=follow_up.source,
         chat_id=body.chat_id,
-        email=email,
-        name=name,
-        subject=subject or "",
-        body=question or "",
+        email=follow_up.email,
+        name=follow_up.name,
+        subject=follow_up.subject,
+        body=follow_up.question,
         created_by=claims.username,
         transcript=transcript,
     )
@@ -130,7 +120,7 @@ async def audited_tickets(
     """Tickets of another institution served to the caller (a consortium admin) go in
     that institution's audit log before the caller sees them: transcripts keeps the
     log and applies the audit rule, as it does to the chats it serves."""
-    if institution == claims.institution or not ids:
+    if not domain.reads_to_audit(claims.institution, institution, ids):
         return
     await ask(
         gw,
@@ -158,7 +148,7 @@ async def list_tickets(
 ) -> TicketPage:
     """Newest first; `assignee=me`, `assignee=none` (unassigned) or a user name."""
     known(request, "status", "assignee", "q", "institution", "limit", "cursor")
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     page = await ask(
         gw,
         claims,
@@ -180,7 +170,7 @@ async def list_tickets(
 async def get_ticket(
     gw: Gw, ticket_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
 ) -> Ticket:
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     ticket = await ask(
         gw,
         claims,
@@ -202,7 +192,7 @@ async def update_ticket(
     claims: Staff,
     institution: Annotated[str | None, Query()] = None,
 ) -> Ticket:
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     ticket = await ask(
         gw,
         claims,
@@ -228,7 +218,7 @@ async def reply_to_ticket(
     institution: Annotated[str | None, Query()] = None,
 ) -> Ticket:
     """A reply mailed to the patron, or an internal note (`internal: true`)."""
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     ticket = await ask(
         gw,
         claims,

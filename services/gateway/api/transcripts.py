@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from services.gateway import domain
-from services.gateway.api.common import Gw, Staff, ask, aware, known, principal, scope, span_allowed
+from services.gateway.api.common import Gw, Staff, ask, known, principal
 from shared import subjects
 from shared.errors import Refusal
 from shared.schemas.chat import TAG_PATTERN, ChatStateName
@@ -61,8 +61,8 @@ async def missed_chats(
 ) -> MissedChats:
     """Chats of the library's patrons nobody claimed since `since`, newest first,
     including those that had fallen back or rolled over to a backup service."""
-    inst = scope(claims, institution)
-    aware("since", since)
+    inst = domain.scoped_institution(claims, institution)
+    domain.aware("since", since)
     return await ask(
         gw,
         claims,
@@ -98,9 +98,9 @@ async def search_transcripts(
     answered for others; a consortium admin every institution's, or one's."""
     # A consortium admin without `institution`: their own, the consortium's name, which
     # the transcripts service reads as every institution.
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     known(request, *SEARCH_PARAMETERS)
-    span_allowed(claims, start, end)
+    domain.check_span(claims.role, start, end)
     return await ask(
         gw,
         claims,
@@ -137,7 +137,7 @@ async def guest_chats(
         raise Refusal("not_found", "no such guest")
     if since is None:
         since = domain.start_of_day(gw.clock.now(), gw.view.zone_of(claims.institution))
-    aware("since", since)
+    domain.aware("since", since)
     return await ask(
         gw,
         claims,
@@ -154,7 +154,7 @@ async def guest_chats(
 async def transcript(
     gw: Gw, chat_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
 ) -> Transcript:
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     return await ask(
         gw,
         claims,
@@ -178,9 +178,9 @@ async def audit_log(
     """Who from outside the library (the consortium's admins, say) read its patrons'
     transcripts, chats or tickets, and erasures in its name, newest first: for the
     library's admins (docs/security.md, "Audit")."""
-    inst = scope(claims, institution)
+    inst = domain.scoped_institution(claims, institution)
     known(request, "since", "institution", "limit")
-    aware("since", since)
+    domain.aware("since", since)
     return await ask(
         gw,
         claims,
@@ -199,7 +199,7 @@ async def erase_patron(gw: Gw, body: ErasureBody, claims: Staff) -> ErasureRepor
     stream, tickets and guest sightings: for a library's admins (a consortium admin
     names a library, or the consortium for all). Repeating it finishes what a failure
     left undone."""
-    inst = scope(claims, body.institution)
+    inst = domain.scoped_institution(claims, body.institution)
     everywhere = inst == gw.settings.consortium
     # One request for both services (tickets gets it with the chats transcripts erased),
     # so built here rather than by `ask`; its scope asked here too, so that a refusal

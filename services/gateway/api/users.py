@@ -5,7 +5,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import Field
 
-from services.gateway.api.common import Gw, Staff, change, in_scope, same_key, visible
+from services.gateway import domain
+from services.gateway.api.common import Gw, Staff, change, same_key
 from services.gateway.auth import StaffClaims
 from services.gateway.core import Gateway
 from shared.schemas.base import Model
@@ -27,12 +28,12 @@ class PasswordBody(Model):
 
 @router.get("/users", response_model=list[Account])
 async def list_users(gw: Gw, claims: Staff) -> list[Account]:
-    return in_scope(gw.view.accounts.values(), claims, lambda a: a.username)
+    return domain.in_scope(gw.view.accounts.values(), claims, lambda a: a.username)
 
 
 @router.get("/users/{username}", response_model=Account)
 async def read_user(gw: Gw, username: str, claims: Staff) -> Account:
-    return visible(gw.view.account(username), f"user {username}", claims)
+    return domain.visible(gw.view.account(username), f"user {username}", claims)
 
 
 async def save_user(gw: Gateway, body: UserBody, claims: StaffClaims, create: bool) -> Account:
@@ -58,14 +59,14 @@ async def create_user(gw: Gw, body: UserBody, claims: Staff) -> Account:
 
 @router.put("/users/{username}", response_model=Account)
 async def replace_user(gw: Gw, username: str, body: UserBody, claims: Staff) -> Account:
-    visible(gw.view.account(username), f"user {username}", claims)
+    domain.visible(gw.view.account(username), f"user {username}", claims)
     same_key("username", username, body.username, "user")
     return await save_user(gw, body, claims, create=False)
 
 
 @router.put("/users/{username}/password", status_code=204)
 async def set_password(gw: Gw, username: str, body: PasswordBody, claims: Staff) -> Response:
-    visible(gw.view.account(username), f"user {username}", claims)
+    domain.visible(gw.view.account(username), f"user {username}", claims)
     await change(
         gw,
         claims,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from services.gateway import domain
 from services.gateway.api.common import Gw, throttle
-from services.gateway.api.records import collection, own_institution
+from services.gateway.api.records import collection
 from services.gateway.core import Gateway
 from services.gateway.throttle import counter_key as throttle_key
 from shared import subjects
@@ -23,7 +23,7 @@ router = collection(
     Widget,
     "id",
     lambda view: view.widgets,
-    own_institution,
+    lambda widget, claims, _: domain.sees_institution(claims, widget.institution),
     ("save_widget", "delete_widget"),
     (SaveWidget, DeleteWidget),
 )
