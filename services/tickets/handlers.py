@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from services.tickets import domain, metrics
 from services.tickets.mail import Mailbox, MailRefused, MailSender, mime, outbox_document
@@ -64,14 +65,14 @@ class TicketHandlers:
         self.acknowledgements_per_recipient = acknowledgements_per_recipient
         self.mailer: MailSender | None = None
 
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("create", subjects.tickets_endpoint("create"), CreateTicket, self.create),
-            Endpoint("get", subjects.tickets_endpoint("get"), GetTicket, self.get),
-            Endpoint("list", subjects.tickets_endpoint("list"), ListTickets, self.list),
-            Endpoint("update", subjects.tickets_endpoint("update"), UpdateTicket, self.update),
-            Endpoint("reply", subjects.tickets_endpoint("reply"), ReplyToTicket, self.reply),
-            Endpoint("erase", subjects.tickets_endpoint("erase"), ErasePatron, self.erase),
+            Endpoint.of("create", subjects.tickets_endpoint("create"), self.create),
+            Endpoint.of("get", subjects.tickets_endpoint("get"), self.get),
+            Endpoint.of("list", subjects.tickets_endpoint("list"), self.list),
+            Endpoint.of("update", subjects.tickets_endpoint("update"), self.update),
+            Endpoint.of("reply", subjects.tickets_endpoint("reply"), self.reply),
+            Endpoint.of("erase", subjects.tickets_endpoint("erase"), self.erase),
         ]
 
     def _library(self, institution: str) -> str:

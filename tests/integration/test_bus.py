@@ -45,9 +45,7 @@ async def test_typed_request_reply_and_refusals(bus: Bus):
         return Done()
 
     service = f"t{uuid.uuid4().hex[:8]}"
-    await bus.serve(
-        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)]
-    )
+    await bus.serve(service, "0.0.1", [Endpoint.of("staffing", f"{service}.*.staffing", handler)])
     ok = await bus.request(
         f"{service}.hill.staffing", StaffingQuery(institution="hill", queue="demo-hill"), Done
     )
@@ -84,7 +82,7 @@ async def test_a_request_for_a_person_stays_in_their_institution(bus: Bus):
         return Done()
 
     service = f"s{uuid.uuid4().hex[:8]}"
-    await bus.serve(service, "0.0.1", [Endpoint("get", f"{service}.*.get", GetTicket, answer)])
+    await bus.serve(service, "0.0.1", [Endpoint.of("get", f"{service}.*.get", answer)])
     ann = Principal(username="demo-hill-ann", institution="hill", role="operator")
     chief = Principal(username="demo-admin", institution="demo", role="consortium_admin")
     with pytest.raises(Refusal) as refused:
@@ -223,7 +221,7 @@ QUERY = StaffingQuery(institution="hill", queue="demo-hill")
 async def _serve_staffing(server: Bus, handler) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """A throwaway service with one endpoint; returns its name and Hill's subject."""
     service = f"s{uuid.uuid4().hex[:8]}"
-    endpoint = Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)
+    endpoint = Endpoint.of("staffing", f"{service}.*.staffing", handler)
     await server.serve(service, "0.0.1", [endpoint])
     return service, f"{service}.hill.staffing"
 
