@@ -36,8 +36,8 @@ from nats.js.manager import JetStreamManager
 from nats.micro import ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 from opentelemetry import trace
-from prometheus_client import Histogram
-from pydantic import BaseModel
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -72,6 +72,12 @@ from shared.schemas.requests import ErrorBody
 from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
+
+UNREADABLE = Counter(
+    "refdesk_unreadable_messages_total",
+    "Messages from the bus that did not read as their subject's model, by subject family",
+    ["family"],
+)
 tracer = trace.get_tracer("refdesk.bus")
 
 
@@ -357,6 +363,29 @@ class Bus(ChatStream):
     ) -> Any:
         """Every message to `handler`; with `queue`, each to one member of that group."""
         return await self.nc.subscribe(subject, queue=queue, cb=handler)
+
+    async def subscribe_to(
+        self,
+        subject: str,
+        read: Callable[[bytes], T],
+        handler: Callable[[T], Awaitable[None]],
+        queue: str = "",
+    ) -> Any:
+        """Every message, read by `read` (a model's `model_validate_json`, an adapter's
+        `validate_json`), to `handler`. One that does not read (another version's, or
+        forged) is never handled and never dropped silently: it is logged and counted
+        (`refdesk_unreadable_messages_total`), so a version mismatch shows at once."""
+
+        async def deliver(msg: Msg) -> None:
+            try:
+                payload = read(msg.data)
+            except ValidationError as exc:
+                child(UNREADABLE, subjects.family(msg.subject)).inc()
+                log.warning("unreadable message on %s: %s", msg.subject, describe_validation(exc))
+                return
+            await handler(payload)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=deliver)
 
 
 async def flushed(nc: Client) -> None:

@@ -324,6 +324,13 @@ def presence_key(institution: str, operator: str) -> str:
     return f"{_token(institution, 'institution')}.{_token(operator, 'operator')}"
 
 
+def family(subject: str) -> str:
+    """A subject's bounded label for metrics: its first and last tokens
+    (`presence.*.evt` -> `presence.evt`), never an institution or an id."""
+    tokens = subject.split(".")
+    return f"{tokens[0]}.{tokens[-1]}"
+
+
 def institution_of(subject: str) -> str:
     """The institution token of any refdesk subject (always the second token)."""
     return subject.split(".", 2)[1]

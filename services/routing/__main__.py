@@ -14,6 +14,7 @@ from services.routing.widgets import WidgetWatch
 from shared import subjects
 from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
+from shared.schemas.requests import SESSION_EVENT
 
 VERSION = "0.1.0"
 
@@ -44,8 +45,11 @@ async def start(runtime: Runtime, pause: PauseHook | None = None) -> AsyncIterat
     timers = DeadlineTimers(runtime.clock, timing, handlers.run_due)
     chats.on_change = timers.track
     await chats.start_watching()
-    await runtime.bus.subscribe(
-        subjects.presence_events(), handlers.on_presence_event, queue="routing"
+    await runtime.bus.subscribe_to(
+        subjects.presence_events(),
+        SESSION_EVENT.validate_json,
+        handlers.on_presence_event,
+        queue="routing",
     )
     await runtime.bus.serve("routing", VERSION, handlers.endpoints())
     widgets = WidgetWatch(

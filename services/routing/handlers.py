@@ -7,9 +7,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from nats.aio.msg import Msg
-from pydantic import ValidationError
-
 from services.routing import coverage, domain, metrics
 from services.routing.placement import Placement
 from services.routing.store import ChatStore, QueueDirectory
@@ -24,7 +21,6 @@ from shared.schemas.base import Model
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
-    SESSION_EVENT,
     AnswerOffer,
     ChatResult,
     ClaimChat,
@@ -41,6 +37,7 @@ from shared.schemas.requests import (
     ResumeResult,
     SessionChanged,
     SessionEnded,
+    SessionEvent,
     StartChat,
     StartChatResult,
     StartProactive,
@@ -542,13 +539,8 @@ class RoutingHandlers:
             ),
         )
 
-    async def on_presence_event(self, msg: Msg) -> None:
+    async def on_presence_event(self, event: SessionEvent) -> None:
         """Sessions starting and ending move the owner grace period of their chats."""
-        try:
-            event = SESSION_EVENT.validate_json(msg.data)
-        except ValidationError:
-            log.warning("unreadable presence event on %s", msg.subject)
-            return
         if self.on_staffing_change is not None:
             self.on_staffing_change()
         if isinstance(event, SessionChanged):

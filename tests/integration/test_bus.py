@@ -9,6 +9,7 @@ import uuid
 import nats
 import pytest
 from nats.js.errors import KeyWrongLastSequenceError
+from prometheus_client import REGISTRY
 
 from services.routing import domain
 from shared import subjects
@@ -16,7 +17,13 @@ from shared.bus import BucketFollower, Bus, Endpoint, flushed
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.events import ChatRecord
 from shared.schemas.records import Principal
-from shared.schemas.requests import Done, StaffingQuery
+from shared.schemas.requests import (
+    SESSION_EVENT,
+    Done,
+    SessionChanged,
+    SessionEvent,
+    StaffingQuery,
+)
 from shared.schemas.tickets import GetTicket
 from tests.factories import T0, started
 from tests.servers import Servers
@@ -309,3 +316,27 @@ async def test_a_replica_whose_loop_is_behind_refuses_new_work_as_busy(servers):
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_typed_subscription_hands_on_what_reads_and_counts_what_does_not(bus: Bus):
+    """A message that is not its subject's model never reaches the handler, and is not
+    dropped silently: the unreadable counter for its subject family goes up."""
+    heard: list[SessionEvent] = []
+    done = asyncio.Event()
+
+    async def on_event(event: SessionEvent) -> None:
+        heard.append(event)
+        done.set()
+
+    subject = subjects.presence_events("hill")
+    counted = {"family": subjects.family(subject)}
+    before = REGISTRY.get_sample_value("refdesk_unreadable_messages_total", counted) or 0.0
+    sub = await bus.subscribe_to(subject, SESSION_EVENT.validate_json, on_event)
+    await flushed(bus.nc)
+    changed = SessionChanged(institution="hill", operator="demo-hill-ann", session_id="s1")
+    await bus.nc.publish(subject, b'{"type": "session.what"}')
+    await bus.publish(subject, changed)
+    await asyncio.wait_for(done.wait(), 5)
+    await sub.unsubscribe()
+    assert heard == [changed]
+    assert REGISTRY.get_sample_value("refdesk_unreadable_messages_total", counted) == before + 1
