@@ -491,7 +491,13 @@ async def test_acknowledgements_carry_no_sender_text_and_are_bounded_per_recipie
         )
         for got in arrived:
             assert "pills" not in got.data.decode() and "spam" not in got.data.decode()
-            assert "hill has a question sent from its website" in got.message.get_content()
+            # The library by its name where the configuration has it (another test may have
+            # written Hill's record to the session's bucket), else by its abbreviation.
+            said = got.message.get_content()
+            assert any(
+                f"{name} has a question sent from its website" in said
+                for name in ("hill", "Hill College Library")
+            ), said
         for ticket in [*acknowledged, other]:
             await until(replicas[0], ticket.id, lambda t: t.acknowledgement == "sent")
         assert inbox.mail.empty()
