@@ -53,6 +53,7 @@ from shared.chat_stream import (
     delete_if_last,
     record_id,
 )
+from shared.clock import Clock, SystemClock
 from shared.endpoints import (
     BUSY_RETRY_MS,
     DEADLINE_HEADER,
@@ -163,6 +164,9 @@ class Bus(ChatStream):
         self.max_in_flight = 256
         # Started by `serve`: past its threshold, new requests are refused `busy`.
         self.lag = LoopLag()
+        # Request deadlines (an instant every process compares) come from the process's
+        # clock: `open_runtime` sets the service's own, shifted alike in every process.
+        self.clock: Clock = SystemClock()
         # Called after a reconnect or a slow-consumer drop: core messages may have been
         # lost, and whoever keeps a view from them refills it.
         self.on_missed: list[Callable[[], Awaitable[None]]] = []
@@ -308,7 +312,7 @@ class Bus(ChatStream):
     ) -> R:
         """Send a request and return its typed result, or raise the typed refusal."""
         wait = timeout or self.request_timeout
-        deadline = str(int((time.time() + wait) * 1000))
+        deadline = str(int((self.clock.now().timestamp() + wait) * 1000))
         tokens = subject.split(".")
         family = f"{tokens[0]}.{tokens[-1]}"
         started = time.perf_counter()
@@ -349,7 +353,9 @@ class Bus(ChatStream):
                 EndpointConfig(
                     name=endpoint.name,
                     subject=endpoint.subject,
-                    handler=dispatcher(service, endpoint, slots, self.lag, self._in_flight),
+                    handler=dispatcher(
+                        service, endpoint, slots, self.lag, self._in_flight, self.clock
+                    ),
                 )
             )
         self._services.append(svc)

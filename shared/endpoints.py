@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects, telemetry
+from shared.clock import Clock
 from shared.errors import Refusal
 from shared.load import LoopLag
 from shared.meters import child
@@ -150,6 +151,7 @@ def dispatcher(
     slots: InFlight,
     lag: LoopLag,
     in_flight: set[asyncio.Task[None]],
+    clock: Clock,
 ) -> Callable[[Request], Awaitable[None]]:
     """nats-py runs one subscription's callbacks one after another; each request gets
     its own task instead, so a handler waiting on JetStream does not hold up the next.
@@ -168,7 +170,7 @@ def dispatcher(
 
     async def dispatch(request: Request) -> None:
         deadline = request.headers.get(DEADLINE_HEADER) if request.headers else None
-        if deadline is not None and time.time() * 1000 > int(deadline):
+        if deadline is not None and clock.now().timestamp() * 1000 > int(deadline):
             stats.shed("expired")
             return
         behind = lag.behind

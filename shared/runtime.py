@@ -42,6 +42,8 @@ async def open_runtime(
         settings.nats_url, service, settings.request_timeout_s, settings.nats_ca_file
     )
     bus.lag.threshold_s = settings.max_loop_lag_s
+    clock = clock or clock_for(settings.clock_shift_s)
+    bus.clock = clock
     if chat_stream:
         await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_hours)
     mongo = store.connect(settings.mongodb_uri, service)
@@ -51,7 +53,7 @@ async def open_runtime(
         bus=bus,
         mongo=mongo,
         db=store.database(mongo, settings.mongodb_db),
-        clock=clock or clock_for(settings.clock_shift_s),
+        clock=clock,
     )
 
     async def nats_ready() -> bool:
