@@ -1,7 +1,8 @@
 """A WebSocket client for tests that speaks PROTOCOL.md and checks every server frame
 against the protocol's models, so that the gateway's output cannot drift from its contract;
 and the helpers every end-to-end journey shares (signing in, a claimed chat, a transcript
-once written, accounts to make), kept here so no test module imports another."""
+once written, accounts to make, what a mail the tickets service sends must look like), kept
+here so no test module imports another."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import httpx
@@ -296,3 +299,39 @@ def account(username: str, institution: str, role: str = "operator", **more: Any
         "password": PASSWORD,
         **more,
     }
+
+
+# What a letter has, each once: nothing else (no Bcc, Cc, second To or Content-Type). Written
+# out here rather than read from the service, so that the tests hold the service to it.
+LETTER = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+)
+
+
+def assert_a_letter_of(
+    data: bytes, to: str, subject: str | None = None, also: tuple[str, ...] = ()
+) -> EmailMessage:
+    """A mail's bytes: a letter's headers (and `also`, what the deployment adds) and no
+    other, every header line printable ASCII (nothing a server or reader could take for a
+    line break), `to` the one recipient, and the subject read back as it was written; the
+    mail as read."""
+    expected = sorted((*LETTER, *also))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), head
+    named = [line.split(b":", 1)[0].decode().lower() for line in lines if line[:1] not in b" \t"]
+    assert sorted(named) == expected, head
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    assert sorted(name.lower() for name in message.keys()) == expected, head
+    assert [a.addr_spec for a in message["To"].addresses] == [to]
+    if subject is not None:
+        assert str(message["Subject"]) == subject
+    return message

@@ -37,7 +37,7 @@ from shared.configuration import ConfigView
 from shared.counters import Counters
 from shared.schemas.records import Institution, Principal
 from shared.schemas.tickets import CreateTicket, GetTicket, ReplyToTicket, Ticket, UpdateTicket
-from tests.client import eventually
+from tests.client import assert_a_letter_of, eventually
 from tests.factories import T0
 from tests.servers import Servers
 
@@ -230,19 +230,6 @@ async def test_acknowledgement_and_reply_arrive_and_a_patron_answer_is_threaded(
         server.close()
 
 
-# What a letter has, each once: nothing else (no Bcc, Cc, second To or Content-Type).
-LETTER = sorted(
-    (
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    )
-)
 INTRUDER = "intruder@evil.example"
 
 
@@ -274,19 +261,7 @@ def staff_ticket(subject: str) -> CreateTicket:
 
 
 def assert_a_letter(data: bytes, subject: str) -> None:
-    """The mail's bytes: a letter's headers and no other, every header line printable
-    ASCII (nothing a server or reader could take for a line break), one recipient, and
-    the subject read back as it was written."""
-    head = data.split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n")
-    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), head
-    named = [line.split(b":", 1)[0].decode().lower() for line in lines if line[:1] not in b" \t"]
-    assert sorted(named) == LETTER, head
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    assert sorted(name.lower() for name in message.keys()) == LETTER, head
-    assert [a.addr_spec for a in message["To"].addresses] == [PATRON]
-    assert str(message["Subject"]) == subject
+    message = assert_a_letter_of(data, PATRON, subject)
     assert message.get_content_type() == "text/plain"
 
 
