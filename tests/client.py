@@ -283,6 +283,36 @@ async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[s
     return [a.status_code for a in answers]
 
 
+def hill_queue(name: str, display_name: str) -> dict[str, Any]:
+    """A queue of hill's open on Mondays 9 to 5: what a test makes to change and delete."""
+    return {
+        "name": name,
+        "institution": "hill",
+        "display_name": display_name,
+        "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+    }
+
+
+async def create_record(http: httpx.AsyncClient, kind: str, record: dict[str, Any]) -> None:
+    """`record` created through the admin API (`kind`: its collection, `queues` say)."""
+    answer = await http.post(f"/api/{kind}", json=record)
+    assert answer.status_code == 201, answer.text
+
+
+@asynccontextmanager
+async def scratch_admin(
+    base_url: str, kind: str, record: dict[str, Any], key: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Hill's admin, signed in, with `record` created for the test and deleted after it."""
+    http = await signed_in(base_url, "demo-hill-admin")
+    try:
+        await create_record(http, kind, record)
+        yield http
+    finally:
+        await http.delete(f"/api/{kind}/{key}")
+        await http.aclose()
+
+
 PASSWORD = "tall-stacks-quiet-reading-room"
 
 
