@@ -12,6 +12,7 @@ nothing. All waiting is on the injected clock.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.routing import metrics
@@ -26,27 +27,20 @@ from shared.schemas.records import Queue
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class WidgetWatch:
-    def __init__(
-        self,
-        handlers: RoutingHandlers,
-        queues: QueueDirectory,
-        bus: Bus,
-        clock: Clock,
-        tick_s: float,
-        republish_s: float,
-    ) -> None:
-        self.handlers = handlers
-        self.queues = queues
-        self.bus = bus
-        self.clock = clock
-        self.tick_s = tick_s
-        self.republish_s = republish_s
+    handlers: RoutingHandlers
+    queues: QueueDirectory
+    bus: Bus
+    clock: Clock
+    tick_s: float
+    republish_s: float
+
+    def __post_init__(self) -> None:
         self._last: dict[str, tuple[bool, str | None, str]] = {}
         self._republished = 0.0
-        self._ticks = Periodic(
-            "widget availability", clock, timedelta(seconds=tick_s), self.tick, self.next_wake
-        )
+        every = timedelta(seconds=self.tick_s)
+        self._ticks = Periodic("widget availability", self.clock, every, self.tick, self.next_wake)
 
     def poke(self) -> None:
         """Something that may change availability happened: evaluate now."""

@@ -251,28 +251,22 @@ class Backoff:
     attempts: int
 
 
+@dataclass(eq=False)
 class MailSender:
     """Sends what is due in the outbox, one mail at a time; a failure is retried later
     (doubling waits) and reported to the ticket; after `attempts` it is `failed`. Wakes
     when told a mail was queued, or when the next retry is due by its clock."""
 
-    def __init__(
-        self,
-        store: TicketStore,
-        transport: Transport,
-        clock: Clock,
-        report: MailReport,
-        backoff: Backoff,
-        poll: timedelta = timedelta(seconds=30),
-        lease: timedelta = timedelta(minutes=2),
-    ) -> None:
-        self.store = store
-        self.transport = transport
-        self.clock = clock
-        self.report = report
-        self.backoff = backoff
-        self.lease = lease
-        self._runs = Periodic("sending mail", clock, poll, self.run_once, self._next_due)
+    store: TicketStore
+    transport: Transport
+    clock: Clock
+    report: MailReport
+    backoff: Backoff
+    poll: timedelta = timedelta(seconds=30)
+    lease: timedelta = timedelta(minutes=2)
+
+    def __post_init__(self) -> None:
+        self._runs = Periodic("sending mail", self.clock, self.poll, self.run_once, self._next_due)
 
     def wake(self) -> None:
         self._runs.wake()
