@@ -13,9 +13,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
 
-from shared import heap, store, telemetry
+from shared import heap, store, subjects, telemetry
 from shared.bus import Bus
 from shared.clock import Clock, clock_for
+from shared.configuration import ConfigView
 from shared.ops import ReadinessCheck, ops_app
 from shared.settings import CommonSettings
 
@@ -29,6 +30,14 @@ class Runtime:
     db: AsyncDatabase[store.Document]
     clock: Clock
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+    async def config_view(self) -> ConfigView:
+        """The consortium's configuration as this process sees it, followed from now on
+        (the caller stops it)."""
+        kv = await self.bus.key_value(subjects.CONFIG_BUCKET, self.settings.stream_replicas)
+        view = ConfigView(kv)
+        await view.start()
+        return view
 
 
 @asynccontextmanager

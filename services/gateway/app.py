@@ -27,7 +27,6 @@ from services.gateway.sockets_first import SocketHandler, SocketsFirst
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
 from shared import heap, subjects
-from shared.configuration import ConfigView
 from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_server
 from shared.runtime import Runtime, open_runtime
@@ -80,8 +79,7 @@ async def running_gateway(
     hear, and keeping its operators' sessions alive."""
     guests = GuestStore(runtime.db)
     await guests.ensure_indexes(settings.proactive_window_s)
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     revoked = RevokedTokens(
         await runtime.bus.key_value(
             subjects.REVOKED_BUCKET,

@@ -5,8 +5,9 @@ and closing."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from services.gateway import domain
 from services.gateway.core import Gateway
@@ -46,6 +47,8 @@ from shared.schemas.requests import (
     TransferResult,
 )
 
+Answer = TypeVar("Answer", bound=Model)
+
 
 class OperatorChats:
     """The chat frames of one operator's socket, once it has authenticated (`link`)."""
@@ -56,6 +59,18 @@ class OperatorChats:
 
     def _sender(self) -> Sender:
         return Sender(kind="operator", name=self.link.name, id=self.link.username)
+
+    async def _ask_routing(
+        self,
+        action: subjects.RoutingAction,
+        request: Callable[..., Model],
+        answer: type[Answer],
+        **fields: Any,
+    ) -> Answer:
+        """Ask routing, in the operator's institution, for `action` with `fields`."""
+        institution = self.link.institution
+        asked = request(institution=institution, **fields)
+        return await self.gw.bus.request(subjects.routing(institution, action), asked, answer)
 
     def _must_be_online(self, doing: str) -> OperatorLink:
         domain.must_be_online(self.link.status, doing)
@@ -108,32 +123,28 @@ class OperatorChats:
     async def _end_offer(self, action: Literal["decline", "cancel"], chat_id: str) -> Reply:
         """A target's no, or the owner's taking an offer back: the chat's state after."""
         link = self.link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, action),
-            AnswerOffer(
-                institution=link.institution,
-                chat_id=chat_id,
-                operator=link.username,
-                operator_name=link.name,
-            ),
+        result = await self._ask_routing(
+            action,
+            AnswerOffer,
             ChatResult,
+            chat_id=chat_id,
+            operator=link.username,
+            operator_name=link.name,
         )
         return Reply(ack=StateAck(state=result.chat.state))
 
     async def transfer(self, frame: ChatTransfer) -> Reply:
         link = self.link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "transfer"),
-            TransferChat(
-                institution=link.institution,
-                chat_id=frame.chat_id,
-                by=link.username,
-                to_operator=frame.to.operator,
-                to_queue=frame.to.queue,
-                note=frame.note,
-                cross_institution=frame.cross_institution,
-            ),
+        result = await self._ask_routing(
+            "transfer",
+            TransferChat,
             TransferResult,
+            chat_id=frame.chat_id,
+            by=link.username,
+            to_operator=frame.to.operator,
+            to_queue=frame.to.queue,
+            note=frame.note,
+            cross_institution=frame.cross_institution,
         )
         return Reply(ack=TransferAck(chat=result.chat, targets=result.targets))
 
@@ -151,21 +162,19 @@ class OperatorChats:
                 raise Refusal("not_found", "no such widget")
             queue = widget.queue
         chat_id = uuid.uuid4().hex
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "proactive"),
-            StartProactive(
-                institution=link.institution,
-                chat_id=chat_id,
-                queue=queue,
-                guest_id=frame.guest_id,
-                widget=widget_id,
-                operator=link.username,
-                operator_name=link.name,
-                body=body,
-                patron_connected=self.gw.hub.guest_connected(frame.guest_id),
-                max_chats=link.max_chats,
-            ),
+        result = await self._ask_routing(
+            "proactive",
+            StartProactive,
             ChatResult,
+            chat_id=chat_id,
+            queue=queue,
+            guest_id=frame.guest_id,
+            widget=widget_id,
+            operator=link.username,
+            operator_name=link.name,
+            body=body,
+            patron_connected=self.gw.hub.guest_connected(frame.guest_id),
+            max_chats=link.max_chats,
         )
         await self.gw.own_chat(link, result.chat.institution, chat_id)
         return Reply(ack=ProactiveAck(chat_id=chat_id, chat=result.chat))
@@ -191,17 +200,14 @@ class OperatorChats:
         return await self.gw.send_typing(home, frame.chat_id, self._sender())
 
     async def tag(self, frame: ChatTag) -> Reply:
-        link = self.link
-        result = await self.gw.bus.request(
-            subjects.routing(link.institution, "tag"),
-            TagChat(
-                institution=link.institution,
-                chat_id=frame.chat_id,
-                by=self._sender(),
-                tags=frame.tags,
-                remove=frame.remove,
-            ),
+        result = await self._ask_routing(
+            "tag",
+            TagChat,
             ChatResult,
+            chat_id=frame.chat_id,
+            by=self._sender(),
+            tags=frame.tags,
+            remove=frame.remove,
         )
         return Reply(ack=ChatAck(chat=result.chat))
 

@@ -12,7 +12,6 @@ from services.routing.store import ChatStore, PauseHook, QueueDirectory
 from services.routing.timers import DeadlineTimers
 from services.routing.widgets import WidgetWatch
 from shared import subjects
-from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
 from shared.schemas.requests import SESSION_EVENT
 
@@ -31,8 +30,7 @@ async def start(runtime: Runtime, pause: PauseHook | None = None) -> AsyncIterat
         owner_grace_s=settings.owner_grace_s,
         patron_grace_s=settings.patron_grace_s,
     )
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     queues = QueueDirectory(view)
     handlers = RoutingHandlers(
         runtime.bus,

@@ -14,7 +14,6 @@ from services.tickets.retention import TicketRetention
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import subjects
-from shared.configuration import ConfigView
 from shared.counters import Counters
 from shared.runtime import Runtime, run_service
 
@@ -38,8 +37,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, TicketsSettings)
     # Who may be assigned a ticket, and each library's name for its mail.
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     store = TicketStore(runtime.db)
     await store.ensure_indexes()
     acknowledgements = Counters(

@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import errors, policy
 from email.header import Header
 from email.message import EmailMessage
@@ -32,10 +32,10 @@ import aiosmtplib
 
 from services.tickets import domain, metrics
 from services.tickets.store import TicketStore
-from shared.clock import Clock, until_or_woken
+from shared.clock import Clock
+from shared.periodic import Periodic
 from shared.schemas.tickets import MailState
 from shared.store import Document
-from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -251,34 +251,25 @@ class Backoff:
     attempts: int
 
 
+@dataclass(eq=False)
 class MailSender:
     """Sends what is due in the outbox, one mail at a time; a failure is retried later
     (doubling waits) and reported to the ticket; after `attempts` it is `failed`. Wakes
     when told a mail was queued, or when the next retry is due by its clock."""
 
-    def __init__(
-        self,
-        store: TicketStore,
-        transport: Transport,
-        clock: Clock,
-        report: MailReport,
-        backoff: Backoff,
-        poll: timedelta = timedelta(seconds=30),
-        lease: timedelta = timedelta(minutes=2),
-    ) -> None:
-        self.store = store
-        self.transport = transport
-        self.clock = clock
-        self.report = report
-        self.backoff = backoff
-        self.poll = poll
-        self.lease = lease
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+    store: TicketStore
+    transport: Transport
+    clock: Clock
+    report: MailReport
+    backoff: Backoff
+    poll: timedelta = timedelta(seconds=30)
+    lease: timedelta = timedelta(minutes=2)
+
+    def __post_init__(self) -> None:
+        self._runs = Periodic("sending mail", self.clock, self.poll, self.run_once, self._next_due)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._runs.wake()
 
     async def run_once(self) -> int:
         """Send every mail due now; returns how many were tried."""
@@ -321,30 +312,12 @@ class MailSender:
         log.warning("mail %s not sent (%s); attempt %d", mail["_id"], state, attempts)
         await self.report(mail, state, reason)
 
-    def start(self) -> None:
-        async def forever() -> None:
-            while not self._stopping:
-                self._wake.clear()
-                try:
-                    await self.run_once()
-                except Exception:
-                    log.exception("sending mail failed; trying again shortly")
-                await self._sleep()
-
-        self._task = asyncio.create_task(forever())
-
-    async def _sleep(self) -> None:
-        now = self.clock.now()
-        wake_at = now + self.poll
+    async def _next_due(self) -> datetime | None:
         due_ms = await self.store.next_due_ms()
-        if due_ms is not None:
-            wake_at = min(wake_at, datetime.fromtimestamp(due_ms / 1000, tz=now.tzinfo))
-        await until_or_woken(self.clock, wake_at, self._wake)
+        return None if due_ms is None else datetime.fromtimestamp(due_ms / 1000, tz=UTC)
+
+    def start(self) -> None:
+        self._runs.start()
 
     async def stop(self) -> None:
-        # A cancellation can be lost inside a driver's call (Python 3.11's
-        # asyncio.wait_for returns a result that arrives as it is cancelled): the loop
-        # would then sleep on, and stopping wait for ever. Told and woken, it ends anyway.
-        self._stopping = True
-        self._wake.set()
-        await cancel_and_wait(self._task)
+        await self._runs.stop()

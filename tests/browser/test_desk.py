@@ -23,7 +23,16 @@ from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fix
     widget_online,
 )
 from tests.browser.test_widget import serious_violations, shot
-from tests.client import ProtocolClient, about, eventually, operator, patron, signed_in
+from tests.client import (
+    ProtocolClient,
+    about,
+    create_record,
+    eventually,
+    hill_queue,
+    operator,
+    patron,
+    signed_in,
+)
 from tests.conftest import start_system
 from tests.servers import Servers
 
@@ -298,16 +307,7 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
             return True if found["chats"] else None
 
         await eventually(indexed, "the chat in the transcripts")
-        made = await admin.post(
-            "/api/queues",
-            json={
-                "name": queue,
-                "institution": "hill",
-                "display_name": "Evening desk",
-                "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
-            },
-        )
-        assert made.status_code == 201, made.text
+        await create_record(admin, "queues", hill_queue(queue, "Evening desk"))
     context = await browser.new_context(viewport={"width": 1280, "height": 1100})
     try:
         page = await context.new_page()

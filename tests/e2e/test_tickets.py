@@ -15,7 +15,16 @@ import aiosmtplib
 import httpx
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, about, clients, eventually, operator, patron, signed_in
+from tests.client import (
+    ProtocolClient,
+    about,
+    assert_a_letter_of,
+    clients,
+    eventually,
+    operator,
+    patron,
+    signed_in,
+)
 
 
 def mail_to(outbox: Path, address: str, ref: str) -> list[EmailMessage]:
@@ -36,38 +45,15 @@ async def mailed(system: LocalSystem, address: str, ref: str, count: int) -> lis
     return await eventually(arrived, f"{count} mail(s) [{ref}] to {address} in the outbox")
 
 
-LETTER = sorted(
-    (
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    )
-)
-
-
 def assert_a_letter(outbox: Path, address: str, ref: str, subject: str) -> None:
-    """The one `.eml` of the reference, byte for byte: a letter's headers and no other
-    (every header line printable ASCII), to the address alone, the subject as written."""
+    """The one `.eml` of the reference, byte for byte: a letter to the address alone."""
     found = []
     for path in outbox.glob("*.eml"):
-        message = message_from_bytes(path.read_bytes(), policy=policy.default)
-        if f"[{ref}]" in str(message["Subject"]):
-            found.append((path.read_bytes(), message))
-    [(data, message)] = found
-    lines = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")
-    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), lines
-    assert (
-        sorted(line.split(b":")[0].decode().lower() for line in lines if line[:1] not in b" \t")
-        == LETTER
-    )
-    assert sorted(name.lower() for name in message.keys()) == LETTER
-    assert [a.addr_spec for a in message["To"].addresses] == [address]
-    assert str(message["Subject"]) == subject
+        data = path.read_bytes()
+        if f"[{ref}]" in str(message_from_bytes(data, policy=policy.default)["Subject"]):
+            found.append(data)
+    [data] = found
+    assert_a_letter_of(data, address, subject)
 
 
 async def ticket_frame(client: ProtocolClient, kind: str, ticket_id: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -37,7 +38,7 @@ from shared.configuration import ConfigView
 from shared.counters import Counters
 from shared.schemas.records import Institution, Principal
 from shared.schemas.tickets import CreateTicket, GetTicket, ReplyToTicket, Ticket, UpdateTicket
-from tests.client import eventually
+from tests.client import assert_a_letter_of, eventually
 from tests.factories import T0
 from tests.servers import Servers
 
@@ -174,6 +175,20 @@ async def until(service: Service, ticket_id: str, check: Any) -> Ticket:
     return await eventually(there, f"ticket {ticket_id} as expected")
 
 
+@asynccontextmanager
+async def running(s: Setting) -> AsyncIterator[tuple[Service, Inbox]]:
+    """The service, and an SMTP server that takes its mail into an inbox; both stopped
+    after."""
+    inbox = Inbox()
+    server = await smtp_server(inbox, s.smtp_port)
+    service = await s.start()
+    try:
+        yield service, inbox
+    finally:
+        await s.stop(service)
+        server.close()
+
+
 async def test_acknowledgement_and_reply_arrive_and_a_patron_answer_is_threaded(setting):
     s = setting
     inbox = Inbox()
@@ -230,19 +245,6 @@ async def test_acknowledgement_and_reply_arrive_and_a_patron_answer_is_threaded(
         server.close()
 
 
-# What a letter has, each once: nothing else (no Bcc, Cc, second To or Content-Type).
-LETTER = sorted(
-    (
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    )
-)
 INTRUDER = "intruder@evil.example"
 
 
@@ -274,19 +276,7 @@ def staff_ticket(subject: str) -> CreateTicket:
 
 
 def assert_a_letter(data: bytes, subject: str) -> None:
-    """The mail's bytes: a letter's headers and no other, every header line printable
-    ASCII (nothing a server or reader could take for a line break), one recipient, and
-    the subject read back as it was written."""
-    head = data.split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n")
-    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), head
-    named = [line.split(b":", 1)[0].decode().lower() for line in lines if line[:1] not in b" \t"]
-    assert sorted(named) == LETTER, head
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    assert sorted(name.lower() for name in message.keys()) == LETTER, head
-    assert [a.addr_spec for a in message["To"].addresses] == [PATRON]
-    assert str(message["Subject"]) == subject
+    message = assert_a_letter_of(data, PATRON, subject)
     assert message.get_content_type() == "text/plain"
 
 
@@ -317,6 +307,21 @@ def _ref(subject: str) -> str:
     return subject.split("]", 1)[0].removeprefix("[")
 
 
+async def answered_by_mail(
+    s: Setting, service: Service, inbox: Inbox, made: list[Ticket], subject: Callable[[Ticket], str]
+) -> None:
+    """Each ticket answered: the reply is queued, mailed as a letter whose subject is the
+    ticket's reference and `subject`, and then marked sent."""
+    for ticket in made:
+        reply = ReplyToTicket(institution="hill", principal=ANN, ticket_id=ticket.id, body="Yes.")
+        replied = await service.handlers.reply(reply)
+        assert replied.replies[0].mail == "queued"
+    mailed = await arrivals(s, inbox, len(made))
+    for ticket in made:
+        assert_a_letter(mailed[ticket.ref], f"[{ticket.ref}] {subject(ticket)}")
+        await until(service, ticket.id, lambda t: t.replies[0].mail == "sent")
+
+
 @pytest.mark.parametrize("where", ["smtp", "outbox"])
 async def test_encoded_words_in_a_subject_stay_text_and_add_no_header_or_recipient(
     setting, tmp_path, where
@@ -325,25 +330,11 @@ async def test_encoded_words_in_a_subject_stay_text_and_add_no_header_or_recipie
     words: each reply is mailed to the patron alone with the subject as typed."""
     s = setting
     s.outbox = tmp_path / "outbox" if where == "outbox" else None
-    inbox = Inbox()
-    server = await smtp_server(inbox, s.smtp_port)
-    service = await s.start()
-    try:
+    async with running(s) as (service, inbox):
         made = [
             await service.handlers.create(staff_ticket(subject)) for subject in ENCODED_SUBJECTS
         ]
-        for ticket in made:
-            reply = ReplyToTicket(
-                institution="hill", principal=ANN, ticket_id=ticket.id, body="Yes."
-            )
-            await service.handlers.reply(reply)
-        mailed = await arrivals(s, inbox, len(made))
-        for ticket in made:
-            assert_a_letter(mailed[ticket.ref], f"[{ticket.ref}] Re: {ticket.subject}")
-            await until(service, ticket.id, lambda t: t.replies[0].mail == "sent")
-    finally:
-        await s.stop(service)
-        server.close()
+        await answered_by_mail(s, service, inbox, made, lambda t: f"Re: {t.subject}")
 
 
 @pytest.mark.parametrize("where", ["smtp", "outbox"])
@@ -352,9 +343,6 @@ async def test_a_stored_subject_with_any_line_break_never_fails_a_reply(setting,
     each reply is taken (no error), mailed with the subject on one line, and sent."""
     s = setting
     s.outbox = tmp_path / "outbox" if where == "outbox" else None
-    inbox = Inbox()
-    server = await smtp_server(inbox, s.smtp_port)
-    service = await s.start()
     breaks = [
         "\r\n",
         "\n",
@@ -368,7 +356,7 @@ async def test_a_stored_subject_with_any_line_break_never_fails_a_reply(setting,
         "\x1e",
         "\u2029",
     ]
-    try:
+    async with running(s) as (service, inbox):
         made = []
         for line_break in breaks:
             ticket = await service.handlers.create(staff_ticket("Placeholder"))
@@ -377,29 +365,14 @@ async def test_a_stored_subject_with_any_line_break_never_fails_a_reply(setting,
                 {"_id": ticket.id}, {"$set": {"subject": stored}}
             )
             made.append(ticket)
-        for ticket in made:
-            reply = ReplyToTicket(
-                institution="hill", principal=ANN, ticket_id=ticket.id, body="Yes."
-            )
-            replied = await service.handlers.reply(reply)
-            assert replied.replies[0].mail == "queued"
-        mailed = await arrivals(s, inbox, len(made))
-        for ticket in made:
-            assert_a_letter(mailed[ticket.ref], f"[{ticket.ref}] Re: Hours? Bcc: {INTRUDER}")
-            await until(service, ticket.id, lambda t: t.replies[0].mail == "sent")
-    finally:
-        await s.stop(service)
-        server.close()
+        await answered_by_mail(s, service, inbox, made, lambda _: f"Re: Hours? Bcc: {INTRUDER}")
 
 
 async def test_a_stored_address_no_mail_can_go_to_fails_the_mail_not_the_reply(setting):
     """An address stored before the address rules (an encoded word for a local part):
     the reply is taken, and its mail is `failed` on the ticket, never sent."""
     s = setting
-    inbox = Inbox()
-    server = await smtp_server(inbox, s.smtp_port)
-    service = await s.start()
-    try:
+    async with running(s) as (service, inbox):
         ticket = await service.handlers.create(staff_ticket("Hours?"))
         stored = f"=?utf-8?q?a=0D=0ABcc=3A_{INTRUDER.replace('@', '=40')}?=@example.org"
         await TicketStore(s.db).tickets.raw.update_one(
@@ -413,19 +386,13 @@ async def test_a_stored_address_no_mail_can_go_to_fails_the_mail_not_the_reply(s
         assert (await ticket_now(service, ticket.id)).replies[0].mail == "failed"
         assert await TicketStore(s.db).outbox.raw.count_documents({"ticket_id": ticket.id}) == 0
         assert inbox.mail.empty()
-    finally:
-        await s.stop(service)
-        server.close()
 
 
 async def test_a_queued_mail_with_a_header_of_its_own_is_never_sent(setting):
     """A mail queued before these rules, with a `Bcc` that a subject made: the sender
     checks it again, sends it to nobody, and the ticket shows it failed."""
     s = setting
-    inbox = Inbox()
-    server = await smtp_server(inbox, s.smtp_port)
-    service = await s.start()
-    try:
+    async with running(s) as (service, inbox):
         ticket = await service.handlers.create(staff_ticket("Hours?"))
         forged = (
             f"From: Hill <desk@hill.example>\nTo: {PATRON}\nSubject: [{ticket.ref}] Re: a\r\n"
@@ -455,9 +422,6 @@ async def test_a_queued_mail_with_a_header_of_its_own_is_never_sent(setting):
         got = await inbox.received()
         assert got.rcpt_tos == [PATRON] and inbox.mail.empty()
         await until(service, ticket.id, lambda t: t.replies[0].mail == "sent")
-    finally:
-        await s.stop(service)
-        server.close()
 
 
 async def test_acknowledgements_carry_no_sender_text_and_are_bounded_per_recipient(setting):

@@ -4,6 +4,8 @@ from fastapi import APIRouter
 
 from services.gateway import domain
 from services.gateway.api.common import Gw, Staff, change, same_key
+from services.gateway.auth import StaffClaims
+from services.gateway.core import Gateway
 from shared.schemas.directory import SaveInstitution
 from shared.schemas.records import Institution
 
@@ -20,8 +22,9 @@ async def read_institution(gw: Gw, name: str, claims: Staff) -> Institution:
     return domain.visible(gw.view.institutions.get(name), f"institution {name}", claims)
 
 
-@router.post("/institutions", response_model=Institution, status_code=201)
-async def create_institution(gw: Gw, body: Institution, claims: Staff) -> Institution:
+async def save_institution(
+    gw: Gateway, claims: StaffClaims, body: Institution, create: bool
+) -> Institution:
     await change(
         gw,
         claims,
@@ -29,22 +32,18 @@ async def create_institution(gw: Gw, body: Institution, claims: Staff) -> Instit
         SaveInstitution,
         institution=claims.institution,
         record=body,
-        create=True,
+        create=create,
     )
     return body
+
+
+@router.post("/institutions", response_model=Institution, status_code=201)
+async def create_institution(gw: Gw, body: Institution, claims: Staff) -> Institution:
+    return await save_institution(gw, claims, body, create=True)
 
 
 @router.put("/institutions/{name}", response_model=Institution)
 async def replace_institution(gw: Gw, name: str, body: Institution, claims: Staff) -> Institution:
     domain.visible(gw.view.institutions.get(name), f"institution {name}", claims)
     same_key("name", name, body.name, "institution")
-    await change(
-        gw,
-        claims,
-        "save_institution",
-        SaveInstitution,
-        institution=claims.institution,
-        record=body,
-        create=False,
-    )
-    return body
+    return await save_institution(gw, claims, body, create=False)

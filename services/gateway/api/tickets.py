@@ -2,7 +2,8 @@
 read, changed and answered. Another institution's tickets served to a consortium admin go in
 that institution's audit log."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
@@ -166,22 +167,30 @@ async def list_tickets(
     return page
 
 
+async def ticket_action(
+    gw: Gateway,
+    claims: StaffClaims,
+    institution: str | None,
+    action: subjects.TicketsAction,
+    request: Callable[..., Model],
+    detail: str | None,
+    **fields: Any,
+) -> Ticket:
+    """One ticket read or changed, in the caller's institution or (a consortium admin)
+    the one named, and put in that institution's audit log with `detail`."""
+    inst = domain.scoped_institution(claims, institution)
+    ticket = await ask(
+        gw, claims, subjects.tickets(inst, action), request, Ticket, institution=inst, **fields
+    )
+    await audited_tickets(gw, claims, inst, [ticket.id], detail)
+    return ticket
+
+
 @router.get("/tickets/{ticket_id}", response_model=Ticket)
 async def get_ticket(
     gw: Gw, ticket_id: str, claims: Staff, institution: Annotated[str | None, Query()] = None
 ) -> Ticket:
-    inst = domain.scoped_institution(claims, institution)
-    ticket = await ask(
-        gw,
-        claims,
-        subjects.tickets(inst, "get"),
-        GetTicket,
-        Ticket,
-        institution=inst,
-        ticket_id=ticket_id,
-    )
-    await audited_tickets(gw, claims, inst, [ticket.id], None)
-    return ticket
+    return await ticket_action(gw, claims, institution, "get", GetTicket, None, ticket_id=ticket_id)
 
 
 @router.patch("/tickets/{ticket_id}", response_model=Ticket)
@@ -192,21 +201,18 @@ async def update_ticket(
     claims: Staff,
     institution: Annotated[str | None, Query()] = None,
 ) -> Ticket:
-    inst = domain.scoped_institution(claims, institution)
-    ticket = await ask(
+    return await ticket_action(
         gw,
         claims,
-        subjects.tickets(inst, "update"),
+        institution,
+        "update",
         UpdateTicket,
-        Ticket,
-        institution=inst,
+        "ticket changed",
         ticket_id=ticket_id,
         status=body.status,
         assign="assignee" in body.model_fields_set,
         assignee=body.assignee,
     )
-    await audited_tickets(gw, claims, inst, [ticket.id], "ticket changed")
-    return ticket
 
 
 @router.post("/tickets/{ticket_id}/replies", response_model=Ticket, status_code=201)
@@ -218,17 +224,14 @@ async def reply_to_ticket(
     institution: Annotated[str | None, Query()] = None,
 ) -> Ticket:
     """A reply mailed to the patron, or an internal note (`internal: true`)."""
-    inst = domain.scoped_institution(claims, institution)
-    ticket = await ask(
+    return await ticket_action(
         gw,
         claims,
-        subjects.tickets(inst, "reply"),
+        institution,
+        "reply",
         ReplyToTicket,
-        Ticket,
-        institution=inst,
+        "ticket answered",
         ticket_id=ticket_id,
         body=body.body,
         internal=body.internal,
     )
-    await audited_tickets(gw, claims, inst, [ticket.id], "ticket answered")
-    return ticket

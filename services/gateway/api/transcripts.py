@@ -1,15 +1,19 @@
 """Chats after the fact: searching transcripts, reading one, missed chats, a returning
 guest's chats, the audit log of reads from outside the library, and erasing a patron."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from services.gateway import domain
-from services.gateway.api.common import Gw, Staff, ask, known, principal
+from services.gateway.api.common import Answer, Gw, Staff, ask, known, principal
+from services.gateway.auth import StaffClaims
+from services.gateway.core import Gateway
 from shared import subjects
 from shared.errors import Refusal
+from shared.schemas.base import Model
 from shared.schemas.chat import TAG_PATTERN, ChatStateName
 from shared.schemas.privacy import (
     ErasePatron,
@@ -51,6 +55,36 @@ SEARCH_PARAMETERS = (
 )
 
 
+async def since_in(
+    gw: Gateway,
+    claims: StaffClaims,
+    institution: str | None,
+    since: datetime,
+    limit: int,
+    action: subjects.TranscriptsAction,
+    query: Callable[..., Model],
+    answer: type[Answer],
+    request: Request | None = None,
+) -> Answer:
+    """What the transcripts service holds of the caller's institution (or, for a
+    consortium admin, the one named) since `since`, at most `limit` of it. With the
+    `request`, a query parameter other than these three is refused."""
+    inst = domain.scoped_institution(claims, institution)
+    if request is not None:
+        known(request, "since", "institution", "limit")
+    domain.aware("since", since)
+    return await ask(
+        gw,
+        claims,
+        subjects.transcripts(inst, action),
+        query,
+        answer,
+        institution=inst,
+        since=since,
+        limit=limit,
+    )
+
+
 @router.get("/chats/missed", response_model=MissedChats)
 async def missed_chats(
     gw: Gw,
@@ -61,18 +95,7 @@ async def missed_chats(
 ) -> MissedChats:
     """Chats of the library's patrons nobody claimed since `since`, newest first,
     including those that had fallen back or rolled over to a backup service."""
-    inst = domain.scoped_institution(claims, institution)
-    domain.aware("since", since)
-    return await ask(
-        gw,
-        claims,
-        subjects.transcripts(inst, "missed"),
-        MissedQuery,
-        MissedChats,
-        institution=inst,
-        since=since,
-        limit=limit,
-    )
+    return await since_in(gw, claims, institution, since, limit, "missed", MissedQuery, MissedChats)
 
 
 @router.get("/transcripts", response_model=TranscriptPage)
@@ -178,18 +201,8 @@ async def audit_log(
     """Who from outside the library (the consortium's admins, say) read its patrons'
     transcripts, chats or tickets, and erasures in its name, newest first: for the
     library's admins (docs/security.md, "Audit")."""
-    inst = domain.scoped_institution(claims, institution)
-    known(request, "since", "institution", "limit")
-    domain.aware("since", since)
-    return await ask(
-        gw,
-        claims,
-        subjects.transcripts(inst, "audit"),
-        AuditQuery,
-        AuditLog,
-        institution=inst,
-        since=since,
-        limit=limit,
+    return await since_in(
+        gw, claims, institution, since, limit, "audit", AuditQuery, AuditLog, request
     )
 
 
