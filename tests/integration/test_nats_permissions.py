@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -459,7 +460,9 @@ async def test_each_service_gets_its_answers_and_deliveries_in_its_own_inboxes(
             await own.close()
 
 
-async def test_only_the_owner_makes_a_stream_and_the_others_wait_for_it(tmp_path: Path):
+async def test_only_the_owner_makes_a_stream_and_the_others_wait_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """On a server of its own with nothing made yet: the gateway and transcripts wait for
     the config bucket and the chat stream until the directory and routing make them (they
     may not make them themselves), and give up after `bind_timeout_s`."""
@@ -472,6 +475,7 @@ async def test_only_the_owner_makes_a_stream_and_the_others_wait_for_it(tmp_path
         return await Bus.connect(url, f"tests-{user}")
 
     buses = {u: await connect(u) for u in ("gateway", "transcripts", "directory", "routing")}
+    caplog.set_level(logging.INFO, logger="shared.bus")
     try:
         impatient = buses["transcripts"]
         impatient.bind_timeout_s = 0.5
@@ -481,7 +485,14 @@ async def test_only_the_owner_makes_a_stream_and_the_others_wait_for_it(tmp_path
 
         config = asyncio.create_task(buses["gateway"].key_value(subjects.CONFIG_BUCKET))
         chat = asyncio.create_task(impatient.ensure_chat_stream())
-        await asyncio.sleep(1.5)
+
+        async def both_waited_thrice() -> bool | None:
+            tries = [r.getMessage() for r in caplog.records if "(try 3)" in r.getMessage()]
+            seen = {what for what in ("KV_config", "CHAT_EVENTS") if any(what in t for t in tries)}
+            return True if len(seen) == 2 else None
+
+        # Each has found the stream missing three times and made nothing meanwhile.
+        await eventually(both_waited_thrice, "both services waiting for their owners")
         assert not config.done() and not chat.done(), "a service made what it does not own"
 
         await buses["directory"].key_value(subjects.CONFIG_BUCKET)
