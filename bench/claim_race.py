@@ -155,12 +155,14 @@ async def race_accepts_and_reclaim(
 def start_cluster(
     data: Path, replicas: int, mongodb_uri: str | None = None, env: dict[str, str] | None = None
 ) -> LocalSystem:
-    """nats-server (and nx-27017 unless given) plus `replicas` routing processes."""
+    """nats-server (and nx-27017 unless given) plus `replicas` routing processes, and the
+    directory, which makes the config bucket routing follows."""
     system = LocalSystem(
         data=data, ports=Ports.free(), mongodb_uri=mongodb_uri, extra_env=dict(env or {})
     )
     try:
         system.start_infra()
+        system.start_service("directory")
         for replica in range(replicas):
             system.start_service("routing", replica)
         for key in list(system.services):

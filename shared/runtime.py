@@ -13,9 +13,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
 
-from shared import heap, store, telemetry
+from shared import heap, store, subjects, telemetry
 from shared.bus import Bus
 from shared.clock import Clock, clock_for
+from shared.configuration import ConfigView
 from shared.ops import ReadinessCheck, ops_app
 from shared.settings import CommonSettings
 
@@ -30,17 +31,28 @@ class Runtime:
     clock: Clock
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
 
+    async def config_view(self) -> ConfigView:
+        """The consortium's configuration as this process sees it, followed from now on
+        (the caller stops it)."""
+        kv = await self.bus.key_value(subjects.CONFIG_BUCKET, self.settings.stream_replicas)
+        view = ConfigView(kv)
+        await view.start()
+        return view
+
 
 @asynccontextmanager
 async def open_runtime(
     service: str, settings: CommonSettings, clock: Clock | None = None, chat_stream: bool = True
 ) -> AsyncIterator[Runtime]:
-    """`chat_stream`: whether this service uses the chat stream (and makes sure it exists);
-    those that do not have no permission to touch it."""
+    """`chat_stream`: whether this service uses the chat stream: its owner (routing) makes
+    it, the others wait until it is there; those that do not use it have no permission
+    to touch it."""
     bus = await Bus.connect(
         settings.nats_url, service, settings.request_timeout_s, settings.nats_ca_file
     )
     bus.lag.threshold_s = settings.max_loop_lag_s
+    clock = clock or clock_for(settings.clock_shift_s)
+    bus.clock = clock
     if chat_stream:
         await bus.ensure_chat_stream(settings.stream_replicas, settings.stream_max_age_hours)
     mongo = store.connect(settings.mongodb_uri, service)
@@ -50,7 +62,7 @@ async def open_runtime(
         bus=bus,
         mongo=mongo,
         db=store.database(mongo, settings.mongodb_db),
-        clock=clock or clock_for(settings.clock_shift_s),
+        clock=clock,
     )
 
     async def nats_ready() -> bool:

@@ -20,6 +20,8 @@ CONFIG_BUCKET = "config"
 DESKS_BUCKET = "desks"
 # Failure counters (sign-ins, offline messages) shared by the gateways; entries age out.
 THROTTLE_BUCKET = "throttle"
+# Acknowledgements mailed per recipient, counted by every tickets replica; entries age out.
+ACKNOWLEDGEMENTS_BUCKET = "acknowledgements"
 # Ids of staff tokens signed out before they expire; entries age out with the tokens.
 REVOKED_BUCKET = "revoked_tokens"
 TRANSCRIPTS_CONSUMER = "transcripts"
@@ -117,7 +119,93 @@ def guest_records(institution: str, guest_id: str) -> str:
 
 def stream_purge_api(stream: str) -> str:
     """JetStream's API subject that purges a stream (all of it, or a subject's records)."""
-    return f"$JS.API.STREAM.PURGE.{_token(stream, 'stream')}"
+    return js_stream_api("PURGE", stream)
+
+
+# --- JetStream's API, as the server reads it (and as grants name it) ----------------------
+# A grant may put `*` where a stream or consumer name goes; a filter is a subject of its
+# own (its tokens follow the consumer's name).
+
+JS_API = "$JS.API"
+# The account's JetStream limits and usage (nats-py asks before making a bucket).
+JS_ACCOUNT_INFO = f"{JS_API}.INFO"
+StreamVerb = Literal["INFO", "CREATE", "UPDATE", "DELETE", "PURGE", "MSG.GET", "MSG.DELETE"]
+ConsumerVerb = Literal["INFO", "DELETE", "MSG.NEXT"]
+
+
+def _name(value: str, what: str) -> str:
+    return value if value == "*" else _token(value, what)
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream that holds a key-value bucket."""
+    return f"KV_{_token(bucket, 'bucket')}"
+
+
+def kv_subjects(bucket: str) -> str:
+    """Every key of a bucket: what its writers publish to and its stream captures."""
+    return f"$KV.{_token(bucket, 'bucket')}.>"
+
+
+def js_stream_api(verb: StreamVerb, stream: str) -> str:
+    """`$JS.API.STREAM.<verb>.<stream>`: a stream's info, configuration, message reads and
+    deletes."""
+    return f"{JS_API}.STREAM.{verb}.{_name(stream, 'stream')}"
+
+
+def js_direct_get(stream: str, subject: str | None = None) -> str:
+    """A direct get from any replica, by sequence or last-by-subject in the payload, or the
+    last message of `subject` named in the API subject itself."""
+    base = f"{JS_API}.DIRECT.GET.{_name(stream, 'stream')}"
+    return base if subject is None else f"{base}.{subject}"
+
+
+def js_consumer_create(stream: str, name: str | None = None, filter: str | None = None) -> str:
+    """Create (or update) a consumer: `$JS.API.CONSUMER.CREATE.<stream>` names it only in
+    the payload (any name, any filter); `.<name>` names it where a grant can see it, and
+    `.<name>.<filter>` names its filter too (the server refuses a payload that differs)."""
+    subject = f"{JS_API}.CONSUMER.CREATE.{_name(stream, 'stream')}"
+    if name is None:
+        return subject
+    subject = f"{subject}.{_name(name, 'consumer')}"
+    return subject if filter is None else f"{subject}.{filter}"
+
+
+def js_durable_create(stream: str, name: str) -> str:
+    """The older way to create a durable consumer (the name must match the payload's)."""
+    return f"{JS_API}.CONSUMER.DURABLE.CREATE.{_name(stream, 'stream')}.{_name(name, 'consumer')}"
+
+
+def js_consumer_api(verb: ConsumerVerb, stream: str, name: str) -> str:
+    """A consumer's info, its deletion, or the next messages of a pull consumer."""
+    return f"{JS_API}.CONSUMER.{verb}.{_name(stream, 'stream')}.{_name(name, 'consumer')}"
+
+
+def js_acks(stream: str, consumer: str) -> str:
+    """Where a consumer's messages are acknowledged (their reply subjects)."""
+    return f"$JS.ACK.{_name(stream, 'stream')}.{_name(consumer, 'consumer')}.>"
+
+
+def js_flow_control(stream: str, consumer: str) -> str:
+    """Where a push consumer's flow-control requests are answered."""
+    return f"$JS.FC.{_name(stream, 'stream')}.{_name(consumer, 'consumer')}.>"
+
+
+# --- inboxes: where replies and JetStream deliveries go -----------------------------------
+
+INBOX_ROOT = "_INBOX"
+
+
+def inbox_prefix(user: str | None) -> str:
+    """A NATS user's own inbox prefix (nats-py's `inbox_prefix`): replies to its requests
+    and its consumers' deliveries go under it, and only that user may listen there. No
+    user: the client library's default."""
+    return INBOX_ROOT if user is None else f"{INBOX_ROOT}_{_token(user, 'user')}"
+
+
+def inboxes(user: str | None) -> str:
+    """Every inbox of a user (nats-py's `_INBOX.>` when None)."""
+    return f"{inbox_prefix(user)}.>"
 
 
 def chat_events_all(institution: str | None = None) -> str:
@@ -234,6 +322,13 @@ def config_kind(key: str) -> tuple[str, str]:
 def presence_key(institution: str, operator: str) -> str:
     """Key of an operator's session in the presence bucket."""
     return f"{_token(institution, 'institution')}.{_token(operator, 'operator')}"
+
+
+def family(subject: str) -> str:
+    """A subject's bounded label for metrics: its first and last tokens
+    (`presence.*.evt` -> `presence.evt`), never an institution or an id."""
+    tokens = subject.split(".")
+    return f"{tokens[0]}.{tokens[-1]}"
 
 
 def institution_of(subject: str) -> str:

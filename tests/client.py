@@ -1,7 +1,8 @@
 """A WebSocket client for tests that speaks PROTOCOL.md and checks every server frame
 against the protocol's models, so that the gateway's output cannot drift from its contract;
 and the helpers every end-to-end journey shares (signing in, a claimed chat, a transcript
-once written, accounts to make), kept here so no test module imports another."""
+once written, accounts to make, what a mail the tickets service sends must look like), kept
+here so no test module imports another."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import httpx
@@ -280,6 +283,36 @@ async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[s
     return [a.status_code for a in answers]
 
 
+def hill_queue(name: str, display_name: str) -> dict[str, Any]:
+    """A queue of hill's open on Mondays 9 to 5: what a test makes to change and delete."""
+    return {
+        "name": name,
+        "institution": "hill",
+        "display_name": display_name,
+        "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+    }
+
+
+async def create_record(http: httpx.AsyncClient, kind: str, record: dict[str, Any]) -> None:
+    """`record` created through the admin API (`kind`: its collection, `queues` say)."""
+    answer = await http.post(f"/api/{kind}", json=record)
+    assert answer.status_code == 201, answer.text
+
+
+@asynccontextmanager
+async def scratch_admin(
+    base_url: str, kind: str, record: dict[str, Any], key: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Hill's admin, signed in, with `record` created for the test and deleted after it."""
+    http = await signed_in(base_url, "demo-hill-admin")
+    try:
+        await create_record(http, kind, record)
+        yield http
+    finally:
+        await http.delete(f"/api/{kind}/{key}")
+        await http.aclose()
+
+
 PASSWORD = "tall-stacks-quiet-reading-room"
 
 
@@ -296,3 +329,39 @@ def account(username: str, institution: str, role: str = "operator", **more: Any
         "password": PASSWORD,
         **more,
     }
+
+
+# What a letter has, each once: nothing else (no Bcc, Cc, second To or Content-Type). Written
+# out here rather than read from the service, so that the tests hold the service to it.
+LETTER = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+)
+
+
+def assert_a_letter_of(
+    data: bytes, to: str, subject: str | None = None, also: tuple[str, ...] = ()
+) -> EmailMessage:
+    """A mail's bytes: a letter's headers (and `also`, what the deployment adds) and no
+    other, every header line printable ASCII (nothing a server or reader could take for a
+    line break), `to` the one recipient, and the subject read back as it was written; the
+    mail as read."""
+    expected = sorted((*LETTER, *also))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    assert all(all(32 <= c < 127 or c == 9 for c in line) for line in lines), head
+    named = [line.split(b":", 1)[0].decode().lower() for line in lines if line[:1] not in b" \t"]
+    assert sorted(named) == expected, head
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    assert sorted(name.lower() for name in message.keys()) == expected, head
+    assert [a.addr_spec for a in message["To"].addresses] == [to]
+    if subject is not None:
+        assert str(message["Subject"]) == subject
+    return message

@@ -7,7 +7,6 @@ service. Loading it again changes nothing: every document is written only if abs
 from __future__ import annotations
 
 import asyncio
-import os
 
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -147,7 +146,7 @@ async def _insert_absent(
 
 async def load(db: AsyncDatabase[store.Document], password: str | None = None) -> int:
     """Insert the demo documents that are missing; returns how many were added."""
-    pw = password or os.environ.get("REFDESK_DEMO_PASSWORD") or DEFAULT_PASSWORD
+    pw = password or DEFAULT_PASSWORD
     added = 0
     added += await _insert_absent(db, "institutions", "name", list(institutions()))
     existing = {d["username"] async for d in db.users.find({}, {"username": 1})}

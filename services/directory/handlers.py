@@ -20,6 +20,7 @@ from services.directory.store import (
 )
 from shared import subjects
 from shared.bus import Endpoint
+from shared.endpoints import Q
 from shared.errors import Refusal
 from shared.passwords import hash_password, verify_password
 from shared.schemas.base import Model
@@ -83,27 +84,25 @@ class DirectoryHandlers:
         async with self._hashing:
             return await asyncio.to_thread(verify_password, password_hash, password)
 
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[Endpoint[Any]]:
         def bind(
-            action: subjects.DirectoryAction,
-            request: type[Model],
-            handler: Callable[[Any], Awaitable[Model]],
-        ) -> Endpoint:
-            return Endpoint(action, subjects.directory_endpoint(action), request, handler)
+            action: subjects.DirectoryAction, handler: Callable[[Q], Awaitable[Model]]
+        ) -> Endpoint[Q]:
+            return Endpoint.of(action, subjects.directory_endpoint(action), handler)
 
         return [
-            bind("save_institution", SaveInstitution, self.save_institution),
-            bind("save_queue", SaveQueue, self.save_queue),
-            bind("delete_queue", DeleteQueue, self.delete_queue),
-            bind("save_widget", SaveWidget, self.save_widget),
-            bind("delete_widget", DeleteWidget, self.delete_widget),
-            bind("save_user", SaveUser, self.save_user),
-            bind("set_password", SetPassword, self.set_password),
-            bind("sign_in", SignIn, self.sign_in),
-            bind("save_partnership", SavePartnership, self.save_partnership),
-            bind("delete_partnership", DeletePartnership, self.delete_partnership),
-            bind("save_snippet", SaveSnippet, self.save_snippet),
-            bind("delete_snippet", DeleteSnippet, self.delete_snippet),
+            bind("save_institution", self.save_institution),
+            bind("save_queue", self.save_queue),
+            bind("delete_queue", self.delete_queue),
+            bind("save_widget", self.save_widget),
+            bind("delete_widget", self.delete_widget),
+            bind("save_user", self.save_user),
+            bind("set_password", self.set_password),
+            bind("sign_in", self.sign_in),
+            bind("save_partnership", self.save_partnership),
+            bind("delete_partnership", self.delete_partnership),
+            bind("save_snippet", self.save_snippet),
+            bind("delete_snippet", self.delete_snippet),
         ]
 
     async def _write(self, kind: Kind, record: Model, create: bool, what: str) -> Saved:

@@ -123,6 +123,7 @@ class ChatFeeds:
             record = parse_record_events(msg.data)
         except ValidationError:
             log.warning("unreadable chat record on %s", msg.subject)
+            child(metrics.UNREADABLE, "chat_record").inc()
             return
         if feed.last_n is None:
             feed.held.append(record)

@@ -35,3 +35,10 @@ DELIVERY_SECONDS = Histogram(
     ["direction"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+UNREADABLE = Counter(
+    "refdesk_gateway_unreadable_messages_total",
+    "Messages from the bus this gateway could not read and dropped, by what they should "
+    "have been (chat_record, widget_status, typing_notice, queue_position, session_event, "
+    "staff_message, ticket_notice, announcement)",
+    ["kind"],
+)

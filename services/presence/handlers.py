@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import get_args
+from typing import Any, get_args
 
 from services.presence import domain, metrics
 from services.presence.store import DeskStore, SessionStore
@@ -42,20 +42,16 @@ class PresenceHandlers:
         self.desks = desks
         self.clock = clock
 
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("open", subjects.presence_endpoint("open"), OpenSession, self.open),
-            Endpoint(
-                "heartbeat", subjects.presence_endpoint("heartbeat"), SessionRef, self.heartbeat
-            ),
-            Endpoint("status", subjects.presence_endpoint("status"), SetStatus, self.status),
-            Endpoint("monitor", subjects.presence_endpoint("monitor"), SetMonitoring, self.monitor),
-            Endpoint("close", subjects.presence_endpoint("close"), SessionRef, self.close),
-            Endpoint("end", subjects.presence_endpoint("end"), EndSession, self.end),
-            Endpoint(
-                "staffing", subjects.presence_endpoint("staffing"), StaffingQuery, self.staffing
-            ),
-            Endpoint("get", subjects.presence_endpoint("get"), SessionQuery, self.get),
+            Endpoint.of("open", subjects.presence_endpoint("open"), self.open),
+            Endpoint.of("heartbeat", subjects.presence_endpoint("heartbeat"), self.heartbeat),
+            Endpoint.of("status", subjects.presence_endpoint("status"), self.status),
+            Endpoint.of("monitor", subjects.presence_endpoint("monitor"), self.monitor),
+            Endpoint.of("close", subjects.presence_endpoint("close"), self.close),
+            Endpoint.of("end", subjects.presence_endpoint("end"), self.end),
+            Endpoint.of("staffing", subjects.presence_endpoint("staffing"), self.staffing),
+            Endpoint.of("get", subjects.presence_endpoint("get"), self.get),
         ]
 
     async def _change(self, ref: SessionRef, change: Callable[[Session], Session]) -> Session:

@@ -12,8 +12,8 @@ from services.routing.store import ChatStore, PauseHook, QueueDirectory
 from services.routing.timers import DeadlineTimers
 from services.routing.widgets import WidgetWatch
 from shared import subjects
-from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
+from shared.schemas.requests import SESSION_EVENT
 
 VERSION = "0.1.0"
 
@@ -30,8 +30,7 @@ async def start(runtime: Runtime, pause: PauseHook | None = None) -> AsyncIterat
         owner_grace_s=settings.owner_grace_s,
         patron_grace_s=settings.patron_grace_s,
     )
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     queues = QueueDirectory(view)
     handlers = RoutingHandlers(
         runtime.bus,
@@ -44,8 +43,11 @@ async def start(runtime: Runtime, pause: PauseHook | None = None) -> AsyncIterat
     timers = DeadlineTimers(runtime.clock, timing, handlers.run_due)
     chats.on_change = timers.track
     await chats.start_watching()
-    await runtime.bus.subscribe(
-        subjects.presence_events(), handlers.on_presence_event, queue="routing"
+    await runtime.bus.subscribe_to(
+        subjects.presence_events(),
+        SESSION_EVENT.validate_json,
+        handlers.on_presence_event,
+        queue="routing",
     )
     await runtime.bus.serve("routing", VERSION, handlers.endpoints())
     widgets = WidgetWatch(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-
-from nats.aio.msg import Msg
-from pydantic import ValidationError
+from typing import Any
 
 from services.routing import coverage, domain, metrics
 from services.routing.placement import Placement
@@ -15,18 +13,18 @@ from services.routing.store import ChatStore, QueueDirectory
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
+from shared.endpoints import Q
 from shared.errors import Refusal, StaleRevision
 from shared.meters import child
 from shared.retries import KeyedLocks, until_written
+from shared.schemas.base import Model
 from shared.schemas.chat import ChatState, SkippedQueue
 from shared.schemas.records import Queue
 from shared.schemas.requests import (
-    SESSION_EVENT,
     AnswerOffer,
     ChatResult,
     ClaimChat,
     CloseChat,
-    CoverageQuery,
     ListQueues,
     MessageResult,
     OwnedChats,
@@ -39,6 +37,7 @@ from shared.schemas.requests import (
     ResumeResult,
     SessionChanged,
     SessionEnded,
+    SessionEvent,
     StartChat,
     StartChatResult,
     StartProactive,
@@ -46,7 +45,6 @@ from shared.schemas.requests import (
     TransferChat,
     TransferResult,
     WaitingChat,
-    WidgetStatusQuery,
 )
 
 log = logging.getLogger(__name__)
@@ -79,28 +77,30 @@ class RoutingHandlers:
         self.on_staffing_change: Callable[[], None] | None = None
         self._turns = KeyedLocks()
 
-    def endpoints(self) -> list[Endpoint]:
-        def bind(action: subjects.RoutingAction, request: type, handler: Callable) -> Endpoint:
-            return Endpoint(action, subjects.routing_endpoint(action), request, handler)
+    def endpoints(self) -> list[Endpoint[Any]]:
+        def bind(
+            action: subjects.RoutingAction, handler: Callable[[Q], Awaitable[Model]]
+        ) -> Endpoint[Q]:
+            return Endpoint.of(action, subjects.routing_endpoint(action), handler)
 
         return [
-            bind("start", StartChat, self.start),
-            bind("claim", ClaimChat, self.claim),
-            bind("message", PostMessage, self.message),
-            bind("tag", TagChat, self.tag),
-            bind("close", CloseChat, self.close),
-            bind("queue", ListQueues, self.list_queues),
-            bind("transfer", TransferChat, self.transfer),
-            bind("accept", AnswerOffer, self.accept),
-            bind("decline", AnswerOffer, self.decline),
-            bind("cancel", AnswerOffer, self.cancel),
-            bind("take", ClaimChat, self.take),
-            bind("patron_left", PatronPresence, self.patron_left),
-            bind("resume", ResumeChat, self.resume),
-            bind("owned", OwnedChats, self.owned),
-            bind("proactive", StartProactive, self.proactive),
-            bind("coverage", CoverageQuery, self.placement.coverage_of),
-            bind("widget", WidgetStatusQuery, self.placement.widget),
+            bind("start", self.start),
+            bind("claim", self.claim),
+            bind("message", self.message),
+            bind("tag", self.tag),
+            bind("close", self.close),
+            bind("queue", self.list_queues),
+            bind("transfer", self.transfer),
+            bind("accept", self.accept),
+            bind("decline", self.decline),
+            bind("cancel", self.cancel),
+            bind("take", self.take),
+            bind("patron_left", self.patron_left),
+            bind("resume", self.resume),
+            bind("owned", self.owned),
+            bind("proactive", self.proactive),
+            bind("coverage", self.placement.coverage_of),
+            bind("widget", self.placement.widget),
         ]
 
     # --- the one way a chat changes ----------------------------------------------------------
@@ -539,13 +539,8 @@ class RoutingHandlers:
             ),
         )
 
-    async def on_presence_event(self, msg: Msg) -> None:
+    async def on_presence_event(self, event: SessionEvent) -> None:
         """Sessions starting and ending move the owner grace period of their chats."""
-        try:
-            event = SESSION_EVENT.validate_json(msg.data)
-        except ValidationError:
-            log.warning("unreadable presence event on %s", msg.subject)
-            return
         if self.on_staffing_change is not None:
             self.on_staffing_change()
         if isinstance(event, SessionChanged):

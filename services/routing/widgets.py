@@ -11,8 +11,8 @@ nothing. All waiting is on the injected clock.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.routing import metrics
@@ -20,38 +20,31 @@ from services.routing.handlers import RoutingHandlers
 from services.routing.store import QueueDirectory
 from shared import subjects
 from shared.bus import Bus
-from shared.clock import Clock, until_or_woken
+from shared.clock import Clock
+from shared.periodic import Periodic
 from shared.schemas.records import Queue
-from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class WidgetWatch:
-    def __init__(
-        self,
-        handlers: RoutingHandlers,
-        queues: QueueDirectory,
-        bus: Bus,
-        clock: Clock,
-        tick_s: float,
-        republish_s: float,
-    ) -> None:
-        self.handlers = handlers
-        self.queues = queues
-        self.bus = bus
-        self.clock = clock
-        self.tick_s = tick_s
-        self.republish_s = republish_s
+    handlers: RoutingHandlers
+    queues: QueueDirectory
+    bus: Bus
+    clock: Clock
+    tick_s: float
+    republish_s: float
+
+    def __post_init__(self) -> None:
         self._last: dict[str, tuple[bool, str | None, str]] = {}
         self._republished = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self._poked = asyncio.Event()
-        self.ticks = 0
+        every = timedelta(seconds=self.tick_s)
+        self._ticks = Periodic("widget availability", self.clock, every, self.tick, self.next_wake)
 
     def poke(self) -> None:
         """Something that may change availability happened: evaluate now."""
-        self._poked.set()
+        self._ticks.wake()
 
     async def next_wake(self) -> datetime:
         """The soonest of the next tick, the next announcement of every status again, and
@@ -62,10 +55,6 @@ class WidgetWatch:
         directory = await self.queues.directory()
         edge = directory.next_change(now, wake - now)
         return min(wake, edge) if edge is not None else wake
-
-    async def _wait(self, until: datetime) -> None:
-        await until_or_woken(self.clock, until, self._poked)
-        self._poked.clear()
 
     async def tick(self) -> int:
         """Evaluate every widget once; returns how many statuses were announced."""
@@ -101,18 +90,7 @@ class WidgetWatch:
         return sent
 
     def start(self) -> None:
-        async def loop() -> None:
-            while True:
-                until = self.clock.now() + timedelta(seconds=self.tick_s)
-                try:
-                    await self.tick()
-                    self.ticks += 1
-                    until = await self.next_wake()
-                except Exception:
-                    log.exception("widget availability tick failed")
-                await self._wait(until)
-
-        self._task = asyncio.create_task(loop())
+        self._ticks.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
+        await self._ticks.stop()

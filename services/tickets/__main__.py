@@ -7,14 +7,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from services.tickets import inbound
+from services.tickets import domain, inbound
 from services.tickets.handlers import TicketHandlers
 from services.tickets.mail import Backoff, FolderTransport, MailSender, SmtpTransport, Transport
 from services.tickets.retention import TicketRetention
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import subjects
-from shared.configuration import ConfigView
+from shared.counters import Counters
 from shared.runtime import Runtime, run_service
 
 VERSION = "0.2.0"
@@ -37,10 +37,16 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, TicketsSettings)
     # Who may be assigned a ticket, and each library's name for its mail.
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     store = TicketStore(runtime.db)
     await store.ensure_indexes()
+    acknowledgements = Counters(
+        await runtime.bus.key_value(
+            subjects.ACKNOWLEDGEMENTS_BUCKET,
+            settings.stream_replicas,
+            ttl=domain.ACKNOWLEDGEMENT_WINDOW.total_seconds(),
+        )
+    )
     handlers = TicketHandlers(
         runtime.bus,
         store,
@@ -49,6 +55,8 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
         settings.consortium,
         settings.mail_from,
         settings.mail_reply_to,
+        acknowledgements,
+        settings.acknowledgements_per_recipient,
     )
     backoff = Backoff(
         timedelta(seconds=settings.mail_retry_base_s),

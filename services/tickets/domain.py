@@ -5,9 +5,11 @@ and the ids are always arguments."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import TypeAdapter, ValidationError
 
 from shared.clock import iso
@@ -47,16 +49,32 @@ def find_ref(subject: str) -> str | None:
 
 def _email(value: str) -> str:
     try:
-        return _EMAIL.validate_python(value.strip())
+        email = _EMAIL.validate_python(value.strip())
     except ValidationError:
         raise Refusal("invalid", "email: a ticket needs the patron's email address") from None
+    mail_address(email)
+    return email
+
+
+def mail_address(email: str) -> str:
+    """The address a patron's mail is sent to, as it goes into `To` and `RCPT TO`: a valid
+    address (email-validator) in ASCII (an internationalised domain in its IDNA form), and
+    nothing a mail reader could decode into something else (`=?`: an encoded word)."""
+    try:
+        checked = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise Refusal("invalid", "email: not an address mail can be sent to") from None
+    address = checked.ascii_email
+    if address is None or "=?" in address:
+        raise Refusal("invalid", "email: not an address mail can be sent to")
+    return address
 
 
 def _line(value: str | None, field: str, most: int) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not _ONE_LINE.match(value):
+    if not _ONE_LINE.fullmatch(value):
         raise Refusal("invalid", f"{field}: one line, no control characters")
     if len(value) > most:
         raise Refusal("invalid", f"{field}: at most {most} characters")
@@ -161,6 +179,14 @@ def patron_reply(ticket: Ticket, sender: str, body: str, entry_id: str, now: dat
     return _changed(ticket, now, change, replies=[*ticket.replies, entry], status="open")
 
 
+def patron_sender(addresses: list[str]) -> str:
+    """The one address a patron's mail is from. A `From` with several (or none, or only a
+    group) is refused: never taken as its first, nor any other, address."""
+    if len(addresses) != 1 or not addresses[0]:
+        raise Refusal("forbidden", "From: not one address")
+    return addresses[0]
+
+
 def mail_state(ticket: Ticket, entry_id: str | None, state: MailState, error: str | None) -> Ticket:
     """Where a mail of the ticket is now: a reply's (by entry id) or the acknowledgement."""
     if entry_id is None:
@@ -196,22 +222,95 @@ def summary(ticket: Ticket) -> TicketSummary:
 
 @dataclass(frozen=True)
 class Letter:
-    """A mail to a patron, before it is a MIME message."""
+    """A mail to a patron, before it is a MIME message. `to` is the ticket's address as
+    stored (`mail_address` gives where it goes); `subject` any text (`header_text` makes
+    it one that may stand in a header)."""
 
     to: str
     subject: str
     body: str
 
 
+# Never in a header as they are: control characters (C0, DEL, C1), line and paragraph
+# separators (everything `str.splitlines` breaks at is among them) and lone surrogates.
+_NOT_IN_HEADERS = frozenset(("Cc", "Zl", "Zp", "Cs"))
+HEADER_TEXT_MAX = 400
+
+
+def header_text(value: str) -> str:
+    """Text as it may stand in a mail header, whatever was stored: each character above
+    becomes a space, each run of white space one space, at most HEADER_TEXT_MAX long.
+    (The mail builder then encodes it, so that what looks like an encoded word stays
+    text.)"""
+    kept = "".join(" " if unicodedata.category(c) in _NOT_IN_HEADERS else c for c in value)
+    return " ".join(kept.split())[:HEADER_TEXT_MAX]
+
+
+# The headers of every mail this service sends, each once; `Reply-To` too when the
+# deployment has a reply address. Nothing else: no `Cc`, `Bcc` or second `To`.
+LETTER_HEADERS = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+)
+# RFC 5322: a field name is printable ASCII but the colon; a line is at most 998 octets.
+_HEADER_LINE = re.compile(rb"([!-9;-~]+):[ \t!-~]*")
+_FOLDED_LINE = re.compile(rb"[ \t][ \t!-~]*")
+LINE_MAX = 998
+
+
+def header_fault(head: bytes) -> str | None:
+    """What is wrong with the header block of a built mail (its bytes up to the empty
+    line), if anything. Every line is printable ASCII ended by CRLF, so that no server
+    or reader can see a line break where the builder put none (a lone CR or LF, a
+    vertical tab, U+0085 or U+2028 are all refused), and the headers are exactly a
+    letter's (`Reply-To` at most once)."""
+    if not head.endswith(b"\r\n"):
+        return "the header block does not end a line"
+    names: list[str] = []
+    for line in head[:-2].split(b"\r\n"):
+        if len(line) > LINE_MAX:
+            return "a header line is too long"
+        if names and _FOLDED_LINE.fullmatch(line):
+            continue
+        found = _HEADER_LINE.fullmatch(line)
+        if found is None:
+            return f"not a header line: {line[:40]!r}"
+        names.append(found.group(1).decode().lower())
+    wanted = (*LETTER_HEADERS, "reply-to") if "reply-to" in names else LETTER_HEADERS
+    if sorted(names) != sorted(wanted):
+        return f"headers {', '.join(names)}: not a letter's"
+    return None
+
+
+def addresses_fault(
+    senders: list[str], recipients: list[str], sender: str, recipient: str
+) -> str | None:
+    """A built mail's `From` and `To` as its reader parses them: the service's one
+    sender and the one recipient it is sent to, nobody else."""
+    if senders != [sender]:
+        return "From is not the sender alone"
+    if recipients != [recipient]:
+        return "To is not the recipient alone"
+    return None
+
+
 def acknowledgement(ticket: Ticket, library: str) -> Letter:
+    """That the library has a question: nothing the sender wrote (question, subject,
+    name) is in it, since anyone can have the offline form mail any address."""
     return Letter(
         to=ticket.email,
-        subject=f"[{ticket.ref}] We have your question: {ticket.subject}",
+        subject=f"[{ticket.ref}] We have your question",
         body=(
-            f"Hello{' ' + ticket.name if ticket.name else ''},\n\n"
-            f"{library} has your question and will answer by email. To add anything, "
-            f"reply to this message and keep [{ticket.ref}] in the subject.\n\n"
-            f"Your question:\n{ticket.question}\n"
+            f"Hello,\n\n{library} has a question sent from its website with this address "
+            f"and will answer by email. To add anything, reply to this message and keep "
+            f"[{ticket.ref}] in the subject.\n\n"
+            "If you did not write to us, you can ignore this message.\n"
         ),
     )
 
@@ -222,6 +321,17 @@ def reply_letter(ticket: Ticket, entry: TicketEntry, library: str) -> Letter:
         subject=f"[{ticket.ref}] Re: {ticket.subject}",
         body=f"{entry.body}\n\n-- \n{library}. Reply to this message to answer.\n",
     )
+
+
+# Acknowledgements to one address are counted across replicas, in a window that runs
+# until this long after the last one asked for (the acknowledgements bucket's TTL).
+ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
+
+
+def may_acknowledge(asked: int, allowance: int) -> bool:
+    """Whether the `asked`-th acknowledgement to one address within the window is mailed:
+    the first `allowance` are, the rest not (their tickets are made all the same)."""
+    return asked <= allowance
 
 
 def retry_after(attempts: int, base: timedelta, most: timedelta) -> timedelta:

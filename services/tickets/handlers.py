@@ -4,16 +4,19 @@ the ticket rules and the store. Every change is read, decided and written condit
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from services.tickets import domain, metrics
-from services.tickets.mail import MailSender, mime, outbox_document
+from services.tickets.mail import Mailbox, MailRefused, MailSender, mime, outbox_document
 from services.tickets.store import TicketStore
 from shared import subjects
 from shared.bus import Bus, Endpoint
 from shared.clock import Clock
 from shared.configuration import ConfigView
+from shared.counters import Counters, counter_key
 from shared.errors import Refusal
 from shared.retries import until_written
 from shared.schemas.privacy import ErasePatron, TicketsErased
@@ -31,6 +34,8 @@ from shared.schemas.tickets import (
 )
 from shared.store import Document
 
+log = logging.getLogger(__name__)
+
 ATTEMPTS = 5
 BUSY = "the ticket is changing; try again"
 
@@ -45,24 +50,29 @@ class TicketHandlers:
         consortium: str,
         sender: str,
         reply_to: str | None,
+        acknowledgements: Counters,
+        acknowledgements_per_recipient: int,
     ) -> None:
         self.bus = bus
         self.store = store
         self.view = view
         self.clock = clock
         self.consortium = consortium
-        self.sender = sender
-        self.reply_to = reply_to
+        # Read strictly once: a configured address that is not one refuses to start.
+        self.sender = Mailbox.parse(sender)
+        self.reply_to = Mailbox.parse(reply_to) if reply_to else None
+        self.acknowledgements = acknowledgements
+        self.acknowledgements_per_recipient = acknowledgements_per_recipient
         self.mailer: MailSender | None = None
 
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("create", subjects.tickets_endpoint("create"), CreateTicket, self.create),
-            Endpoint("get", subjects.tickets_endpoint("get"), GetTicket, self.get),
-            Endpoint("list", subjects.tickets_endpoint("list"), ListTickets, self.list),
-            Endpoint("update", subjects.tickets_endpoint("update"), UpdateTicket, self.update),
-            Endpoint("reply", subjects.tickets_endpoint("reply"), ReplyToTicket, self.reply),
-            Endpoint("erase", subjects.tickets_endpoint("erase"), ErasePatron, self.erase),
+            Endpoint.of("create", subjects.tickets_endpoint("create"), self.create),
+            Endpoint.of("get", subjects.tickets_endpoint("get"), self.get),
+            Endpoint.of("list", subjects.tickets_endpoint("list"), self.list),
+            Endpoint.of("update", subjects.tickets_endpoint("update"), self.update),
+            Endpoint.of("reply", subjects.tickets_endpoint("reply"), self.reply),
+            Endpoint.of("erase", subjects.tickets_endpoint("erase"), self.erase),
         ]
 
     def _library(self, institution: str) -> str:
@@ -75,19 +85,50 @@ class TicketHandlers:
         )
         await self.bus.publish(subjects.ticket_notices(ticket.institution), notice)
 
-    async def _mail(self, ticket: Ticket, entry_id: str | None, letter: domain.Letter) -> None:
-        message = mime(letter, self.sender, self.reply_to, self.clock.now())
-        doc = outbox_document(ticket.institution, ticket.id, entry_id, message, self.clock.now())
+    async def _mail(self, ticket: Ticket, entry_id: str | None, letter: domain.Letter) -> Ticket:
+        """Queue a letter; the ticket as it now is. A letter that cannot be a mail (the
+        address of a ticket stored before the address rules) is `failed` on the ticket,
+        and what asked for it still succeeds."""
+        try:
+            mail = mime(letter, self.sender, self.reply_to, self.clock.now())
+        except (Refusal, MailRefused) as refused:
+            reason = f"not sent: {refused}"[:300]
+            log.warning("mail for ticket %s not built: %s", ticket.id, reason)
+            metrics.MAIL_FAILURES.labels("failed").inc()
+            # As its staff would: the ticket's own institution.
+            by = Principal(username="mail", institution=ticket.institution, role="operator")
+            _, after = await self._change(
+                ticket.institution,
+                by,
+                ticket.id,
+                lambda t: domain.mail_state(t, entry_id, "failed", reason),
+            )
+            return after
+        doc = outbox_document(ticket.institution, ticket.id, entry_id, mail, self.clock.now())
         await self.store.enqueue(doc)
         if self.mailer is not None:
             self.mailer.wake()
+        return ticket
+
+    async def _may_acknowledge(self, ticket: Ticket) -> bool:
+        """Within the allowance of acknowledgements to the ticket's address, counted across
+        replicas (a burst that outruns the counter's retries is not acknowledged)."""
+        address = domain.mail_address(ticket.email).lower()
+        try:
+            asked = await self.acknowledgements.add(counter_key("recipient", address))
+        except Refusal:
+            return False
+        return domain.may_acknowledge(asked, self.acknowledgements_per_recipient)
 
     async def create(self, req: CreateTicket) -> Ticket:
         ticket = domain.new_ticket(req, uuid.uuid4().hex, self.clock.now())
+        if ticket.acknowledgement is not None and not await self._may_acknowledge(ticket):
+            ticket = ticket.model_copy(update={"acknowledgement": None})
+            metrics.ACKNOWLEDGEMENTS_WITHHELD.inc()
         await self.store.add(ticket)
         metrics.TICKETS_CREATED.labels(req.institution, req.source).inc()
-        if req.acknowledge:
-            await self._mail(
+        if ticket.acknowledgement is not None:
+            ticket = await self._mail(
                 ticket, None, domain.acknowledgement(ticket, self._library(ticket.institution))
             )
         await self._notify("created", ticket, req.created_by)
@@ -156,7 +197,7 @@ class TicketHandlers:
         if not req.internal:
             entry = next(r for r in after.replies if r.id == entry_id)
             letter = domain.reply_letter(after, entry, self._library(after.institution))
-            await self._mail(after, entry_id, letter)
+            after = await self._mail(after, entry_id, letter)
         return after
 
     async def patron_mail(self, ref: str, sender: str, text: str) -> None:

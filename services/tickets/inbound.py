@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from email import message_from_bytes, policy
+from email import errors, message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import parseaddr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -20,6 +19,20 @@ log = logging.getLogger(__name__)
 
 # (reference, sender's address, text) -> stored, or a refusal.
 Deliver = Callable[[str, str, str], Awaitable[None]]
+
+# One answer for a reference no ticket has, for mail not from the ticket's address and
+# for a `From` that is not one address: the port does not tell which references exist.
+NOT_ACCEPTED = "550 5.7.1 Not accepted: no ticket with this reference takes mail from you"
+# A ticket changing as the mail came (another answer at once): the sender tries again.
+TRY_AGAIN = "451 4.3.0 Not accepted now; try again later"
+
+
+def from_addresses(message: EmailMessage) -> list[str]:
+    """Every address of every `From` header, as the patron's mail program wrote them."""
+    try:
+        return [a.addr_spec for h in message.get_all("from", []) for a in h.addresses]
+    except (ValueError, errors.MessageError):
+        return []
 
 
 def plain_text(message: EmailMessage) -> str:
@@ -46,13 +59,12 @@ class PatronMail:
         if ref is None:
             metrics.INBOUND_MAIL.labels("no_reference").inc()
             return "550 5.1.1 No ticket reference in the subject"
-        sender = parseaddr(str(message.get("from", "")))[1]
         text = domain.fresh_text(plain_text(message))
         try:
-            await self.deliver(ref, sender, text)
+            await self.deliver(ref, domain.patron_sender(from_addresses(message)), text)
         except Refusal as refusal:
             metrics.INBOUND_MAIL.labels(refusal.code).inc()
-            return f"550 5.7.1 {refusal.message}"
+            return NOT_ACCEPTED if refusal.code in ("not_found", "forbidden") else TRY_AGAIN
         metrics.INBOUND_MAIL.labels("threaded").inc()
         return "250 2.0.0 Added to your question"
 

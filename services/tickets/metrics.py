@@ -17,6 +17,10 @@ MAIL_FAILURES = Counter(
     ["state"],
 )
 MAIL_WAITING = Gauge("refdesk_mail_queue_depth", "Mails waiting in the outbox to be sent")
+ACKNOWLEDGEMENTS_WITHHELD = Counter(
+    "refdesk_acknowledgements_withheld_total",
+    "Offline messages not acknowledged by mail: their address had its allowance",
+)
 INBOUND_MAIL = Counter(
     "refdesk_inbound_mail_total", "Patron mails received, by outcome", ["outcome"]
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from services.tickets import metrics
@@ -21,20 +22,16 @@ from shared.schemas.records import Institution
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class TicketRetention:
-    def __init__(
-        self,
-        store: TicketStore,
-        policies: Callable[[], dict[str, Institution]],
-        clock: Clock,
-        every: timedelta,
-        batch: int = 500,
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.clock = clock
-        self.batch = batch
-        self._runs = Periodic("ticket retention", clock, every, self.run_once)
+    store: TicketStore
+    policies: Callable[[], dict[str, Institution]]
+    clock: Clock
+    every: timedelta
+    batch: int = 500
+
+    def __post_init__(self) -> None:
+        self._runs = Periodic("ticket retention", self.clock, self.every, self.run_once)
 
     async def run_once(self) -> int:
         """Apply every library's retention as of now; the number of tickets deleted."""

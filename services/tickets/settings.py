@@ -16,6 +16,9 @@ class TicketsSettings(CommonSettings):
     mail_from: str = "Ask a Librarian <refdesk@localhost>"
     # Where patrons' replies go: an address the mail system forwards to the inbound port.
     mail_reply_to: str | None = None
+    # Acknowledgements of offline messages mailed to one address within an hour of the
+    # last one asked for (the tickets are made all the same; past it they go unanswered).
+    acknowledgements_per_recipient: int = 3
     mail_retry_base_s: float = 30.0
     mail_retry_max_s: float = 3600.0
     mail_max_attempts: int = 10

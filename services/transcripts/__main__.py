@@ -11,8 +11,6 @@ from services.transcripts.handlers import TranscriptHandlers
 from services.transcripts.retention import RetentionJob
 from services.transcripts.settings import TranscriptsSettings
 from services.transcripts.store import TranscriptStore
-from shared import subjects
-from shared.configuration import ConfigView
 from shared.runtime import Runtime, run_service
 
 VERSION = "0.1.0"
@@ -23,8 +21,7 @@ async def start(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings
     assert isinstance(settings, TranscriptsSettings)
     # Time zones and kinds of members: local days and hours, and who answered a chat.
-    view = ConfigView(await runtime.bus.key_value(subjects.CONFIG_BUCKET, settings.stream_replicas))
-    await view.start()
+    view = await runtime.config_view()
     store = TranscriptStore(runtime.db, lambda: Members.of(view.institutions), runtime.clock)
     await store.ensure_indexes()
     handlers = TranscriptHandlers(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
@@ -78,39 +79,25 @@ class TranscriptHandlers:
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
 
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("get", subjects.transcripts_endpoint("get"), GetTranscript, self.get),
-            Endpoint(
-                "internal_save",
-                subjects.transcripts_endpoint("internal_save"),
-                InternalMessage,
-                self.save_internal,
+            Endpoint.of("get", subjects.transcripts_endpoint("get"), self.get),
+            Endpoint.of(
+                "internal_save", subjects.transcripts_endpoint("internal_save"), self.save_internal
             ),
-            Endpoint("stats", subjects.transcripts_endpoint("stats"), StatsQuery, self.stats),
-            Endpoint("missed", subjects.transcripts_endpoint("missed"), MissedQuery, self.missed),
-            Endpoint(
-                "search", subjects.transcripts_endpoint("search"), SearchTranscripts, self.search
+            Endpoint.of("stats", subjects.transcripts_endpoint("stats"), self.stats),
+            Endpoint.of("missed", subjects.transcripts_endpoint("missed"), self.missed),
+            Endpoint.of("search", subjects.transcripts_endpoint("search"), self.search),
+            Endpoint.of("audit", subjects.transcripts_endpoint("audit"), self.audit),
+            Endpoint.of(
+                "audit_reads", subjects.transcripts_endpoint("audit_reads"), self.audit_reads
             ),
-            Endpoint("audit", subjects.transcripts_endpoint("audit"), AuditQuery, self.audit),
-            Endpoint(
-                "audit_reads",
-                subjects.transcripts_endpoint("audit_reads"),
-                AuditReads,
-                self.audit_reads,
+            Endpoint.of("erase", subjects.transcripts_endpoint("erase"), self.erase),
+            Endpoint.of(
+                "guest_chats", subjects.transcripts_endpoint("guest_chats"), self.guest_chats
             ),
-            Endpoint("erase", subjects.transcripts_endpoint("erase"), ErasePatron, self.erase),
-            Endpoint(
-                "guest_chats",
-                subjects.transcripts_endpoint("guest_chats"),
-                GuestChatsQuery,
-                self.guest_chats,
-            ),
-            Endpoint(
-                "internal_list",
-                subjects.transcripts_endpoint("internal_list"),
-                InternalHistory,
-                self.internal_list,
+            Endpoint.of(
+                "internal_list", subjects.transcripts_endpoint("internal_list"), self.internal_list
             ),
         ]
 

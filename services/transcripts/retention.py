@@ -33,25 +33,18 @@ class RetentionRun:
     purged: int = 0
 
 
+@dataclass(eq=False)
 class RetentionJob:
-    def __init__(
-        self,
-        store: TranscriptStore,
-        policies: Callable[[], dict[str, Institution]],
-        purge: Purge,
-        clock: Clock,
-        every: timedelta,
-        stream_max_age: timedelta,
-        batch: int = 500,
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.purge = purge
-        self.clock = clock
-        self.every = every
-        self.stream_max_age = stream_max_age
-        self.batch = batch
-        self._runs = Periodic("transcript retention", clock, every, self.run_once)
+    store: TranscriptStore
+    policies: Callable[[], dict[str, Institution]]
+    purge: Purge
+    clock: Clock
+    every: timedelta
+    stream_max_age: timedelta
+    batch: int = 500
+
+    def __post_init__(self) -> None:
+        self._runs = Periodic("transcript retention", self.clock, self.every, self.run_once)
 
     async def run_once(self) -> RetentionRun:
         """Apply every library's retention as of now, a batch at a time until done."""

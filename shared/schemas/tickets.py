@@ -19,8 +19,11 @@ MailState = Literal["queued", "sent", "retrying", "failed"]
 EntryKind = Literal["reply", "note", "patron"]
 ChangeKind = Literal["created", "status", "assignee", "reply", "note", "patron_reply"]
 
-# One line, no control characters: what goes into a mail header can never start another.
-ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+# One line, no control characters (C0, DEL, C1) and no line or paragraph separator (every
+# character `str.splitlines` or any reader breaks a line at is among them). Mail headers
+# do not rely on it (the mail builder makes any stored text one line), but a subject or
+# name that would show as several lines is refused where it is typed.
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 SUBJECT_MAX = 200
 BODY_MAX = 20_000
 TRANSCRIPT_MAX = 1_000

@@ -16,14 +16,23 @@ import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from deploy.local.system import LocalSystem
-from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fixture
+from tests.browser.pages import (
     at_the_desk,
-    browser,
+    serious_violations,
+    shot,
     sign_in,
     widget_online,
 )
-from tests.browser.test_widget import serious_violations, shot
-from tests.client import ProtocolClient, about, eventually, operator, patron, signed_in
+from tests.client import (
+    ProtocolClient,
+    about,
+    create_record,
+    eventually,
+    hill_queue,
+    operator,
+    patron,
+    signed_in,
+)
 from tests.conftest import start_system
 from tests.servers import Servers
 
@@ -47,7 +56,7 @@ async def claim_on(desk: Page, question: str) -> None:
 
 async def test_a_new_chat_alerts_ticks_and_is_worked_from_the_desk(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     word = uuid.uuid4().hex[:6]
@@ -151,7 +160,7 @@ def restartable(
 
 async def test_the_desk_reconnects_after_its_gateway_restarts(
     restartable: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = restartable.gateway_url
     context = await browser.new_context()
@@ -182,7 +191,7 @@ async def test_the_desk_reconnects_after_its_gateway_restarts(
 
 async def test_a_chat_taken_over_while_the_desk_was_cut_off_is_marked_on_its_return(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     """The desk's connection drops (the test cuts it); Bob takes the chat over; when the
     desk is back, the chat is marked as no longer Ann's, with a notice, not left open."""
@@ -226,7 +235,7 @@ async def test_a_chat_taken_over_while_the_desk_was_cut_off_is_marked_on_its_ret
 
 async def test_a_transfer_to_a_colleague_chosen_from_who_is_online(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     word = uuid.uuid4().hex[:6]
@@ -276,7 +285,7 @@ async def test_a_transfer_to_a_colleague_chosen_from_who_is_online(
 
 async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_strip(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     queue = f"demo-hill-x{uuid.uuid4().hex[:6]}"
@@ -298,16 +307,7 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
             return True if found["chats"] else None
 
         await eventually(indexed, "the chat in the transcripts")
-        made = await admin.post(
-            "/api/queues",
-            json={
-                "name": queue,
-                "institution": "hill",
-                "display_name": "Evening desk",
-                "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
-            },
-        )
-        assert made.status_code == 201, made.text
+        await create_record(admin, "queues", hill_queue(queue, "Evening desk"))
     context = await browser.new_context(viewport={"width": 1280, "height": 1100})
     try:
         page = await context.new_page()
@@ -451,7 +451,7 @@ async def test_reports_statistics_render_and_new_hours_show_in_the_coverage_stri
 
 async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     word = uuid.uuid4().hex[:6]
@@ -507,7 +507,7 @@ async def test_two_chats_missed_chats_and_a_ticket_worked_to_the_end(
 
 async def test_a_chat_started_with_a_guest_on_the_library_s_pages(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -535,7 +535,7 @@ async def test_a_chat_started_with_a_guest_on_the_library_s_pages(
 
 async def test_an_announcement_reaches_the_desk_which_fits_a_phone(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     text = f"The catalogue is down until noon ({uuid.uuid4().hex[:6]})."

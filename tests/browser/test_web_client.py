@@ -3,92 +3,24 @@ driven by Playwright), against the whole system running as processes."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
 from deploy.local.system import LocalSystem
+from tests.browser.pages import (
+    accept_offer,
+    at_the_desk,
+    frames_sent,
+    message_client_ids,
+    sign_in,
+    widget_online,
+)
 from tests.client import eventually, signed_in
 from tests.conftest import tuesday_system
 from tests.servers import Servers
-
-CHROMIUM = os.environ.get("REFDESK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FOUND = Path(CHROMIUM).exists()
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_FOUND:
-        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        await launched.close()
-
-
-async def sign_in(page: Page, base: str, username: str) -> None:
-    await page.goto(f"{base}/operator")
-    await page.fill("#username", username)
-    await page.fill("#password", "refdesk-demo")
-    await page.click("button[type=submit]")
-    await expect(page.locator("#whoami")).to_contain_text(username)
-    # The session is open once the server has said which status it holds.
-    await expect(page.locator("#status[data-confirmed]")).to_be_attached()
-
-
-async def at_the_desk(page: Page, base: str, username: str, queue: str) -> None:
-    """Signed in, monitoring `queue` and online, once the server has confirmed it."""
-    await sign_in(page, base, username)
-    await page.check(f"#queues input[value={queue}]")
-    await page.select_option("#status", "online")
-    await expect(page.locator("#status[data-confirmed=online]")).to_be_attached()
-
-
-async def accept_offer(page: Page, note: str) -> None:
-    offer = page.locator("#offers li", has_text=note)
-    await expect(offer).to_be_visible()
-    await offer.locator("[data-accept]").click()
-
-
-async def widget_online(page: Page, base: str, widget: str, timeout: float = 5.0) -> None:
-    """Wait until the system says the widget is staffed (presence has taken the change)."""
-
-    async def online() -> bool | None:
-        status = await page.request.get(f"{base}/api/widgets/{widget}/status")
-        return True if (await status.json())["online"] else None
-
-    await eventually(online, f"widget {widget} online", timeout)
-
-
-def frames_sent(page: Page) -> list[dict[str, Any]]:
-    """Every frame the page sends on its WebSockets, as it sends them."""
-    sent: list[dict[str, Any]] = []
-
-    def on_socket(ws: Any) -> None:
-        ws.on("framesent", lambda payload: sent.append(json.loads(payload)))
-
-    page.on("websocket", on_socket)
-    return sent
-
-
-def message_client_ids(sent: list[dict[str, Any]]) -> list[str]:
-    return [f.get("client_id", "") for f in sent if f["type"] == "message"]
 
 
 async def test_patron_asks_operator_claims_and_they_talk(system: LocalSystem, browser: Browser):

@@ -6,41 +6,17 @@ state go to docs/screenshots/."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
-from typing import Any
 
 from playwright.async_api import Browser, FrameLocator, Page, expect
 
 from deploy.local.system import LocalSystem
-from tests.browser.test_web_client import (  # noqa: F401 - `browser` is the fixture
-    browser,
+from tests.browser.pages import (
+    serious_violations,
+    shot,
     sign_in,
     widget_online,
 )
 from tests.client import ProtocolClient, about, operator
-
-ROOT = Path(__file__).resolve().parents[2]
-AXE = (ROOT / "tests" / "vendor" / "axe.min.js").read_text()
-SHOTS = ROOT / "docs" / "screenshots"
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"))
-
-
-async def serious_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core, run in the page: violations of impact serious or critical."""
-    await page.add_script_tag(content=AXE)
-    found: list[dict[str, Any]] = await page.evaluate(
-        """async () => {
-            const result = await axe.run(document, {resultTypes: ["violations"]});
-            return result.violations
-              .filter((v) => ["serious", "critical"].includes(v.impact))
-              .map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target)}));
-        }"""
-    )
-    return found
 
 
 async def opened(page: Page, base: str, query: str = "") -> FrameLocator:
@@ -55,7 +31,7 @@ async def opened(page: Page, base: str, query: str = "") -> FrameLocator:
 
 async def test_the_snippet_starts_a_chat_that_survives_a_reload(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     ann = await operator(base, "demo-hill-ann", ["demo-hill"])
@@ -123,7 +99,7 @@ async def test_the_snippet_starts_a_chat_that_survives_a_reload(
 
 async def test_on_a_phone_offline_and_accessible(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     phone = await browser.new_context(
@@ -170,7 +146,7 @@ async def test_on_a_phone_offline_and_accessible(
 
 async def test_the_chat_states_pass_axe(
     system: LocalSystem,
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
 ):
     base = system.gateway_url
     ann: ProtocolClient = await operator(base, "demo-hill-ann", ["demo-hill"])

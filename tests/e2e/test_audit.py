@@ -160,4 +160,7 @@ async def test_the_library_s_own_reads_are_not_audited(system: LocalSystem, hill
     before = datetime.now(UTC).isoformat()
     for route in ROUTES:
         await read(base, "demo-hill-admin", route, hill, own=True)
-    assert await audit_log(base, before) == []
+    # Only the library's own reader's entries: the coordinator's reads of the tests before
+    # may still be landing in the same window.
+    own = [e for e in await audit_log(base, before) if e["who"] == "demo-hill-admin"]
+    assert own == []

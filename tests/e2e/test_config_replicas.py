@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from deploy.local.system import LocalSystem
-from tests.client import config_everywhere, operator, signed_in
+from tests.client import config_everywhere, create_record, hill_queue, operator, signed_in
 
 SCRATCH = "demo-hill-replicas"
 
@@ -40,16 +40,7 @@ async def test_a_saved_queue_and_widget_are_in_force_on_every_replica(
 ):
     other = system.public_url("gateway-1")
     async with await signed_in(system.gateway_url, "demo-hill-admin") as admin:
-        made = await admin.post(
-            "/api/queues",
-            json={
-                "name": SCRATCH,
-                "institution": "hill",
-                "display_name": "Replicas",
-                "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
-            },
-        )
-        assert made.status_code == 201, made.text
+        await create_record(admin, "queues", hill_queue(SCRATCH, "Replicas"))
         try:
             took = await config_everywhere(replicas.values(), timeout=1.0)
             print(f"queue created: every replica had it after {took:.3f} s")

@@ -68,6 +68,21 @@ async def _transcript(base: str, username: str, chat_id: str) -> httpx.Response:
     return await eventually(recorded, f"transcript of {chat_id}, closed")
 
 
+async def river_and_backup(base: str) -> tuple[ProtocolClient, ProtocolClient, ProtocolClient]:
+    """River's Cat and the backup service's Dan signed in, and a patron on River's widget."""
+    cat = await operator(base, "demo-river-cat", ["demo-river"])
+    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
+    return cat, dan, await patron(base, "river")
+
+
+async def queued_at(pat: ProtocolClient, question: str, queue: str) -> str:
+    """The patron starts a chat, which is queued at `queue`: its id."""
+    started = await pat.ok({"type": "chat.start", "question": question})
+    assert (await pat.expect("chat.queued"))["queue"] == queue
+    chat_id: str = started["chat_id"]
+    return chat_id
+
+
 async def _close_all(*clients: ProtocolClient) -> None:
     for client in clients:
         await client.close()
@@ -81,11 +96,8 @@ async def test_unstaffed_library_falls_back_to_the_backup_service(shifted: Local
         await widget_says(
             pat, {"online": True, "queue": "demo-backup", "reason": "fallback: unstaffed"}
         )
-        started = await pat.ok({"type": "chat.start", "question": "Is the archive open?"})
-        queued = await pat.expect("chat.queued")
-        assert queued["queue"] == "demo-backup"
+        chat_id = await queued_at(pat, "Is the archive open?", "demo-backup")
         added = await dan.expect("queue.chat_added")
-        chat_id = started["chat_id"]
         assert added["chat"]["id"] == chat_id and added["chat"]["institution"] == "river"
         claimed = await dan.ok({"type": "chat.claim", "chat_id": chat_id})
         assert claimed["chat"]["answered_institution"] == "backup"
@@ -111,13 +123,9 @@ async def test_unstaffed_library_falls_back_to_the_backup_service(shifted: Local
 
 async def test_rollover_moves_an_unclaimed_chat_and_the_backup_answers_it(shifted: LocalSystem):
     base = shifted.gateway_url
-    cat = await operator(base, "demo-river-cat", ["demo-river"])
-    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
-    pat = await patron(base, "river")
+    cat, dan, pat = await river_and_backup(base)
     try:
-        started = await pat.ok({"type": "chat.start", "question": "Interlibrary loan?"})
-        chat_id = started["chat_id"]
-        assert (await pat.expect("chat.queued"))["queue"] == "demo-river"
+        chat_id = await queued_at(pat, "Interlibrary loan?", "demo-river")
         rolled = await pat.expect("chat.rolled_over", timeout=ROLLOVER_S + 5)
         assert rolled["from_queue"] == "demo-river" and rolled["queue"] == "demo-backup"
         assert rolled["reason"] == f"rollover timeout {ROLLOVER_S}s"
@@ -170,13 +178,9 @@ async def test_switching_rollover_off_keeps_a_waiting_chat_at_home(shifted: Loca
     """The coordinator takes the backup service out of River's chain while a chat waits:
     when its timeout comes, the chat stays in River's queue, and says why, once."""
     base = shifted.gateway_url
-    cat = await operator(base, "demo-river-cat", ["demo-river"])
-    dan = await operator(base, "demo-backup-dan", ["demo-backup"])
-    pat = await patron(base, "river")
+    cat, dan, pat = await river_and_backup(base)
     try:
-        started = await pat.ok({"type": "chat.start", "question": "Is the map room open?"})
-        chat_id = started["chat_id"]
-        assert (await pat.expect("chat.queued"))["queue"] == "demo-river"
+        chat_id = await queued_at(pat, "Is the map room open?", "demo-river")
         assert shifted.nats_url is not None
         bus = await Bus.connect(shifted.nats_url, "rollover-test")
         try:

@@ -13,29 +13,16 @@ import httpx
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import signed_in
+from tests.client import hill_queue, scratch_admin, signed_in
 
 SCRATCH = "demo-hill-scratch"
 
 
 @pytest_asyncio.fixture
 async def hill_admin(system: LocalSystem) -> AsyncIterator[httpx.AsyncClient]:
-    http = await signed_in(system.gateway_url, "demo-hill-admin")
-    made = await http.post(
-        "/api/queues",
-        json={
-            "name": SCRATCH,
-            "institution": "hill",
-            "display_name": "Scratch",
-            "hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
-        },
-    )
-    assert made.status_code == 201, made.text
-    try:
+    queue = hill_queue(SCRATCH, "Scratch")
+    async with scratch_admin(system.gateway_url, "queues", queue, SCRATCH) as http:
         yield http
-    finally:
-        await http.delete(f"/api/queues/{SCRATCH}")
-        await http.aclose()
 
 
 async def test_bad_hours_are_refused_naming_the_field(hill_admin: httpx.AsyncClient):

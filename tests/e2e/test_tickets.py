@@ -15,7 +15,16 @@ import aiosmtplib
 import httpx
 
 from deploy.local.system import LocalSystem
-from tests.client import ProtocolClient, about, clients, eventually, operator, patron, signed_in
+from tests.client import (
+    ProtocolClient,
+    about,
+    assert_a_letter_of,
+    clients,
+    eventually,
+    operator,
+    patron,
+    signed_in,
+)
 
 
 def mail_to(outbox: Path, address: str, ref: str) -> list[EmailMessage]:
@@ -34,6 +43,17 @@ async def mailed(system: LocalSystem, address: str, ref: str, count: int) -> lis
         return found if len(found) >= count else None
 
     return await eventually(arrived, f"{count} mail(s) [{ref}] to {address} in the outbox")
+
+
+def assert_a_letter(outbox: Path, address: str, ref: str, subject: str) -> None:
+    """The one `.eml` of the reference, byte for byte: a letter to the address alone."""
+    found = []
+    for path in outbox.glob("*.eml"):
+        data = path.read_bytes()
+        if f"[{ref}]" in str(message_from_bytes(data, policy=policy.default)["Subject"]):
+            found.append(data)
+    [data] = found
+    assert_a_letter_of(data, address, subject)
 
 
 async def ticket_frame(client: ProtocolClient, kind: str, ticket_id: str) -> dict[str, Any]:
@@ -122,7 +142,9 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         ticket = (await ann.get(f"/api/tickets/{ticket_id}")).json()
         ref = ticket["ref"]
         [ack] = await mailed(system, email, ref, 1)
-        assert asked in ack.get_content()
+        # It says nothing the sender wrote: the form mails any address it is given.
+        assert word not in ack.get_content() and "Pat" not in ack.get_content()
+        assert ack["Subject"] == f"[{ref}] We have your question"
 
         unassigned_open = {"assignee": "none", "status": "open"}
         waiting = (await ann.get("/api/tickets", params=unassigned_open)).json()
@@ -190,12 +212,69 @@ async def test_offline_message_assignment_status_history_replies_and_mail(system
         assert theirs["tickets"] == []
 
 
+async def test_no_question_or_subject_becomes_a_mail_header(system: LocalSystem):
+    """The three ways in of the probe, through the gateway, with an encoded word that
+    Python 3.11.7's header folding turns into a `Bcc`: the offline form (its
+    acknowledgement), a staff ticket's subject and a chat's question made into a ticket
+    (their replies). Each mail is a letter to the patron alone."""
+    email = f"pat-{uuid.uuid4().hex[:6]}@example.org"
+    evil = f"=?utf-8?q?a=0D=0ABcc:_v1@evil.example?= hours? zm{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=system.gateway_url) as public:
+        left = await public.post(
+            "/api/widgets/hill/offline-message", json={"email": email, "question": evil}
+        )
+    assert left.status_code == 201, left.text
+    eve = await operator(system.gateway_url, "demo-hill-eve", ["demo-hill"])  # on the desk
+    pat = await patron(system.gateway_url, "hill")
+    async with clients(pat, eve):
+        asked = await pat.ok({"type": "chat.start", "question": evil, "email": email})
+        assert (await pat.ok({"type": "chat.end", "chat_id": asked["chat_id"]}))[
+            "state"
+        ] == "missed"
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
+        offline_ref = (await ann.get(f"/api/tickets/{left.json()['ticket_id']}")).json()["ref"]
+        await mailed(system, email, offline_ref, 1)
+        assert_a_letter(system.outbox, email, offline_ref, f"[{offline_ref}] We have your question")
+        from_staff = await ann.post(
+            "/api/tickets", json={"email": email, "subject": evil, "body": "Hours?"}
+        )
+        from_chat = await ann.post("/api/tickets", json={"chat_id": asked["chat_id"]})
+        for made in (from_staff, from_chat):
+            assert made.status_code == 201, made.text
+            ticket = made.json()
+            assert ticket["subject"] == evil
+            replied = await ann.post(
+                f"/api/tickets/{ticket['id']}/replies", json={"body": "9 to 5"}
+            )
+            assert replied.status_code == 201, replied.text
+            await mailed(system, email, ticket["ref"], 1)
+            assert_a_letter(system.outbox, email, ticket["ref"], f"[{ticket['ref']}] Re: {evil}")
+
+
+async def test_a_subject_or_name_with_any_line_break_is_refused_naming_it(system: LocalSystem):
+    """Every Unicode line or paragraph break and control character: 422 naming the
+    field, and no ticket (the input is not sent back)."""
+    word = f"zb{uuid.uuid4().hex[:8]}"  # found by this test's search alone
+    async with await signed_in(system.gateway_url, "demo-hill-ann") as ann:
+        for character in ("\u2028", "\x85", "\u2029", "\x0b", "\x1c", "\x9b"):
+            for field in ("subject", "name"):
+                ticket = {"email": "pat@example.org", "subject": "Hours?", "body": word}
+                ticket[field] = f"Hours?{character}Bcc: victim@example.org"
+                refused = await ann.post("/api/tickets", json=ticket)
+                assert refused.status_code == 422, (field, character, refused.text)
+                assert refused.json()["message"].startswith(f"{field}:")
+                assert "victim" not in refused.text
+        assert (await ann.get("/api/tickets", params={"q": word})).json()["tickets"] == []
+
+
 async def test_the_offline_form_is_rate_limited_per_address(system: LocalSystem):
-    """(Last in this file: the allowance it uses up is the whole address's for a minute.)"""
+    """From a loopback address of its own: the allowance it uses up is that address's for
+    a minute, and every other test posts from 127.0.0.1."""
     word = f"zq{uuid.uuid4().hex[:8]}"
     question = {"email": "pat@example.org", "question": f"Question {word}"}
     codes = []
-    async with httpx.AsyncClient(base_url=system.gateway_url) as public:
+    own = httpx.AsyncHTTPTransport(local_address="127.0.0.9")
+    async with httpx.AsyncClient(base_url=system.gateway_url, transport=own) as public:
         for _ in range(12):
             posted = await public.post("/api/widgets/hill/offline-message", json=question)
             codes.append(posted.status_code)

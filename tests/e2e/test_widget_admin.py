@@ -14,7 +14,7 @@ import httpx
 import pytest_asyncio
 
 from deploy.local.system import LocalSystem
-from tests.client import signed_in
+from tests.client import scratch_admin, signed_in
 
 SCRATCH = "hill-scratch"
 LIBRARY_SITE = "https://library.hill.example.edu"
@@ -29,14 +29,8 @@ SCRATCH_WIDGET = {
 
 @pytest_asyncio.fixture
 async def hill_admin(system: LocalSystem) -> AsyncIterator[httpx.AsyncClient]:
-    http = await signed_in(system.gateway_url, "demo-hill-admin")
-    made = await http.post("/api/widgets", json=SCRATCH_WIDGET)
-    assert made.status_code == 201, made.text
-    try:
+    async with scratch_admin(system.gateway_url, "widgets", SCRATCH_WIDGET, SCRATCH) as http:
         yield http
-    finally:
-        await http.delete(f"/api/widgets/{SCRATCH}")
-        await http.aclose()
 
 
 async def test_each_institution_sees_and_manages_its_own_widgets(

@@ -9,6 +9,7 @@ import uuid
 import nats
 import pytest
 from nats.js.errors import KeyWrongLastSequenceError
+from prometheus_client import REGISTRY
 
 from services.routing import domain
 from shared import subjects
@@ -16,7 +17,13 @@ from shared.bus import BucketFollower, Bus, Endpoint, flushed
 from shared.errors import Refusal, StaleRevision
 from shared.schemas.events import ChatRecord
 from shared.schemas.records import Principal
-from shared.schemas.requests import Done, StaffingQuery
+from shared.schemas.requests import (
+    SESSION_EVENT,
+    Done,
+    SessionChanged,
+    SessionEvent,
+    StaffingQuery,
+)
 from shared.schemas.tickets import GetTicket
 from tests.factories import T0, started
 from tests.servers import Servers
@@ -45,9 +52,7 @@ async def test_typed_request_reply_and_refusals(bus: Bus):
         return Done()
 
     service = f"t{uuid.uuid4().hex[:8]}"
-    await bus.serve(
-        service, "0.0.1", [Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)]
-    )
+    await bus.serve(service, "0.0.1", [Endpoint.of("staffing", f"{service}.*.staffing", handler)])
     ok = await bus.request(
         f"{service}.hill.staffing", StaffingQuery(institution="hill", queue="demo-hill"), Done
     )
@@ -84,7 +89,7 @@ async def test_a_request_for_a_person_stays_in_their_institution(bus: Bus):
         return Done()
 
     service = f"s{uuid.uuid4().hex[:8]}"
-    await bus.serve(service, "0.0.1", [Endpoint("get", f"{service}.*.get", GetTicket, answer)])
+    await bus.serve(service, "0.0.1", [Endpoint.of("get", f"{service}.*.get", answer)])
     ann = Principal(username="demo-hill-ann", institution="hill", role="operator")
     chief = Principal(username="demo-admin", institution="demo", role="consortium_admin")
     with pytest.raises(Refusal) as refused:
@@ -223,7 +228,7 @@ QUERY = StaffingQuery(institution="hill", queue="demo-hill")
 async def _serve_staffing(server: Bus, handler) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """A throwaway service with one endpoint; returns its name and Hill's subject."""
     service = f"s{uuid.uuid4().hex[:8]}"
-    endpoint = Endpoint("staffing", f"{service}.*.staffing", StaffingQuery, handler)
+    endpoint = Endpoint.of("staffing", f"{service}.*.staffing", handler)
     await server.serve(service, "0.0.1", [endpoint])
     return service, f"{service}.hill.staffing"
 
@@ -311,3 +316,27 @@ async def test_a_replica_whose_loop_is_behind_refuses_new_work_as_busy(servers):
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_typed_subscription_hands_on_what_reads_and_counts_what_does_not(bus: Bus):
+    """A message that is not its subject's model never reaches the handler, and is not
+    dropped silently: the unreadable counter for its subject family goes up."""
+    heard: list[SessionEvent] = []
+    done = asyncio.Event()
+
+    async def on_event(event: SessionEvent) -> None:
+        heard.append(event)
+        done.set()
+
+    subject = subjects.presence_events("hill")
+    counted = {"family": subjects.family(subject)}
+    before = REGISTRY.get_sample_value("refdesk_unreadable_messages_total", counted) or 0.0
+    sub = await bus.subscribe_to(subject, SESSION_EVENT.validate_json, on_event)
+    await flushed(bus.nc)
+    changed = SessionChanged(institution="hill", operator="demo-hill-ann", session_id="s1")
+    await bus.nc.publish(subject, b'{"type": "session.what"}')
+    await bus.publish(subject, changed)
+    await asyncio.wait_for(done.wait(), 5)
+    await sub.unsubscribe()
+    assert heard == [changed]
+    assert REGISTRY.get_sample_value("refdesk_unreadable_messages_total", counted) == before + 1

@@ -74,6 +74,15 @@ class Chat:
         return await self.write(domain.claim(self.state, ANN.id, ANN.name, ["demo-hill"], T0))
 
 
+async def started_and_heard(bus: Bus) -> tuple[Heard, ChatFeeds, Chat]:
+    """Feeds that hand on to a `Heard`, and a chat started on the stream (events 1-3)."""
+    heard = Heard()
+    feeds = ChatFeeds(bus, heard.on_events, heard.on_ephemeral)
+    chat = Chat(bus)
+    await chat.start()
+    return heard, feeds, chat
+
+
 async def test_a_new_chat_is_handed_on_from_its_first_record_and_others_are_not(bus: Bus):
     heard = Heard()
     feeds = ChatFeeds(bus, heard.on_events, heard.on_ephemeral)
@@ -111,10 +120,7 @@ async def test_a_gap_is_refilled_from_the_stream_and_repeats_change_nothing(bus:
 
 
 async def test_records_published_while_history_is_read_are_held_then_handed_on_once(bus: Bus):
-    heard = Heard()
-    feeds = ChatFeeds(bus, heard.on_events, heard.on_ephemeral)
-    chat = Chat(bus)
-    await chat.start()
+    heard, feeds, chat = await started_and_heard(bus)
     await chat.claim()
     await feeds.follow("hill", chat.id)  # under way: where to start is not known yet
     await chat.say(PATRON, "one")  # event 5, arrives before the history is read
@@ -125,10 +131,7 @@ async def test_records_published_while_history_is_read_are_held_then_handed_on_o
 
 
 async def test_resync_refills_the_last_records_missed(bus: Bus):
-    heard = Heard()
-    feeds = ChatFeeds(bus, heard.on_events, heard.on_ephemeral)
-    chat = Chat(bus)
-    await chat.start()
+    heard, feeds, chat = await started_and_heard(bus)
     await feeds.follow("hill", chat.id, start_n=3)
     await feeds.drop(chat.id)
     await chat.claim()  # missed, and nothing follows it to reveal the gap
@@ -138,10 +141,7 @@ async def test_resync_refills_the_last_records_missed(bus: Bus):
 
 
 async def test_typing_and_positions_of_a_followed_chat_reach_the_feed(bus: Bus):
-    heard = Heard()
-    feeds = ChatFeeds(bus, heard.on_events, heard.on_ephemeral)
-    chat = Chat(bus)
-    await chat.start()
+    heard, feeds, chat = await started_and_heard(bus)
     await feeds.follow("hill", chat.id, start_n=3)
     await bus.nc.publish(subjects.chat_typing("hill", chat.id), b"{}")
     await bus.nc.publish(subjects.chat_position("hill", chat.id), b"{}")

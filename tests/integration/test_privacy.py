@@ -72,6 +72,8 @@ class Setting:
 async def setting(bus: Bus, servers: Servers) -> AsyncIterator[Setting]:
     user = nats_auth.url_for(servers.nats_url, "transcripts", servers.nats_users["transcripts"])
     own = await Bus.connect(user, "tests-transcripts")
+    # The directory makes the config bucket; transcripts only binds to it.
+    await bus.key_value(subjects.CONFIG_BUCKET)
     client = store.connect(servers.mongodb_uri, "tests")
     db = client[f"t{uuid.uuid4().hex[:10]}"]
     view = ConfigView(await own.key_value(subjects.CONFIG_BUCKET))

@@ -74,6 +74,8 @@ def nats_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
 async def admin(nats_of_its_own: Nats) -> AsyncIterator[Bus]:
     bus = await Bus.connect(nats_of_its_own.admin, "tests")
     await bus.ensure_chat_stream()
+    # The directory makes the config bucket; routing only binds to it.
+    await bus.key_value(subjects.CONFIG_BUCKET)
     yield bus
     await bus.close()
 

@@ -204,3 +204,9 @@ def test_nats_server_accepts_both_configurations(tmp_path: Path):
     broken = tmp_path / "broken.conf"
     broken.write_text(conf.replace("authorization {", "authorization {{"))
     assert _nats_accepts(broken).returncode != 0
+
+
+def test_the_security_doc_states_each_users_nats_reach():
+    """docs/security.md's "NATS reach" table is the one the permissions are made from."""
+    doc = (DEPLOY.parent / "docs" / "security.md").read_text()
+    assert nats_auth.reach_table() in doc, "paste nats_auth.reach_table() into docs/security.md"

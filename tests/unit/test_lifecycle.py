@@ -111,21 +111,26 @@ def test_patron_back_within_grace_keeps_the_chat():
     assert types(wrote) == ["patron_returned", "message"]
 
 
-def test_proactive_chat_is_owned_from_the_start_and_transfers_like_any_other():
-    start = domain.start_proactive(
-        domain.NewProactiveChat(
-            chat_id="p" * 32,
-            institution="hill",
-            queue="demo-hill",
-            guest_id="guest1",
-            widget="hill",
-            operator="demo-hill-ann",
-            operator_name="Ann",
-            body="Can I help you find something?",
-            patron_connected=True,
-        ),
-        T0,
+def proactive(
+    chat_id: str, guest_id: str, widget: str | None, body: str, patron_connected: bool
+) -> domain.Transition:
+    """Ann of hill invites a guest to chat in hill's queue."""
+    chat = domain.NewProactiveChat(
+        chat_id=chat_id,
+        institution="hill",
+        queue="demo-hill",
+        guest_id=guest_id,
+        widget=widget,
+        operator="demo-hill-ann",
+        operator_name="Ann",
+        body=body,
+        patron_connected=patron_connected,
     )
+    return domain.start_proactive(chat, T0)
+
+
+def test_proactive_chat_is_owned_from_the_start_and_transfers_like_any_other():
+    start = proactive("p" * 32, "guest1", "hill", "Can I help you find something?", True)
     chat = start.state.chat
     assert types(start) == ["created", "message"]
     assert chat.state == "active" and chat.origin == "proactive" and chat.owner == "demo-hill-ann"
@@ -146,19 +151,6 @@ def test_proactive_chat_is_owned_from_the_start_and_transfers_like_any_other():
 
 
 def test_proactive_chat_with_an_absent_guest_starts_the_patron_grace():
-    start = domain.start_proactive(
-        domain.NewProactiveChat(
-            chat_id="q" * 32,
-            institution="hill",
-            queue="demo-hill",
-            guest_id="guest9",
-            widget=None,
-            operator="demo-hill-ann",
-            operator_name="Ann",
-            body="Hello!",
-            patron_connected=False,
-        ),
-        T0,
-    )
+    start = proactive("q" * 32, "guest9", None, "Hello!", False)
     assert not start.state.patron_present
     assert domain.deadlines(start.state, TIMING) == [after(600)]

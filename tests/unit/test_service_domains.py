@@ -303,6 +303,54 @@ def test_a_mail_header_can_never_start_another():
         assert refused.value.code == "invalid" and field in refused.value.message
 
 
+# Every Unicode line and paragraph break, and control characters C0, DEL and C1.
+NOT_ONE_LINE = [
+    *"\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+    *"\x00\x07\x1b\x1f\x7f\x80\x9b\x9f",
+]
+
+
+@pytest.mark.parametrize("character", NOT_ONE_LINE)
+def test_a_subject_or_name_is_one_line_without_control_characters(character: str):
+    req = CreateTicket(
+        institution="hill", email="p@x.org", subject="s", body="b", created_by="demo-hill-ann"
+    )
+    for field in ("subject", "name"):
+        value = f"Hours?{character}Bcc: victim@example.org"
+        with pytest.raises(Refusal) as refused:
+            tickets.new_ticket(req.model_copy(update={field: value}), "t1", T0)
+        assert refused.value.code == "invalid" and refused.value.message.startswith(f"{field}:")
+    # Letters of any script, a no-break space, emoji with joiners: one line all the same.
+    fine = "Öffnungszeiten 日本語 \u00a0 \U0001f468\u200d\U0001f469 ?"
+    assert tickets.new_ticket(req.model_copy(update={"subject": fine}), "t1", T0).subject == fine
+
+
+def test_an_acknowledgement_says_nothing_the_sender_wrote_and_has_an_allowance():
+    req = CreateTicket(
+        institution="hill",
+        source="offline_form",
+        email="pat@example.org",
+        name="Visit spam.example",
+        subject="Cheap pills",
+        body="Cheap pills at spam.example",
+        created_by="widget:hill",
+        acknowledge=True,
+    )
+    ticket = tickets.new_ticket(req, "0123abcd" * 4, T0)
+    letter = tickets.acknowledgement(ticket, "Hill Library")
+    assert letter.to == "pat@example.org"
+    assert letter.subject == "[T0123ABCD] We have your question"
+    assert "Hill Library" in letter.body and "[T0123ABCD]" in letter.body
+    assert "spam" not in letter.body + letter.subject and "pills" not in letter.body
+    assert [tickets.may_acknowledge(n, 3) for n in (1, 2, 3, 4, 50)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
 def test_assignment_stays_within_the_institution_and_every_change_is_history():
     ticket = _ticket()
     bob = _account("demo-hill-bob", "hill")
@@ -358,6 +406,11 @@ def test_replies_notes_and_the_patrons_answer():
     with pytest.raises(Refusal) as refused:
         tickets.patron_reply(answered, "someone@else.org", "Hi", "p2", T0)
     assert refused.value.code == "forbidden"
+    assert tickets.patron_sender(["pat@example.org"]) == "pat@example.org"
+    for senders in ([], [""], ["pat@example.org", "someone@else.org"]):
+        with pytest.raises(Refusal) as refused:
+            tickets.patron_sender(senders)
+        assert refused.value.code == "forbidden"
     quoted = "Thanks!\n\nOn Tue, Nov 24, 2026 Hill wrote:\n> Done.\n"
     assert tickets.fresh_text(quoted) == "Thanks!"
     assert tickets.fresh_text("> old\nnew") == "new"
