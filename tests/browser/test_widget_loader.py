@@ -1,7 +1,8 @@
 """The widget loader on a library's page holds no socket until it is needed: a page view
 is one HTTP request, the button's label follows the status by a refresh every 30 s (the
 page's clock is moved, nothing sleeps), and the frame and its socket come when the patron
-opens the widget, or at once on a page of a browser with a chat going on."""
+opens the widget, or at once on a page of a browser with a chat going on, or of a widget
+set to keep a socket (`live_socket`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from playwright.async_api import Browser, Response, WebSocket, expect
 
 from deploy.local.system import LocalSystem
 from tests.browser.pages import widget_online
-from tests.client import ProtocolClient, eventually, operator
+from tests.client import ProtocolClient, eventually, operator, scratch_admin
 
 ONLINE, OFFLINE = "Ask a librarian", "Ask a librarian (leave a message)"
 
@@ -119,3 +120,38 @@ async def test_a_chat_going_on_resumes_at_once_on_reload(system: LocalSystem, br
     finally:
         await context.close()
         await ann.close()
+
+
+async def test_a_live_socket_widget_opens_its_socket_on_every_page(
+    system: LocalSystem, browser: Browser
+):
+    base = system.gateway_url
+    live = {
+        "id": "hill-live",
+        "institution": "hill",
+        "queue": "demo-hill",
+        "title": "Ask Hill Library",
+        "allowed_origins": [],
+        "live_socket": True,
+    }
+    # A page of the library's site (on the gateway's own origin, which the widget allows).
+    html = (
+        "<!doctype html><title>Hill</title><body>"
+        f'<script src="{base}/widget.js" data-widget="hill-live"></script>'
+    )
+    async with scratch_admin(base, "widgets", live, "hill-live"):
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            await page.route(
+                f"{base}/library-page",
+                lambda route: route.fulfill(content_type="text/html", body=html),
+            )
+            async with page.expect_websocket() as opened:
+                await page.goto(f"{base}/library-page")
+            assert "/ws/patron?widget=hill-live" in (await opened.value).url
+            await expect(page.locator("button[data-refdesk]")).to_have_attribute(
+                "aria-expanded", "false"
+            )
+        finally:
+            await context.close()
