@@ -117,6 +117,12 @@ def guest_records(institution: str, guest_id: str) -> str:
     return f"guest.{_token(institution, 'institution')}.{_token(guest_id, 'guest id')}.evt"
 
 
+def guest_records_all() -> str:
+    """Every proactive chat's first record, whoever the guest: each gateway lists them in
+    the widget's status, for the guest's page to find on its next refresh."""
+    return "guest.*.*.evt"
+
+
 def stream_purge_api(stream: str) -> str:
     """JetStream's API subject that purges a stream (all of it, or a subject's records)."""
     return js_stream_api("PURGE", stream)

@@ -21,6 +21,7 @@ from services.gateway.fanout import FanOut
 from services.gateway.feeds import ChatFeeds, SharedSubscriptions
 from services.gateway.frames import Reply
 from services.gateway.hub import Hub, OperatorLink, PatronLink
+from services.gateway.idle_pages import Invitations, PageViewAllowance
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import Counters
@@ -71,6 +72,9 @@ class Gateway:
         self.in_flight = InFlight(self.settings.max_frames_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.view.listeners.append(self._config_changed)
+        s = self.settings
+        self.invitations = Invitations(self.clock, s.invitation_keep_s)
+        self.page_views = PageViewAllowance(self.clock, s.page_views_per_second, s.page_view_burst)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -59,6 +59,7 @@ class FanOut:
         )
         await self.gw.bus.subscribe(subjects.widget_status_all(), self.on_widget_status)
         await self.gw.bus.subscribe(subjects.ticket_notices(), self.on_ticket_notice)
+        await self.gw.bus.subscribe(subjects.guest_records_all(), self.on_invitation)
         self.gw.bus.on_missed.append(self.gw.feeds.resync)
 
     def _deliver(self, to: domain.To, text: str, chat_id: str) -> int:
@@ -151,6 +152,17 @@ class FanOut:
             link.outbox.send(ChatStarted(chat=domain.patron_chat(chat)))
         await self.gw.feeds.follow(chat.institution, chat.id)
         await self.gw.feeds.take_record(chat.id, record)
+
+    async def on_invitation(self, msg: Msg) -> None:
+        """A proactive chat started, for a guest with or without a socket anywhere: listed
+        in its widget's status, so the guest's page opens the widget on its next refresh
+        (a socket here gets it at once, by `on_guest_record`)."""
+        record = readable(msg)
+        if record is None:
+            return
+        chat = record.events[0].chat
+        if chat.origin == "proactive" and chat.widget is not None:
+            self.gw.invitations.add(chat.widget, chat.patron.guest_id, chat.id)
 
     async def _offer(self, event: TransferOffered, operator: str) -> None:
         """Offer the chat, with its history, to a target connected to this replica."""

@@ -5,6 +5,7 @@ directory service."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
@@ -22,6 +23,15 @@ def _instant(value: datetime | str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class Sighting:
+    guest_id: str
+    widget: str
+    last_seen: datetime
+    # The page of the library's site, as the loader reported it (never its query).
+    page: str | None
+
+
 class GuestStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
@@ -31,12 +41,16 @@ class GuestStore:
         # A sighting is only needed while a proactive chat may still use it.
         await self.db.guests.create_index("last_seen", expireAfterSeconds=keep_s)
 
-    async def saw_guest(self, institution: str, guest_id: str, widget: str, now: datetime) -> None:
-        """Remember that a guest is on a widget, so staff may start a chat with them."""
+    async def saw_guest(
+        self, institution: str, guest_id: str, widget: str, now: datetime, page: str | None = None
+    ) -> None:
+        """Remember that a guest is on a widget (and on which page of the library's site,
+        when the loader said), so staff may start a chat with them."""
+        seen: Document = {"widget": widget, "last_seen": now}
+        if page is not None:
+            seen["page"] = page
         await self.db.guests.update_one(
-            {"institution": institution, "guest_id": guest_id},
-            {"$set": {"widget": widget, "last_seen": now}},
-            upsert=True,
+            {"institution": institution, "guest_id": guest_id}, {"$set": seen}, upsert=True
         )
 
     async def guest_widget(self, institution: str, guest_id: str, since: datetime) -> str | None:
@@ -46,17 +60,17 @@ class GuestStore:
         )
         return None if doc is None else str(doc["widget"])
 
-    async def recent(
-        self, institution: str, since: datetime, limit: int
-    ) -> list[tuple[str, str, datetime]]:
-        """(guest id, widget, last seen) of guests seen on the institution's widgets since
-        `since`, the latest first."""
+    async def recent(self, institution: str, since: datetime, limit: int) -> list[Sighting]:
+        """Guests seen on the institution's widgets since `since`, the latest first."""
         found = self.db.guests.find(
             {"institution": institution, "last_seen": {"$gte": since}},
-            {"_id": 0, "guest_id": 1, "widget": 1, "last_seen": 1},
+            {"_id": 0, "guest_id": 1, "widget": 1, "last_seen": 1, "page": 1},
         )
         docs = await found.sort("last_seen", -1).limit(limit).to_list()
-        return [(str(d["guest_id"]), str(d["widget"]), _instant(d["last_seen"])) for d in docs]
+        return [
+            Sighting(str(d["guest_id"]), str(d["widget"]), _instant(d["last_seen"]), d.get("page"))
+            for d in docs
+        ]
 
     async def forget(self, institution: str | None, guest_ids: list[str]) -> int:
         """Erase guests' sightings (a patron's erasure): of one institution, or of every

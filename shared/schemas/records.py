@@ -229,6 +229,10 @@ class Widget(Model):
     queue: str
     title: str = Field(min_length=1, max_length=80)
     allowed_origins: list[str] = Field(default_factory=list, max_length=MAX_ORIGINS)
+    # The loader opens the chat frame, and its socket, on every page view (invitations
+    # reach a page at once) instead of when the patron opens the widget (invitations reach
+    # it on its next status refresh, within 30 s). docs/operations.md says what it costs.
+    live_socket: bool = False
 
     @field_validator("allowed_origins")
     @classmethod

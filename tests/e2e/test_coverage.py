@@ -288,12 +288,20 @@ async def test_widget_status_follows_the_operators_by_event(shifted: LocalSystem
             "online": False,
             "queue": None,
             "reason": "unstaffed",
+            "live_socket": False,
+            "invitations": [],
         }
         coming = await _status_after(
             pat, True, lambda: ann.ok({"type": "status.set", "status": "online"})
         )
         status = (await _get(base, "demo-hill-ann", "/api/widgets/hill/status")).json()
-        assert status == {"online": True, "queue": "demo-hill", "reason": "hours"}
+        assert status == {
+            "online": True,
+            "queue": "demo-hill",
+            "reason": "hours",
+            "live_socket": False,
+            "invitations": [],
+        }
         going = await _status_after(
             pat, False, lambda: ann.ok({"type": "status.set", "status": "offline"})
         )

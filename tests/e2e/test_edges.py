@@ -237,6 +237,10 @@ FAILURES_PER_ADDRESS = 5
 FAILURES_PER_NAME = 8
 
 
+PAGE_VIEWS_PER_SECOND = 0.2
+PAGE_VIEW_BURST = 4
+
+
 @pytest.fixture(scope="module")
 def tight(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     env = {
@@ -245,6 +249,8 @@ def tight(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "REFDESK_CHAT_STARTS_PER_MINUTE": "2",
         "REFDESK_LOGIN_FAILURES_PER_ADDRESS": str(FAILURES_PER_ADDRESS),
         "REFDESK_LOGIN_FAILURES_PER_NAME": str(FAILURES_PER_NAME),
+        "REFDESK_PAGE_VIEWS_PER_SECOND": str(PAGE_VIEWS_PER_SECOND),
+        "REFDESK_PAGE_VIEW_BURST": str(PAGE_VIEW_BURST),
     }
     running = start_system(
         servers, tmp_path_factory.mktemp("tight"), db="refdesk_tight", env=env, own_nats=True
@@ -360,3 +366,22 @@ async def test_at_once_many_addresses_guessing_one_name_are_checked_only_its_all
     addresses = [f"127.0.0.{n}" for n in (31, 32, 33, 34)]
     codes = await wrong_passwords_at_once(tight.gateway_url, ["demo-hill-target"] * 5, addresses)
     assert sorted(codes) == [401] * FAILURES_PER_NAME + [429] * 12, codes
+
+
+async def test_page_views_are_bounded_per_widget_and_refused_plainly(tight: LocalSystem):
+    base = tight.gateway_url
+    headers = {"Content-Type": "text/plain", "Origin": base}
+    async with httpx.AsyncClient(base_url=base) as http:
+
+        async def view(widget: str) -> httpx.Response:
+            return await http.post(f"/api/widgets/{widget}/views", content=b"{}", headers=headers)
+
+        answers = [await view("hill") for _ in range(PAGE_VIEW_BURST + 2)]
+        codes = [a.status_code for a in answers]
+        assert codes == [200] * PAGE_VIEW_BURST + [429, 429], codes
+        refused = answers[-1]
+        assert refused.json()["code"] == "rate_limited"
+        assert refused.json()["retry_after_ms"] > 0 and int(refused.headers["retry-after"]) >= 1
+        # Another library's widget has its own allowance; the status stays open to all.
+        assert (await view("river")).status_code == 200
+        assert (await http.get("/api/widgets/hill/status")).status_code == 200

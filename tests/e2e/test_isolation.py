@@ -42,6 +42,7 @@ REFUSED = {401, 403, 404}
 PUBLIC = {
     ("POST", "/api/auth/login"),
     ("GET", "/api/widgets/{widget_id}/status"),
+    ("POST", "/api/widgets/{widget_id}/views"),
     ("POST", "/api/widgets/{widget_id}/offline-message"),
 }
 # Routes about the caller alone, with nothing of anyone else's to name.

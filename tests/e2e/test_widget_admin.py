@@ -24,6 +24,7 @@ SCRATCH_WIDGET = {
     "queue": "demo-hill",
     "title": "Ask a Hill librarian",
     "allowed_origins": [LIBRARY_SITE],
+    "live_socket": False,
 }
 
 

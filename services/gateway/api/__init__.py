@@ -9,7 +9,8 @@ Staff: `auth` (sign in and out, `me`), `sessions`, `announcements`, `institution
 (one shape, `records.collection`), `coverage`, `transcripts` (search, one transcript,
 missed chats, a guest's chats, the audit log, erasures), `stats`, `transfer_targets`,
 `guests`, `internal` conversations and `tickets`. Public, for a library's pages:
-`widgets` (a widget's status and the offline form's message).
+`widget_pages` (a widget's status and page views, for the loader) and `widgets` (the
+offline form's message).
 """
 
 from fastapi import APIRouter
@@ -30,6 +31,7 @@ from services.gateway.api import (
     transcripts,
     transfer_targets,
     users,
+    widget_pages,
     widgets,
 )
 
@@ -41,6 +43,7 @@ RESOURCES = (
     users,
     queues,
     widgets,
+    widget_pages,
     snippets,
     partnerships,
     coverage,

@@ -16,6 +16,7 @@ class GuestSeen(Model):
     guest_id: str
     widget: str
     last_seen: str
+    page: str | None = None
 
 
 class GuestsSeen(Model):
@@ -32,7 +33,7 @@ async def recent_guests(
     seen = await gw.guests.recent(claims.institution, since, limit)
     return GuestsSeen(
         guests=[
-            GuestSeen(guest_id=guest, widget=widget, last_seen=iso(at))
-            for guest, widget, at in seen
+            GuestSeen(guest_id=s.guest_id, widget=s.widget, last_seen=iso(s.last_seen), page=s.page)
+            for s in seen
         ]
     )

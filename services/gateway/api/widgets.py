@@ -1,6 +1,6 @@
 """Widgets: an admin's (origins checked by the schema, scope and queue by the directory),
-and the public endpoints a library's pages call: the widget's status, and the offline
-form's message, which becomes a ticket."""
+and the offline form's message, which becomes a ticket (public: the widget page sends it).
+The public endpoints the loader calls, status and page views, are in `widget_pages`."""
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -39,10 +39,11 @@ class OfflineReceipt(Model):
     ticket_id: str
 
 
-class WidgetStatusView(Model):
-    online: bool
-    queue: str | None
-    reason: str
+def public_widget(gw: Gateway, widget_id: str) -> Widget:
+    widget = gw.view.widget(widget_id)
+    if widget is None:
+        raise Refusal("not_found", "no such widget")
+    return widget
 
 
 def cors(gw: Gateway, request: Request, response: Response, widget: Widget) -> None:
@@ -57,25 +58,11 @@ def cors(gw: Gateway, request: Request, response: Response, widget: Widget) -> N
         response.headers["Vary"] = "Origin"
 
 
-@router.get("/widgets/{widget_id}/status", response_model=WidgetStatusView)
-async def widget_status(
-    gw: Gw, widget_id: str, request: Request, response: Response
-) -> WidgetStatusView:
-    widget = gw.view.widget(widget_id)
-    if widget is None:
-        raise Refusal("not_found", "no such widget")
-    cors(gw, request, response, widget)
-    status = await gw.widget_status(widget)
-    return WidgetStatusView(online=status.online, queue=status.queue, reason=status.reason)
-
-
 @router.post("/widgets/{widget_id}/offline-message", response_model=OfflineReceipt, status_code=201)
 async def offline_message(
     gw: Gw, widget_id: str, body: OfflineMessage, request: Request, response: Response
 ) -> OfflineReceipt:
-    widget = gw.view.widget(widget_id)
-    if widget is None:
-        raise Refusal("not_found", "no such widget")
+    widget = public_widget(gw, widget_id)
     cors(gw, request, response, widget)
     await throttle(gw, throttle_key("offline", request.client.host if request.client else "?"))
     ticket = await gw.bus.request(

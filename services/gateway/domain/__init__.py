@@ -7,6 +7,8 @@ caller says domain.<rule>:
   a request, configuration records, sessions, announcements, conversations, queues,
   snippets, patron sockets, transfer reach);
 - `staff`: internal messages and ticket notices, who hears them;
+- `idle_pages`: a widget's public status as a cacheable body, invitations for guests
+  with no socket;
 - `queries`: spans, days, statistics as CSV, audited reads, follow-up tickets.
 
 Routes and sockets call these and do nothing but I/O around them.
@@ -52,6 +54,13 @@ from services.gateway.domain.deliveries import (
     widget_changed,
     widget_frame,
 )
+from services.gateway.domain.idle_pages import (
+    Invitation,
+    entity_tag,
+    invite_key,
+    listed_invitations,
+    not_modified,
+)
 from services.gateway.domain.limits import SignInLimits, TokenBucket, check_body, check_frame_size
 from services.gateway.domain.queries import (
     GUEST_ID,
@@ -85,6 +94,7 @@ __all__ = [
     "Caller",
     "Delivery",
     "FollowUp",
+    "Invitation",
     "Relation",
     "SignInLimits",
     "SignedClaims",
@@ -99,12 +109,15 @@ __all__ = [
     "conversation_of",
     "current_account",
     "deliveries",
+    "entity_tag",
     "follow_up",
     "for_patron",
     "frame_ancestors",
     "in_scope",
     "internal_frame",
     "internal_recipients",
+    "invite_key",
+    "listed_invitations",
     "may_announce",
     "may_end_session",
     "may_monitor",
@@ -113,6 +126,7 @@ __all__ = [
     "may_read_snippet",
     "message_frame",
     "must_be_online",
+    "not_modified",
     "offer_frame",
     "origin_allowed",
     "origin_of",

@@ -17,14 +17,20 @@ function refusal(frame) {
   return Object.assign(new Error(frame.message), { code: frame.code, retryAfterMs: frame.retry_after_ms });
 }
 
-// A chat message carries an id of the client's choosing: when the answer is `busy` or
-// `unavailable`, it is sent again with the same id after the server's hint, and the server
-// posts it once whatever happened to the first try.
+// A chat message carries an id of the client's choosing: when the answer is `unavailable`
+// (it may have landed), it is sent again with the same id after the server's hint, and the
+// server posts it once whatever happened to the first try.
 function clientId() {
   const raw = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   return raw.replace(/[^A-Za-z0-9_-]/g, "");
 }
 const MESSAGE_TRIES = 5;
+
+// Any frame refused `busy` was not handled (the gateway, or the service behind it, had
+// more in hand than it takes at once): it is sent again after the server's hint, for as
+// long as this, before the refusal reaches the caller (and the librarian or patron).
+const BUSY_PATIENCE_MS = 15000;
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 // `path`: the socket's path and query. `greeting()`: the first frame on each open (`auth`,
 // `hello`). Callbacks, all optional but `onFrame`: `onOpened()`; `onProblem(text)`, an error
@@ -36,7 +42,7 @@ export function createConnection({ path, greeting, onFrame, onOpened, onProblem,
 
   // Resolves with the ack, or rejects with the refusal, "Connection lost." when the socket
   // closes first, or at once when it is not open.
-  function send(frame) {
+  function sendOnce(frame) {
     return new Promise((resolve, reject) => {
       if (!socket || socket.readyState !== WebSocket.OPEN) {
         reject(new Error(stopped ? "Not connected." : "Reconnecting… try again in a moment."));
@@ -48,13 +54,25 @@ export function createConnection({ path, greeting, onFrame, onOpened, onProblem,
     });
   }
 
+  // As `sendOnce`, sent again while the answer is `busy`, after the server's hint.
+  async function send(frame) {
+    const giveUpAt = Date.now() + BUSY_PATIENCE_MS;
+    for (;;) {
+      try { return await sendOnce(frame); }
+      catch (err) {
+        if (err.code !== "busy" || Date.now() >= giveUpAt) throw err;
+        await pause(err.retryAfterMs || 1000);
+      }
+    }
+  }
+
   async function sendMessage(chatId, body) {
     const frame = { type: "message", chat_id: chatId, body, client_id: clientId() };
     for (let attempt = 1; ; attempt++) {
       try { return await send(frame); }
       catch (err) {
-        if (!["busy", "unavailable"].includes(err.code) || attempt >= MESSAGE_TRIES) throw err;
-        await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs || 1000));
+        if (err.code !== "unavailable" || attempt >= MESSAGE_TRIES) throw err;
+        await pause(err.retryAfterMs || 1000);
       }
     }
   }

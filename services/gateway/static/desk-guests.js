@@ -8,7 +8,9 @@ export function guestsPanel({ api, send, user, onStarted, report }) {
       const found = await api("/api/guests?limit=20");
       $("guests").replaceChildren(...found.guests.map((g) => {
         const item = el("li", { "data-guest": g.guest_id });
-        item.append(el("span", {}, `Guest …${g.guest_id.slice(-4)} on ${g.widget}, ${g.last_seen.slice(11, 16)}`));
+        // The page of the library's site they are on, when the loader said.
+        const where = g.page ? ` (${g.page.replace(/^https?:\/\//, "")})` : "";
+        item.append(el("span", {}, `Guest …${g.guest_id.slice(-4)} on ${g.widget}${where}, ${g.last_seen.slice(11, 16)}`));
         const start = el("button", { class: "secondary", "data-start-chat": g.guest_id }, "Start chat");
         start.addEventListener("click", async () => {
           const body = window.prompt("Your opening message to this guest:", "Hello! Can I help you find something?");

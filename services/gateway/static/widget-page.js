@@ -9,14 +9,24 @@ import { $ } from "./dom.js";
   const widget = params.get("widget") || "";
   // The host page, as the loader passed it; only a web address goes with the chat.
   const page = /^https?:\/\//.test(params.get("page") || "") ? params.get("page").slice(0, 500) : null;
+  // The page's origin: the only one told the guest token.
+  const pageOrigin = page ? new URL(page).origin : null;
   const tokenKey = `refdesk-guest-${widget}`;
   const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
   let chatId = null, online = false;
   let typingSent = 0, typingTimer = null;
+  // The guest this browser is: as the loader handed it (in the fragment, so the frame is
+  // the guest whose page views were reported and who may be invited), else as this frame
+  // kept it (a loader from before the fragment, or the page opened on its own). Storage
+  // may be refused in a frame: the token is kept in memory too.
+  let guestToken = new URLSearchParams(location.hash.slice(1)).get("guest") || kept(tokenKey);
+  if (location.hash) history.replaceState(null, "", `${location.pathname}${location.search}`);
+  function kept(key) { try { return localStorage.getItem(key); } catch { return null; } }
+  function keep(key, value) { try { localStorage.setItem(key, value); } catch { /* memory only */ } }
 
   const server = createConnection({
     path: `/ws/patron?widget=${encodeURIComponent(widget)}`,
-    greeting: () => ({ type: "hello", token: localStorage.getItem(tokenKey) }),
+    greeting: () => ({ type: "hello", token: guestToken }),
     onFrame,
     onOpened: () => { $("error").textContent = ""; },
     onProblem: (text) => { $("error").textContent = text; },
@@ -45,6 +55,13 @@ import { $ } from "./dom.js";
   function tellPage(isOnline) {
     if (parent !== window) parent.postMessage({ type: "refdesk.status", online: isOnline }, "*");
   }
+  // Tell the loader whether a chat is going on, so that a reload or the next page opens
+  // the frame at once and the chat resumes; and the guest token, for its page views. Only
+  // to the page the loader said it is on (a lie there reaches nobody).
+  function tellLoader(message) {
+    if (parent !== window && pageOrigin) parent.postMessage(message, pageOrigin);
+  }
+  function chatGoingOn(open) { tellLoader({ type: "refdesk.chat", open }); }
   // Online: the question form; offline: the leave-a-message form. A chat under way stays.
   function availability(isOnline) {
     online = isOnline;
@@ -66,6 +83,7 @@ import { $ } from "./dom.js";
   }
   function chatOver(text) {
     line("", text, "system");
+    chatGoingOn(false);
     chatId = null; status(""); $("typing").textContent = "";
     $("send-form").classList.add("hidden"); $("end").classList.add("hidden");
     $("again").classList.remove("hidden");
@@ -75,11 +93,14 @@ import { $ } from "./dom.js";
   function onFrame(f) {
     switch (f.type) {
       case "welcome":
-        localStorage.setItem(tokenKey, f.token);
+        guestToken = f.token; keep(tokenKey, f.token);
+        tellLoader({ type: "refdesk.guest", token: f.token });
+        // A returning guest's chat, if any, comes next (`chat.resumed`).
+        if (!chatId) chatGoingOn(false);
         availability(f.widget.online); break;
       case "chat.resumed":
       case "chat.started":
-        chatId = f.chat.id; show(["chat"]);
+        chatId = f.chat.id; show(["chat"]); chatGoingOn(true);
         $("send-form").classList.remove("hidden"); $("end").classList.remove("hidden");
         $("log").replaceChildren();
         for (const m of f.messages || []) line(m.from.kind === "patron" ? "You" : m.from.name, m.body, m.from.kind);
@@ -124,7 +145,7 @@ import { $ } from "./dom.js";
       const name = $("name").value.trim() || null;
       const email = $("email").value.trim() || null;
       const ack = await send({ type: "chat.start", question, name, email, page });
-      chatId = ack.chat_id; show(["chat"]); $("log").replaceChildren();
+      chatId = ack.chat_id; show(["chat"]); $("log").replaceChildren(); chatGoingOn(true);
       $("send-form").classList.remove("hidden"); $("end").classList.remove("hidden");
       line(name || "You", question, "patron");
       $("question").value = ""; $("body").focus();
