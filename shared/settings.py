@@ -48,3 +48,7 @@ class CommonSettings(BaseSettings):
     # Seconds added to the wall clock, so that a whole system can run as if at another
     # moment (tests of hours and holidays, demos). Zero in production.
     clock_shift_s: float = 0.0
+    # How long a patron's chat waits for them to come back (routing's deadline), and so how
+    # long the gateway lists a proactive chat in an idle page's widget status: one setting,
+    # so that the two cannot disagree.
+    patron_grace_s: float = 600.0

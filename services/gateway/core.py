@@ -73,7 +73,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self.view.listeners.append(self._config_changed)
         s = self.settings
-        self.invitations = Invitations(self.clock, s.invitation_keep_s)
+        self.invitations = Invitations(self.clock, s.patron_grace_s)
         self.page_views = PageViewAllowance(self.clock, s.page_views_per_second, s.page_view_burst)
 
     def _spawn(self, work: Awaitable[None]) -> None:

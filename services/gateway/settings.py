@@ -47,9 +47,6 @@ class GatewaySettings(CommonSettings):
     max_frame_wait_s: float = 0.5
     # A guest seen on one of an institution's widgets this recently may be invited to chat.
     proactive_window_s: int = 24 * 3600
-    # A proactive chat for a guest with no socket is listed in its widget's status this
-    # long: as long as routing keeps it open for an absent patron (its patron_grace_s).
-    invitation_keep_s: float = 600.0
     # Page views each widget may report to one replica: a second on average, and at once.
     page_views_per_second: float = 50.0
     page_view_burst: int = 500
