@@ -268,7 +268,11 @@ async def wrong_passwords_at_once(base: str, names: list[str], addresses: list[s
     """One wrong password for each name from each address (a loopback address of its
     own: the gateway counts the connection's), all sent at once; the status codes."""
     transports = {a: httpx.AsyncHTTPTransport(local_address=a) for a in addresses}
-    sessions = {a: httpx.AsyncClient(base_url=base, transport=t) for a, t in transports.items()}
+    # The checked ones each hash a password: on two busy cores, all at once, that can take
+    # longer than httpx's 5 s default, which is not what these tests are about.
+    sessions = {
+        a: httpx.AsyncClient(base_url=base, transport=t, timeout=30) for a, t in transports.items()
+    }
     try:
         answers = await asyncio.gather(
             *(
