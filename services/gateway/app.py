@@ -22,7 +22,12 @@ from services.gateway.core import Gateway
 from services.gateway.limits import BodyLimit
 from services.gateway.operator_socket import OperatorSockets
 from services.gateway.patron_socket import PatronSockets
-from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
+from services.gateway.settings import (
+    DEV_SECRET,
+    GatewaySettings,
+    previous_secrets,
+    signing_secret,
+)
 from services.gateway.sockets_first import SocketHandler, SocketsFirst
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
@@ -102,6 +107,7 @@ async def running_gateway(
         settings.guest_token_ttl_s,
         runtime.clock,
         revoked,
+        previous=previous_secrets(settings),
     )
     gw = Gateway(settings, runtime.bus, view, guests, revoked, counters, tokens, runtime.clock)
     await gw.fanout.subscribe()
