@@ -36,6 +36,7 @@ from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_server
 from shared.runtime import Runtime, open_runtime
 from shared.tasks import cancel_and_wait
+from shared.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
 
     app = FastAPI(
         title="refdesk gateway",
-        version="0.1.0",
+        version=VERSION,
         description="REST API of refdesk; WebSocket frames are described in docs/protocol.md.",
         lifespan=lifespan,
     )
