@@ -12,7 +12,7 @@ PROMTOOL ?= /usr/bin/promtool
 ESLINT := node_modules/.bin/eslint
 ESLINT_STAMP := node_modules/.installed-stamp
 
-.PHONY: install chromium promtool eslint run test lint bench clean
+.PHONY: install lock chromium promtool eslint run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The image's dependencies, pinned with their hashes (deploy/Containerfile installs them
+# with --require-hashes): pyproject's runtime dependencies and the setuptools that builds
+# refdesk, for Python 3.11 on Linux, as the image runs. Run after changing a dependency.
+lock: install
+	$(PY) -m pip install --quiet "pip-tools>=7.4,<8"
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	  --all-build-deps --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
 chromium:

@@ -23,13 +23,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import (
-    ConsumerConfig,
-    KeyValueConfig,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import ConsumerConfig, KeyValueConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.manager import JetStreamManager
@@ -46,7 +40,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from shared import reach, subjects
+from shared import reach, stream_settings, subjects
 from shared.chat_stream import (
     STATE_HEADER,
     ChatStream,
@@ -237,26 +231,15 @@ class Bus(ChatStream):
     # --- JetStream set-up ----------------------------------------------------------------
 
     async def ensure_chat_stream(self, replicas: int = 1, max_age_hours: int = 72) -> None:
-        """The chat event stream: each chat's state and events, from which transcripts are
-        built, kept for hours (patron text does not linger here). Its owner (routing)
-        makes it and keeps its settings; the others wait until it is there."""
+        """The chat event stream (`stream_settings.chat_stream_config`). Its owner
+        (routing) makes it and applies its settings at every start; the others wait until
+        it is there."""
         if not reach.creates(self.user, subjects.CHAT_STREAM):
             await self._made_by_owner(
                 subjects.CHAT_STREAM, lambda: self.js.stream_info(subjects.CHAT_STREAM)
             )
             return
-        config = StreamConfig(
-            name=subjects.CHAT_STREAM,
-            subjects=[subjects.chat_events_all()],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=max_age_hours * 3600.0,
-            duplicate_window=120.0,
-            # A chat's last record is its state: every read must come from the stream's
-            # leader, never from a replica that may lag it (what direct gets allow).
-            allow_direct=False,
-        )
+        config = stream_settings.chat_stream_config(replicas, max_age_hours)
         try:
             await self.js.stream_info(subjects.CHAT_STREAM)
             await self.js.update_stream(config)
@@ -271,13 +254,14 @@ class Bus(ChatStream):
         history: int = 1,
         storage: Literal["file", "memory"] = "file",
     ) -> KeyValue:
-        """Bind to a key-value bucket. Its owner makes it on first use (with these
-        settings); the others wait until it is there."""
-        stream = subjects.kv_stream(bucket)
-        if not reach.creates(self.user, stream):
-            return await self._made_by_owner(stream, lambda: self.js.key_value(bucket))
+        """Bind to a key-value bucket. Its owner makes it on first use, and on every start
+        applies these settings to it (a release may have changed them); the others wait
+        until it is there."""
+        wanted = stream_settings.Bucket(bucket, replicas, ttl, history, storage)
+        if not reach.creates(self.user, wanted.stream):
+            return await self._made_by_owner(wanted.stream, lambda: self.js.key_value(bucket))
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except NotFoundError:
             return await self.js.create_key_value(
                 KeyValueConfig(
@@ -285,12 +269,25 @@ class Bus(ChatStream):
                     history=history,
                     replicas=replicas,
                     ttl=ttl,
-                    # Without markers an entry that ages out vanishes silently, and
-                    # watchers (presence's staffing index) would never hear of it.
                     limit_marker_ttl=ttl,
-                    storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
+                    storage=wanted.storage_type,
                 )
             )
+        await self._reconcile_bucket(wanted)
+        return kv
+
+    async def _reconcile_bucket(self, wanted: stream_settings.Bucket) -> None:
+        """Apply a bucket's settings to the stream an earlier release made."""
+        config = (await self.js.stream_info(wanted.stream)).config
+        fields = wanted.wanted()
+        found = stream_settings.differences(wanted.stream, config, fields)
+        if not found:
+            return
+        log.warning("reconciling a bucket from an earlier release: %s", "; ".join(found))
+        if config.storage != wanted.storage_type:
+            # A stream's storage cannot change in place: the rest is still applied.
+            log.error("%s keeps its storage until it is made again", wanted.stream)
+        await self.js.update_stream(stream_settings.updated(config, fields))
 
     async def _made_by_owner(self, stream: str, bind: Callable[[], Awaitable[T]]) -> T:
         """`bind()`, tried again with back-off while the stream is not there yet (its owner

@@ -12,8 +12,8 @@ from services.directory.settings import DirectorySettings
 from services.directory.store import ConfigStore
 from shared import subjects
 from shared.runtime import Runtime, run_service
+from shared.version import VERSION
 
-VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 

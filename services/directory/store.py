@@ -16,9 +16,10 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared import subjects
+from shared import indexes, subjects
 from shared.bus import delete_if_last
 from shared.errors import StaleRevision
 from shared.retries import until_written
@@ -43,6 +44,8 @@ USER = Kind("user", "users", "username", User)
 PARTNERSHIP = Kind("partnership", "partnerships", "name", Partnership)
 SNIPPET = Kind("snippet", "snippets", "name", Snippet)
 KINDS = (INSTITUTION, QUEUE, WIDGET, USER, PARTNERSHIP, SNIPPET)
+# What every directory replica makes the database hold at start (shared/indexes.py).
+INDEXES = {kind.collection: [IndexModel([(kind.key, 1)], unique=True)] for kind in KINDS}
 
 
 def published(kind: Kind, doc: Document | None) -> bytes | None:
@@ -62,8 +65,7 @@ class ConfigStore:
         self.kv = kv
 
     async def ensure_indexes(self) -> None:
-        for kind in KINDS:
-            await self.db[kind.collection].create_index(kind.key, unique=True)
+        await indexes.reconcile(self.db, INDEXES)
 
     async def get(self, kind: Kind, name: str) -> Any:
         doc = await self.db[kind.collection].find_one({kind.key: name}, {"_id": 0})

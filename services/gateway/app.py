@@ -22,7 +22,12 @@ from services.gateway.core import Gateway
 from services.gateway.limits import BodyLimit
 from services.gateway.operator_socket import OperatorSockets
 from services.gateway.patron_socket import PatronSockets
-from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
+from services.gateway.settings import (
+    DEV_SECRET,
+    GatewaySettings,
+    previous_secrets,
+    signing_secret,
+)
 from services.gateway.sockets_first import SocketHandler, SocketsFirst
 from services.gateway.store import GuestStore, RevokedTokens
 from services.gateway.throttle import THROTTLE_WINDOW_S, Counters
@@ -31,6 +36,7 @@ from shared.errors import Refusal
 from shared.ops import ReadinessCheck, ops_server
 from shared.runtime import Runtime, open_runtime
 from shared.tasks import cancel_and_wait
+from shared.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
 
     app = FastAPI(
         title="refdesk gateway",
-        version="0.1.0",
+        version=VERSION,
         description="REST API of refdesk; WebSocket frames are described in docs/protocol.md.",
         lifespan=lifespan,
     )
@@ -102,6 +108,7 @@ async def running_gateway(
         settings.guest_token_ttl_s,
         runtime.clock,
         revoked,
+        previous=previous_secrets(settings),
     )
     gw = Gateway(settings, runtime.bus, view, guests, revoked, counters, tokens, runtime.clock)
     await gw.fanout.subscribe()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -45,8 +45,12 @@ class Tokens:
         guest_ttl_s: int,
         clock: Clock,
         revoked: Container[str] = frozenset(),
+        previous: Sequence[str] = (),
     ) -> None:
         self.secret = secret
+        # Keys rotated out (`refdesk-admin rotate`): tokens they signed are still honoured
+        # until they expire, so rotating the key signs nobody out; new ones use `secret`.
+        self.keys = [secret, *(p for p in previous if p and p != secret)]
         self.revoked = revoked
         self.clock = clock
         self.staff_ttl = timedelta(seconds=staff_ttl_s)
@@ -62,18 +66,27 @@ class Tokens:
         payload = {**claims, "kind": kind, "iat": now, "exp": now + ttl}
         return jwt.encode(payload, self.secret, algorithm=ALGORITHM)
 
+    def _verified(self, token: str) -> dict[str, object]:
+        """The token's claims, if one of the keys signed it."""
+        for key in self.keys:
+            try:
+                payload: dict[str, object] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    options={"require": ["exp", "kind"], "verify_exp": False, "verify_iat": False},
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.InvalidTokenError as exc:
+                raise Refusal("unauthorized", "invalid token") from exc
+            return payload
+        raise Refusal("unauthorized", "invalid token")
+
     def _decode(self, token: str, kind: str) -> dict[str, object]:
         # Expiry is checked against the service's clock, not the library's: a system run
         # shifted in time (tests, demos) must agree with itself about when a token ends.
-        try:
-            payload: dict[str, object] = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                options={"require": ["exp", "kind"], "verify_exp": False, "verify_iat": False},
-            )
-        except jwt.InvalidTokenError as exc:
-            raise Refusal("unauthorized", "invalid token") from exc
+        payload = self._verified(token)
         exp = payload.get("exp")
         if not isinstance(exp, int | float) or datetime.fromtimestamp(exp, UTC) <= self.clock.now():
             raise Refusal("unauthorized", "token expired; sign in again")

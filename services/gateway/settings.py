@@ -13,6 +13,9 @@ class GatewaySettings(CommonSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Required in production: 32+ random characters, the same on every gateway replica.
     jwt_secret: str = ""
+    # The key before the last rotation (`refdesk-admin rotate`): tokens it signed are
+    # honoured until they expire; set it empty once the longest token lifetime has passed.
+    jwt_previous_secret: str = ""
     # A development run (`make run`, the tests): a missing secret is then allowed.
     dev: bool = False
     operator_token_ttl_s: int = 12 * 3600
@@ -52,6 +55,13 @@ class GatewaySettings(CommonSettings):
     page_view_burst: int = 500
     # How long a cache (the browser's, an ingress, a CDN) may keep a widget's status.
     status_max_age_s: int = 5
+
+
+def previous_secrets(settings: GatewaySettings) -> list[str]:
+    """Keys whose tokens are still honoured after a rotation: a weak one never (anyone who
+    knew it could sign themselves in)."""
+    old = settings.jwt_previous_secret
+    return [old] if len(old) >= MIN_SECRET and old != DEV_SECRET else []
 
 
 def signing_secret(settings: GatewaySettings) -> str:

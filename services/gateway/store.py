@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import indexes
 from shared.bus import BucketFollower
 from shared.store import Document
 
@@ -21,6 +23,18 @@ def _instant(value: datetime | str) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def wanted_indexes(keep_s: int) -> indexes.Wanted:
+    """What every gateway makes the database hold at start (shared/indexes.py): a
+    sighting is only needed while a proactive chat may still use it (`keep_s`, the
+    proactive window), so its TTL follows that setting."""
+    return {
+        "guests": [
+            IndexModel([("institution", 1), ("guest_id", 1)], unique=True),
+            IndexModel([("last_seen", 1)], expireAfterSeconds=keep_s),
+        ]
+    }
 
 
 @dataclass(frozen=True)
@@ -37,9 +51,7 @@ class GuestStore:
         self.db = db
 
     async def ensure_indexes(self, keep_s: int) -> None:
-        await self.db.guests.create_index([("institution", 1), ("guest_id", 1)], unique=True)
-        # A sighting is only needed while a proactive chat may still use it.
-        await self.db.guests.create_index("last_seen", expireAfterSeconds=keep_s)
+        await indexes.reconcile(self.db, wanted_indexes(keep_s))
 
     async def saw_guest(
         self, institution: str, guest_id: str, widget: str, now: datetime, page: str | None = None

@@ -10,8 +10,7 @@ from services.presence.settings import PresenceSettings
 from services.presence.store import DeskStore, SessionStore
 from shared import subjects
 from shared.runtime import Runtime, run_service
-
-VERSION = "0.1.0"
+from shared.version import VERSION
 
 
 @asynccontextmanager

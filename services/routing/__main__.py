@@ -14,8 +14,7 @@ from services.routing.widgets import WidgetWatch
 from shared import subjects
 from shared.runtime import Runtime, run_service
 from shared.schemas.requests import SESSION_EVENT
-
-VERSION = "0.1.0"
+from shared.version import VERSION
 
 
 @asynccontextmanager

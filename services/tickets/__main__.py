@@ -16,8 +16,7 @@ from services.tickets.store import TicketStore
 from shared import subjects
 from shared.counters import Counters
 from shared.runtime import Runtime, run_service
-
-VERSION = "0.2.0"
+from shared.version import VERSION
 
 
 def transport(settings: TicketsSettings) -> Transport:

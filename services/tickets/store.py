@@ -11,17 +11,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
-from shared import paging
+from shared import indexes, paging
 from shared.errors import StaleRevision
 from shared.schemas.privacy import ErasePatron, email_key
 from shared.schemas.tickets import ListTickets, Ticket
 from shared.store import Document, TenantCollection
 
 TEXT_INDEX = "ticket_text"
+# What every tickets replica makes the database hold at start (shared/indexes.py).
+INDEXES = {
+    "tickets": [
+        IndexModel([("institution", 1), ("created_ms", -1)]),
+        IndexModel([("institution", 1), ("status", 1), ("created_ms", -1)]),
+        IndexModel([("institution", 1), ("ref", 1)]),
+        IndexModel([("email_key", 1)]),
+        IndexModel([("subject", "text"), ("question", "text")], name=TEXT_INDEX),
+    ],
+    "mail_outbox": [IndexModel([("state", 1), ("next_ms", 1)])],
+}
 
 
 def _epoch_ms(instant: datetime) -> int:
@@ -34,19 +44,7 @@ class TicketStore:
         self.outbox = TenantCollection(db.mail_outbox)
 
     async def ensure_indexes(self) -> None:
-        await self.tickets.raw.create_index([("institution", 1), ("created_ms", -1)])
-        await self.tickets.raw.create_index([("institution", 1), ("status", 1), ("created_ms", -1)])
-        await self.tickets.raw.create_index([("institution", 1), ("ref", 1)])
-        await self.tickets.raw.create_index([("email_key", 1)])
-        await self.outbox.raw.create_index([("state", 1), ("next_ms", 1)])
-        try:
-            await self.tickets.raw.create_index(
-                [("subject", "text"), ("question", "text")], name=TEXT_INDEX
-            )
-        except OperationFailure as error:
-            # The embedded server refuses to create the same full-text index twice.
-            if "constraint failed" not in str(error):
-                raise
+        await indexes.reconcile(self.tickets.raw.database, INDEXES)
 
     @staticmethod
     def _document(ticket: Ticket, created: datetime | None = None) -> Document:

@@ -12,8 +12,7 @@ from services.transcripts.retention import RetentionJob
 from services.transcripts.settings import TranscriptsSettings
 from services.transcripts.store import TranscriptStore
 from shared.runtime import Runtime, run_service
-
-VERSION = "0.1.0"
+from shared.version import VERSION
 
 
 @asynccontextmanager

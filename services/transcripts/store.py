@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
 from services.transcripts import domain, privacy, queries
 from services.transcripts.rollup_store import RollupStore
-from shared import paging
+from shared import indexes, paging
 from shared.clock import Clock, SystemClock, iso
 from shared.schemas.chat import Chat
 from shared.schemas.events import ChatEvent
@@ -34,6 +33,28 @@ from shared.schemas.requests import (
 from shared.store import Document, TenantCollection
 
 TEXT_INDEX = "search_text"
+# What every transcripts replica makes the database hold at start (shared/indexes.py).
+INDEXES = {
+    "messages": [
+        IndexModel([("institution", 1), ("chat_id", 1), ("seq", 1)]),
+        IndexModel([("chat_id", 1), ("seq", 1)]),
+    ],
+    "chat_events": [IndexModel([("institution", 1), ("chat_id", 1), ("n", 1)])],
+    "chats": [
+        IndexModel([("institution", 1), ("created_ms", -1)]),
+        IndexModel([("shared_with", 1), ("created_ms", -1)]),
+        IndexModel([("answered_institution", 1), ("created_ms", -1)]),
+        IndexModel([("created_ms", -1)]),
+        IndexModel([("patron.guest_id", 1), ("created_ms", -1)]),
+        IndexModel([("email_key", 1)], sparse=True),
+        IndexModel([("institution", 1), ("state", 1), ("closed_at", -1)]),
+        IndexModel(
+            [("question", "text"), ("text", "text")], name=TEXT_INDEX, default_language="english"
+        ),
+    ],
+    "internal_messages": [IndexModel([("institution", 1), ("conversation", 1), ("ts", 1)])],
+    "audit": [IndexModel([("institution", 1), ("at", -1)])],
+}
 # Not `{"$ne": True}`: the embedded server does not match a missing field with it.
 NOT_ANONYMISED = {"$in": [None, False]}
 
@@ -54,29 +75,7 @@ class TranscriptStore:
         self.rollups = RollupStore(db, members, clock or SystemClock())
 
     async def ensure_indexes(self) -> None:
-        await self.messages.raw.create_index([("institution", 1), ("chat_id", 1), ("seq", 1)])
-        await self.messages.raw.create_index([("chat_id", 1), ("seq", 1)])
-        await self.events.raw.create_index([("institution", 1), ("chat_id", 1), ("n", 1)])
-        await self.chats.raw.create_index([("institution", 1), ("created_ms", -1)])
-        await self.chats.raw.create_index([("shared_with", 1), ("created_ms", -1)])
-        await self.chats.raw.create_index([("answered_institution", 1), ("created_ms", -1)])
-        await self.chats.raw.create_index([("created_ms", -1)])
-        await self.chats.raw.create_index([("patron.guest_id", 1), ("created_ms", -1)])
-        await self.chats.raw.create_index([("email_key", 1)], sparse=True)
-        await self.chats.raw.create_index([("institution", 1), ("state", 1), ("closed_at", -1)])
-        try:
-            await self.chats.raw.create_index(
-                [("question", "text"), ("text", "text")],
-                name=TEXT_INDEX,
-                default_language="english",
-            )
-        except OperationFailure as error:
-            # The embedded server answers a second creation of the same full-text index
-            # this way (and does not list it); any other failure is real.
-            if "constraint failed" not in str(error):
-                raise
-        await self.internal.raw.create_index([("institution", 1), ("conversation", 1), ("ts", 1)])
-        await self.audit.raw.create_index([("institution", 1), ("at", -1)])
+        await indexes.reconcile(self.chats.raw.database, INDEXES)
 
     # --- reading ---------------------------------------------------------------------------
 

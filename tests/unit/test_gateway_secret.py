@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from services.gateway.settings import DEV_SECRET, GatewaySettings, signing_secret
+from services.gateway.auth import StaffClaims, Tokens
+from services.gateway.settings import (
+    DEV_SECRET,
+    GatewaySettings,
+    previous_secrets,
+    signing_secret,
+)
+from shared.clock import FixedClock
+from shared.errors import Refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = "x" * 40
@@ -39,3 +48,21 @@ def test_the_gateway_process_refuses_to_start_without_one():
     )
     assert done.returncode != 0
     assert "REFDESK_JWT_SECRET must be set" in done.stderr
+
+
+def test_after_a_rotation_tokens_of_the_previous_key_are_honoured_new_ones_use_the_new():
+    clock = FixedClock(datetime(2026, 11, 24, tzinfo=UTC))
+    staff = StaffClaims(username="demo-hill-ann", institution="hill", role="operator", name="Ann")
+    old, new = "o" * 40, "n" * 40
+    before = Tokens(old, 3600, 3600, clock).issue_staff(staff, clock.now())
+    rotated = Tokens(new, 3600, 3600, clock, previous=[old])
+    assert rotated.staff(before).username == "demo-hill-ann"
+    after = rotated.issue_staff(staff, clock.now())
+    with pytest.raises(Refusal):
+        Tokens(old, 3600, 3600, clock).staff(after)
+    # Once the previous key is dropped its tokens end; a weak one is never honoured.
+    with pytest.raises(Refusal):
+        Tokens(new, 3600, 3600, clock).staff(before)
+    settings = GatewaySettings(jwt_secret=new, jwt_previous_secret=DEV_SECRET)
+    assert previous_secrets(settings) == []
+    assert previous_secrets(GatewaySettings(jwt_secret=new, jwt_previous_secret=old)) == [old]
